@@ -1,0 +1,206 @@
+"""The reference select() echo server: the seed's design, made correct.
+
+A reader of the seed tutorial should recognise every line: one thread, one
+``select.select(inputs, outputs, ...)`` loop, a list ``inputs`` of sockets to
+read, a list ``outputs`` of sockets with echo to send, and ``message_queues``
+mapping each connection to the bytes it is owed.  Every byte received is sent
+back as ``bytes.upper()`` of it.
+
+What the seed gets wrong and this server does instead (see spec/PROTOCOL.md):
+
+* A reset on ``recv``/``send`` crashed the seed (ECHO-5): here it closes that
+  one connection.
+* ``send`` may send less than asked; the seed dropped the rest (ECHO-2): here
+  the unsent tail stays queued.
+* On EOF the seed dropped the queued echo and never closed the socket
+  (ECHO-4, ECHO-6): here a half-closed connection is flushed, then closed.
+* The seed read as fast as clients wrote, queueing without bound (ECHO-8):
+  here a connection whose backlog passes `backlog_limit` is taken out of
+  ``inputs`` until its backlog drains (backpressure).
+* ``select`` cannot watch a descriptor >= FD_SETSIZE and raises ValueError
+  for the whole loop; accept can fail with EMFILE: here such connections are
+  refused (closed at once) and the server carries on (ECHO-10).
+
+Urgent (TCP out-of-band) bytes are part of the stream and are delivered
+inline (SO_OOBINLINE), so the seed's ``exceptional`` list has nothing left to
+report and is not watched.
+
+The class can be driven two ways: `serve_forever()` (the command), or one
+select round at a time with `poll(timeout)`, which is how the conformance
+checker steps it deterministically inside a test.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import select
+import socket
+
+from impl import _cli
+
+log = logging.getLogger("impl.select_server")
+
+#: select() can only watch descriptors below this (glibc's FD_SETSIZE).
+FD_SETSIZE = 1024
+
+
+class SelectEchoServer:
+    #: Stop reading from a connection once this many echo bytes wait for it.
+    backlog_limit = 256 * 1024
+    #: Bytes asked of each recv().
+    recv_size = 64 * 1024
+    #: The listen() backlog: connections the kernel may queue before accept().
+    listen_backlog = 1024
+    #: Connections whose descriptor select() cannot watch are refused.
+    max_fd = FD_SETSIZE - 1
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.server = socket.create_server((host, port), backlog=self.listen_backlog)
+        self.server.setblocking(False)
+        self.address = self.server.getsockname()
+        self.inputs: list[socket.socket] = [self.server]
+        self.outputs: list[socket.socket] = []
+        self.message_queues: dict[socket.socket, bytearray] = {}
+        #: Connections whose client has shut down its sending side.
+        self.finished: set[socket.socket] = set()
+        # A descriptor held in reserve: when accept() fails with EMFILE the
+        # server frees it, accepts, and closes the connection at once, so the
+        # listening socket stops being readable instead of spinning.
+        self._spare_fd: int | None = os.open(os.devnull, os.O_RDONLY)
+
+    # -- the select loop ---------------------------------------------------
+
+    def serve_forever(self) -> None:
+        while True:
+            self.poll(None)
+
+    def poll(self, timeout: float | None = 0.0) -> int:
+        """Run exactly one select round; return how many ready sockets it handled."""
+        readable, writable, _ = select.select(self.inputs, self.outputs, [], timeout)
+        for s in readable:
+            if s is self.server:
+                self._accept()
+            elif s in self.message_queues:
+                self._receive(s)
+        for s in writable:
+            if s in self.message_queues:  # it may have been closed above
+                self._send(s)
+        return len(readable) + len(writable)
+
+    def _accept(self) -> None:
+        try:
+            conn, client_address = self.server.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return  # the client gave up before we got to it
+        except OSError as e:
+            if e.errno in (errno.EMFILE, errno.ENFILE):
+                self._refuse_when_out_of_descriptors()
+                return
+            raise
+        if conn.fileno() > self.max_fd:
+            log.warning("refusing %s: descriptor %d is beyond select()'s limit",
+                        client_address, conn.fileno())
+            conn.close()
+            return
+        log.debug("new connection from %s", client_address)
+        conn.setblocking(False)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_OOBINLINE, 1)
+        self.inputs.append(conn)
+        self.message_queues[conn] = bytearray()
+
+    def _refuse_when_out_of_descriptors(self) -> None:
+        if self._spare_fd is None:
+            return
+        os.close(self._spare_fd)
+        try:
+            conn, client_address = self.server.accept()
+        except OSError:
+            pass
+        else:
+            log.warning("out of file descriptors: refusing %s", client_address)
+            conn.close()
+        finally:
+            try:
+                self._spare_fd = os.open(os.devnull, os.O_RDONLY)
+            except OSError:
+                self._spare_fd = None
+
+    def _receive(self, s: socket.socket) -> None:
+        try:
+            data = s.recv(self.recv_size)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as e:  # reset, timeout, ...: this connection only
+            log.info("closing %s after receive error: %s", _peer(s), e)
+            self._close(s)
+            return
+        queue = self.message_queues[s]
+        if not data:
+            # The client has shut down its sending side: flush, then close.
+            self.finished.add(s)
+            self.inputs.remove(s)
+            if not queue:
+                self._close(s)
+            return
+        queue += data.upper()
+        if s not in self.outputs:
+            self.outputs.append(s)
+        if len(queue) >= self.backlog_limit:
+            self.inputs.remove(s)  # backpressure: read again once drained
+
+    def _send(self, s: socket.socket) -> None:
+        queue = self.message_queues[s]
+        try:
+            sent = s.send(queue)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as e:
+            log.info("closing %s after send error: %s", _peer(s), e)
+            self._close(s)
+            return
+        del queue[:sent]
+        if queue:
+            return
+        self.outputs.remove(s)
+        if s in self.finished:
+            self._close(s)
+        elif s not in self.inputs:
+            self.inputs.append(s)  # backlog drained: resume reading
+
+    def _close(self, s: socket.socket) -> None:
+        log.debug("closing %s", _peer(s))
+        if s in self.inputs:
+            self.inputs.remove(s)
+        if s in self.outputs:
+            self.outputs.remove(s)
+        self.finished.discard(s)
+        del self.message_queues[s]
+        s.close()
+
+    def close(self) -> None:
+        """Close every connection and the listening socket."""
+        for s in list(self.message_queues):
+            self._close(s)
+        self.server.close()
+        self.inputs.clear()
+        if self._spare_fd is not None:
+            os.close(self._spare_fd)
+            self._spare_fd = None
+
+
+def _peer(s: socket.socket) -> str:
+    try:
+        return "%s:%d" % s.getpeername()[:2]
+    except OSError:
+        return f"fd {s.fileno()}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    return _cli.run(SelectEchoServer, description="The reference select() uppercase echo server.",
+                    default_port=10000, argv=argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The uppercase echo protocol: requirements, a pure model, and the checker."""

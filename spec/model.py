@@ -1,0 +1,229 @@
+"""A pure model of the uppercase echo protocol: no sockets, no clocks.
+
+Design note
+-----------
+The transform is byte-wise, so at every moment a correct server's output on a
+connection is a *prefix* of ``transform(sent)``, where ``sent`` is everything
+the client has handed to its kernel.  The model therefore only needs, per
+connection, the bytes sent, the bytes received, and a few facts the client
+observed (it half-closed, it read EOF, it saw a reset).  `diagnose()` turns
+those facts into the first `Violation`: the requirement it breaks, the byte
+offset, and the expected and received bytes around it.  Every checker, in
+every driver, reports through `diagnose()`, so a user reads one kind of
+diagnosis everywhere.
+
+What the model cannot know is *time*: whether the server has had long enough
+to deliver.  The caller says so with ``settled=True`` (the in-process driver
+after stepping the server to quiescence, the process driver after the settle
+time), and only then does missing data count as lost.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+#: Bytes of context shown on each side of a divergence.
+CONTEXT = 12
+
+
+def transform(data: bytes) -> bytes:
+    """The protocol's transform: ASCII a-z to A-Z, every other byte unchanged."""
+    return bytes(data).upper()
+
+
+class ClientState(enum.Enum):
+    OPEN = "open"
+    HALF_CLOSED = "half-closed"  # the client shut down its sending side
+    CLOSED = "closed"  # the client closed its socket in an orderly way
+    ABORTED = "aborted"  # the client reset the connection (RST)
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken requirement, located as precisely as the evidence allows."""
+
+    requirement: str
+    summary: str
+    offset: int | None = None
+    expected: bytes | None = None
+    received: bytes | None = None
+    connection: str | None = None
+
+    def describe(self) -> str:
+        where = f" on {self.connection}" if self.connection else ""
+        lines = [f"{self.requirement}: {self.summary}{where}"]
+        if self.offset is not None:
+            lines.append(f"  first divergent byte at offset {self.offset}")
+        if self.expected is not None:
+            lines.append(f"  expected: {_show(self.expected)}")
+        if self.received is not None:
+            lines.append(f"  received: {_show(self.received)}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.describe()
+
+
+def _show(data: bytes) -> str:
+    return repr(bytes(data)) if data else "(nothing)"
+
+
+def _byte(b: int) -> str:
+    return f"0x{b:02x} ({bytes([b])!r})"
+
+
+def diagnose(
+    sent: bytes,
+    received: bytes,
+    *,
+    eof: bool = False,
+    reset: bool = False,
+    half_closed: bool = False,
+    settled: bool = False,
+    others: Iterable[bytes] = (),
+) -> Violation | None:
+    """Return the first requirement broken on one connection, or None.
+
+    sent:        the bytes the client handed to its kernel, in order.
+    received:    the bytes it read back, in order.
+    eof:         the client read EOF (the server closed its side).
+    reset:       the client's socket failed with a reset it did not cause.
+    half_closed: the client had shut down its sending side.
+    settled:     the server has had all the time it is allowed, so outstanding
+                 echo counts as lost and a missing EOF after half-close counts.
+    others:      the expected echoes of the other connections, to recognise
+                 bytes that belong to someone else (ECHO-3).
+    """
+    expected = transform(sent)
+    v = _divergence(sent, expected, bytes(received), others)
+    if v is not None:
+        return v
+    missing = len(expected) - len(received)
+    got = f"after {len(received)} of {len(expected)} echo bytes"
+    if reset:
+        if half_closed:
+            return Violation("ECHO-4", f"server reset the connection after half-close, {got}",
+                             offset=len(received))
+        return Violation("ECHO-2", f"server reset a connection the client had not closed, {got}",
+                         offset=len(received))
+    if eof and not half_closed:
+        return Violation("ECHO-2", f"server closed a connection the client had not closed, {got}",
+                         offset=len(received))
+    if eof and missing:
+        return Violation("ECHO-4", f"server closed after half-close with {missing} echo "
+                         f"bytes undelivered, {got}", offset=len(received),
+                         expected=expected[len(received):len(received) + CONTEXT], received=b"")
+    if settled and missing:
+        req = "ECHO-4" if half_closed else "ECHO-2"
+        why = "after half-close " if half_closed else ""
+        return Violation(req, f"{missing} echo bytes {why}never arrived within the settle time, "
+                         f"{got}", offset=len(received),
+                         expected=expected[len(received):len(received) + CONTEXT], received=b"")
+    if settled and half_closed and not eof:
+        return Violation("ECHO-4", f"no EOF within the settle time after half-close, {got}")
+    return None
+
+
+def _divergence(
+    sent: bytes, expected: bytes, received: bytes, others: Iterable[bytes]
+) -> Violation | None:
+    """Compare contents: the first byte where `received` is not `expected`."""
+    n = min(len(expected), len(received))
+    if received[:n] == expected[:n]:
+        if len(received) <= len(expected):
+            return None
+        i = len(expected)
+    else:
+        i = next(k for k in range(n) if received[k] != expected[k])
+    lo = max(0, i - CONTEXT)
+    exp_win, rcv_win = expected[lo:i + CONTEXT], received[lo:i + CONTEXT]
+    snippet = received[i:i + CONTEXT]
+
+    def violation(req: str, summary: str) -> Violation:
+        return Violation(req, summary, offset=i, expected=exp_win, received=rcv_win)
+
+    if snippet not in expected and any(snippet in o for o in others):
+        return violation("ECHO-3", f"received {len(snippet)}+ bytes that belong to another "
+                         "connection's echo")
+    if i >= len(expected):
+        return violation("ECHO-2", f"received {len(received) - len(expected)} bytes more than "
+                         "the echo of what was sent (duplicated or inserted)")
+    if received[i] == sent[i]:
+        return violation("ECHO-1", f"byte {_byte(sent[i])} came back untransformed; expected "
+                         f"{_byte(expected[i])}")
+    realigned = received[i + 1:i + 1 + CONTEXT] == expected[i + 1:i + 1 + CONTEXT]
+    if realigned or sent[i] >= 0x80:
+        return violation("ECHO-1", f"byte {_byte(sent[i])} came back as {_byte(received[i])}; "
+                         f"expected {_byte(expected[i])}")
+    return violation("ECHO-2", "echo diverges from the transform of what was sent "
+                     "(bytes lost, inserted or reordered)")
+
+
+@dataclass
+class Connection:
+    """What one client has sent and received, and what it has done.
+
+    `record_received` checks each new chunk against the expected echo in
+    O(chunk) and only falls back to `diagnose()` when something is wrong.
+    """
+
+    name: str
+    sent: bytearray = field(default_factory=bytearray)
+    expected: bytearray = field(default_factory=bytearray)
+    received_count: int = 0
+    received_tail: bytearray = field(default_factory=bytearray)
+    state: ClientState = ClientState.OPEN
+    eof: bool = False
+    reset: bool = False
+    #: The client is deliberately not reading (it floods).
+    reading: bool = True
+
+    @property
+    def outstanding(self) -> int:
+        """Echo bytes the server still owes this client."""
+        return len(self.expected) - self.received_count
+
+    @property
+    def ended(self) -> bool:
+        """Both directions are finished: the server must hold nothing for it."""
+        return self.state in (ClientState.CLOSED, ClientState.ABORTED) or (
+            self.state is ClientState.HALF_CLOSED and self.eof
+        )
+
+    @property
+    def half_closed(self) -> bool:
+        return self.state is ClientState.HALF_CLOSED
+
+    def record_sent(self, data: bytes) -> None:
+        self.sent += data
+        self.expected += transform(data)
+
+    def record_received(self, data: bytes, others: Iterable[bytes] = ()) -> Violation | None:
+        n = self.received_count
+        if memoryview(self.expected)[n:n + len(data)] == data:
+            self.received_count += len(data)
+            self.received_tail = (self.received_tail + data)[-CONTEXT:]
+            return None
+        # Something is wrong: rebuild the full received stream (it was a
+        # prefix of `expected` until now) and let diagnose() locate it.
+        received = bytes(self.expected[:n]) + data
+        self.received_count += len(data)
+        return self.diagnose(received=received, others=others) or Violation(
+            "ECHO-2", "echo diverges from the transform of what was sent", offset=n,
+            connection=self.name)
+
+    def diagnose(
+        self, *, settled: bool = False, others: Iterable[bytes] = (),
+        received: bytes | None = None,
+    ) -> Violation | None:
+        if received is None:
+            received = bytes(self.expected[: self.received_count])
+        v = diagnose(
+            bytes(self.sent), received, eof=self.eof, reset=self.reset,
+            half_closed=self.half_closed, settled=settled, others=others,
+        )
+        if v is None:
+            return None
+        return Violation(v.requirement, v.summary, v.offset, v.expected, v.received, self.name)
