@@ -48,7 +48,7 @@ def run(
     parser.add_argument("--host", default=default_host,
                         help=f"address to listen on (default: {default_host})")
     parser.add_argument("--port", type=int, default=default_port,
-                        help=f"TCP port to listen on, 0 for any free port (default: {default_port})")
+                        help=f"TCP port, 0 for any free port (default: {default_port})")
     parser.add_argument("--log-level", default="INFO", type=str.upper,
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                         help="logging verbosity (default: INFO)")

@@ -192,7 +192,8 @@ class SelectEchoServer:
 
 def _peer(s: socket.socket) -> str:
     try:
-        return "%s:%d" % s.getpeername()[:2]
+        host, port = s.getpeername()[:2]
+        return f"{host}:{port}"
     except OSError:
         return f"fd {s.fileno()}"
 

@@ -7,10 +7,10 @@ This table is the one source for `spec/PROTOCOL.md`, the conformance tests
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
-class Level(str, Enum):
+class Level(StrEnum):
     MUST = "MUST"
     SHOULD = "SHOULD"
 

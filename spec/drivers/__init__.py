@@ -1,0 +1,1 @@
+"""Drivers: the only code in spec/ that touches sockets and processes."""

@@ -1,0 +1,206 @@
+"""Start a server command on a free port, watch it, and always end it.
+
+    with ServerProcess("python -m impl.select_server --port {port}") as server:
+        socket.create_connection(server.address)
+        server.memory_rss(), server.num_fds(), server.connections()
+
+The command runs in its own session (process group), so ending it ends every
+process it forked too.  Starting is bounded: the command must accept a TCP
+connection on 127.0.0.1:{port} within `start_timeout`, or `ServerStartError`
+says why, with the tail of its stderr.  Errors a user can cause (no
+``{port}`` in the command, a program that does not exist, a command that exits
+at once) become one-line `ServerStartError`s that say what to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+
+import psutil
+
+HOST = "127.0.0.1"
+
+
+class ServerStartError(Exception):
+    """The server command could not be started or never listened."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    #: Seconds the command has to start accepting connections.
+    start_timeout = 10.0
+    #: Seconds between SIGTERM and SIGKILL when stopping.
+    stop_timeout = 3.0
+    #: Bytes of stderr kept for error messages.
+    tail_bytes = 2000
+    #: Attempts with a fresh port when the command dies before listening
+    #: (another process may have taken the free port in between).
+    start_attempts = 3
+
+    def __init__(self, command: str, *, start_timeout: float | None = None) -> None:
+        if "{port}" not in command:
+            raise ServerStartError(
+                f"the server command {command!r} has no '{{port}}' placeholder; write where the "
+                "port goes, e.g. --server-cmd 'python myserver.py --port {port}'")
+        self.command = command
+        if start_timeout is not None:
+            self.start_timeout = start_timeout
+        self.port = 0
+        self.process: subprocess.Popen[bytes] | None = None
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as self)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return HOST, self.port
+
+    # -- life cycle ------------------------------------------------------------
+
+    def start(self) -> ServerProcess:
+        for attempt in range(self.start_attempts):
+            self.port = free_port()
+            argv = shlex.split(self.command.replace("{port}", str(self.port)))
+            self._stderr.seek(0)
+            self._stderr.truncate()
+            try:
+                self.process = subprocess.Popen(
+                    argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                    stderr=self._stderr, start_new_session=True)
+            except FileNotFoundError:
+                raise ServerStartError(
+                    f"cannot run {argv[0]!r}: no such program (check the server command "
+                    f"{self.command!r})") from None
+            except PermissionError:
+                raise ServerStartError(f"cannot run {argv[0]!r}: permission denied") from None
+            try:
+                self._wait_until_listening()
+                return self
+            except ServerStartError:
+                exited = self.process.poll() is not None
+                self.stop()
+                if not exited or attempt == self.start_attempts - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _wait_until_listening(self) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ServerStartError(
+                    f"the server command exited with {self.exit_description()} before it "
+                    f"listened on {HOST}:{self.port}{self._tail_note()}")
+            try:
+                socket.create_connection(self.address, timeout=0.5).close()
+                return
+            except OSError:
+                time.sleep(0.02)
+        raise ServerStartError(
+            f"the server command did not accept connections on {HOST}:{self.port} within "
+            f"{self.start_timeout:g} s (does it listen on the port given for {{port}}, on "
+            f"127.0.0.1?){self._tail_note()}")
+
+    def stop(self) -> None:
+        """End the whole process group: SIGTERM, then SIGKILL after stop_timeout."""
+        if self.process is None:
+            return
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, sig)
+            try:
+                self.process.wait(self.stop_timeout)
+                # The leader is gone; make sure no forked child outlives it.
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        self.process.wait()
+
+    def close(self) -> None:
+        self.stop()
+        self._stderr.close()
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- observation -----------------------------------------------------------
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def exit_description(self) -> str:
+        assert self.process is not None
+        code = self.process.poll()
+        if code is None:
+            return "no exit (still running)"
+        if code < 0:
+            try:
+                return f"signal {signal.Signals(-code).name}"
+            except ValueError:
+                return f"signal {-code}"
+        return f"exit status {code}"
+
+    def stderr_tail(self) -> str:
+        self._stderr.flush()
+        size = self._stderr.seek(0, os.SEEK_END)
+        self._stderr.seek(max(0, size - self.tail_bytes))
+        return self._stderr.read().decode("utf-8", "replace").strip()
+
+    def _tail_note(self) -> str:
+        tail = self.stderr_tail()
+        return f"; its stderr ends with:\n{tail}" if tail else "; it wrote nothing to stderr"
+
+    def tree(self) -> list[psutil.Process]:
+        """The server process and every descendant still running."""
+        if not self.alive:
+            return []
+        assert self.process is not None
+        try:
+            root = psutil.Process(self.process.pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def _sum(self, measure) -> int:
+        total = 0
+        for p in self.tree():
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess):
+                total += measure(p)
+        return total
+
+    def num_fds(self) -> int:
+        return self._sum(lambda p: p.num_fds())
+
+    def memory_rss(self) -> int:
+        return self._sum(lambda p: p.memory_info().rss)
+
+    def cpu_seconds(self) -> float:
+        total = 0.0
+        for p in self.tree():
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess):
+                t = p.cpu_times()
+                total += t.user + t.system
+        return total
+
+    def connections(self) -> Iterator[psutil._common.pconn]:
+        """TCP connections held by any process of the server's tree."""
+        for p in self.tree():
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess):
+                yield from p.net_connections(kind="tcp")
