@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
+import os
 import signal
 import socket
 import sys
@@ -57,27 +58,42 @@ def run(
         parser.error(f"--port must be between 0 and 65535, not {args.port}")
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        server = factory(args.host, args.port)
-    except socket.gaierror as e:
-        print(f"error: cannot resolve host {args.host!r}: {e.strerror}", file=sys.stderr)
-        return 2
-    except OSError as e:
-        hint = " (is another server running there?)" if e.errno == errno.EADDRINUSE else ""
-        print(f"error: cannot listen on {args.host}:{args.port}: {e.strerror}{hint}",
-              file=sys.stderr)
-        return 2
-    host, port = server.address[:2]
-    log.info("listening on %s:%d", host, port)
-    # Some wrappers (the checker's process driver, scripts) read this line.
-    print(f"listening on {host}:{port}", flush=True)
+    # Handlers first: a signal that arrives while starting or closing must
+    # still end the process with status 0, not kill it.
     old = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
+        return _serve(factory, args.host, args.port)
+    except _Stop as e:
+        log.info("received %s before serving, shutting down", e)
+        return 0
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+def _serve(factory: Callable[[str, int], Any], host: str, port: int) -> int:
+    try:
+        # create_server() turns resolver errors into plain OSErrors; ask first.
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as e:
+        print(f"error: cannot resolve host {host!r}: {getattr(e, 'strerror', e)}",
+              file=sys.stderr)
+        return 2
+    try:
+        server = factory(host, port)
+    except OSError as e:
+        hint = " (is another server running there?)" if e.errno == errno.EADDRINUSE else ""
+        why = os.strerror(e.errno) if e.errno else str(e)
+        print(f"error: cannot listen on {host}:{port}: {why}{hint}", file=sys.stderr)
+        return 2
+    try:
+        bound_host, bound_port = server.address[:2]
+        log.info("listening on %s:%d", bound_host, bound_port)
+        # Some wrappers (scripts, the benchmarks) read this line.
+        print(f"listening on {bound_host}:{bound_port}", flush=True)
         server.serve_forever()
     except _Stop as e:
         log.info("received %s, shutting down", e)
     finally:
-        for s, handler in old.items():
-            signal.signal(s, handler)
         server.close()
     return 0

@@ -97,8 +97,9 @@ class SelectEchoServer:
         except OSError as e:
             if e.errno in (errno.EMFILE, errno.ENFILE):
                 self._refuse_when_out_of_descriptors()
-                return
-            raise
+            else:  # an error of one pending connection (see accept(2)), or transient
+                log.warning("accept() failed: %s", e)
+            return
         if conn.fileno() > self.max_fd:
             log.warning("refusing %s: descriptor %d is beyond select()'s limit",
                         client_address, conn.fileno())

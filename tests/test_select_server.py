@@ -545,11 +545,6 @@ class _FlakyListener:
         return getattr(self._sock, name)
 
 
-@pytest.mark.xfail(strict=True, raises=OSError, reason=(
-    "BUG: _accept() re-raises any accept() error other than EMFILE/ENFILE, so a "
-    "connection-specific error Linux reports through accept() (EPROTO, ENETDOWN, "
-    "EHOSTUNREACH, ... see accept(2)) or a transient ENOBUFS/ENOMEM escapes poll() and "
-    "stops the server (ECHO-5)"))
 @pytest.mark.parametrize("code", [errno.EPROTO, errno.ENOBUFS], ids=["EPROTO", "ENOBUFS"])
 def test_accept_errors_of_one_connection_do_not_stop_the_server(
     server: SelectEchoServer, opened: list[socket.socket], code: int
@@ -1007,11 +1002,6 @@ def test_unresolvable_host_exits_2_with_one_line() -> None:
     assert lines[0].startswith("error: ")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG: socket.create_server() re-raises bind()'s socket.gaierror as a plain OSError "
-    "('... (while attempting to bind on address ...)'), so _cli.run's "
-    "`except socket.gaierror` branch never runs and the message says 'cannot listen on' "
-    "instead of 'cannot resolve host'"))
 def test_unresolvable_host_says_it_cannot_resolve() -> None:
     done = run_command("--host", "no-such-host.invalid", "--port", "0")
     assert done.returncode == 2
