@@ -21,11 +21,15 @@ time), and only then does missing data count as lost.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-#: Bytes of context shown on each side of a divergence.
+#: Bytes of context shown on each side of a divergence, and compared when
+#: deciding how the received stream went wrong.
 CONTEXT = 12
+#: Fewest stray bytes that may be blamed on another connection (ECHO-3):
+#: with many connections almost any single byte value occurs somewhere.
+MIN_FOREIGN = 4
 
 
 def transform(data: bytes) -> bytes:
@@ -144,7 +148,9 @@ def _divergence(
     def violation(req: str, summary: str) -> Violation:
         return Violation(req, summary, offset=i, expected=exp_win, received=rcv_win)
 
-    if snippet not in expected and any(snippet in o for o in others):
+    if snippet not in expected and any(
+        snippet in o if len(snippet) >= MIN_FOREIGN else snippet == o for o in others
+    ):
         return violation("ECHO-3", f"received {len(snippet)}+ bytes that belong to another "
                          "connection's echo")
     if i >= len(expected):
@@ -153,12 +159,28 @@ def _divergence(
     if received[i] == sent[i]:
         return violation("ECHO-1", f"byte {_byte(sent[i])} came back untransformed; expected "
                          f"{_byte(expected[i])}")
-    realigned = received[i + 1:i + 1 + CONTEXT] == expected[i + 1:i + 1 + CONTEXT]
-    if realigned or sent[i] >= 0x80:
+    substituted = _agrees(received[i + 1:], expected[i + 1:])
+    if sent[i] >= 0x80 or (substituted and len(received) == len(expected)):
+        # Non-ASCII bytes are what a server that decodes text mangles; a
+        # same-length stream that realigns is a wrong byte value.
+        return violation("ECHO-1", f"byte {_byte(sent[i])} came back as {_byte(received[i])}; "
+                         f"expected {_byte(expected[i])}")
+    if _agrees(received[i:], expected[i + 1:]):
+        return violation("ECHO-2", f"byte {_byte(expected[i])} is missing from the echo (lost)")
+    if _agrees(received[i + 1:], expected[i:]):
+        return violation("ECHO-2", f"byte {_byte(received[i])} was inserted into the echo "
+                         "(duplicated or foreign)")
+    if substituted or len(received) == i + 1:
         return violation("ECHO-1", f"byte {_byte(sent[i])} came back as {_byte(received[i])}; "
                          f"expected {_byte(expected[i])}")
     return violation("ECHO-2", "echo diverges from the transform of what was sent "
                      "(bytes lost, inserted or reordered)")
+
+
+def _agrees(received: bytes, expected: bytes) -> bool:
+    """The next CONTEXT received bytes (at least one) match `expected` there."""
+    r = received[:CONTEXT]
+    return bool(r) and r == expected[:len(r)]
 
 
 @dataclass
@@ -179,6 +201,8 @@ class Connection:
     reset: bool = False
     #: The client is deliberately not reading (it floods).
     reading: bool = True
+    #: The first divergence; once the stream has diverged it stays diagnosed.
+    violation: Violation | None = None
 
     @property
     def outstanding(self) -> int:
@@ -188,7 +212,7 @@ class Connection:
     @property
     def ended(self) -> bool:
         """Both directions are finished: the server must hold nothing for it."""
-        return self.state in (ClientState.CLOSED, ClientState.ABORTED) or (
+        return self.reset or self.state in (ClientState.CLOSED, ClientState.ABORTED) or (
             self.state is ClientState.HALF_CLOSED and self.eof
         )
 
@@ -200,30 +224,40 @@ class Connection:
         self.sent += data
         self.expected += transform(data)
 
-    def record_received(self, data: bytes, others: Iterable[bytes] = ()) -> Violation | None:
+    def record_received(
+        self, data: bytes, others: Iterable[bytes] | Callable[[], Iterable[bytes]] = (),
+    ) -> Violation | None:
+        """Account for `data` read from the server; the first divergence, if any.
+
+        `others` (or a function returning them, called only on a divergence)
+        are the other connections' expected echoes, for ECHO-3.
+        """
         n = self.received_count
+        self.received_count += len(data)
+        if self.violation is not None:
+            return self.violation
         if memoryview(self.expected)[n:n + len(data)] == data:
-            self.received_count += len(data)
             self.received_tail = (self.received_tail + data)[-CONTEXT:]
             return None
-        # Something is wrong: rebuild the full received stream (it was a
-        # prefix of `expected` until now) and let diagnose() locate it.
+        # Something is wrong: the stream was a prefix of `expected` until
+        # now, so rebuild it and let diagnose() locate and classify it.
         received = bytes(self.expected[:n]) + data
-        self.received_count += len(data)
-        return self.diagnose(received=received, others=others) or Violation(
+        v = diagnose(bytes(self.sent), received, others=others() if callable(others) else others)
+        self.violation = _on(v, self.name) if v else Violation(
             "ECHO-2", "echo diverges from the transform of what was sent", offset=n,
             connection=self.name)
+        return self.violation
 
-    def diagnose(
-        self, *, settled: bool = False, others: Iterable[bytes] = (),
-        received: bytes | None = None,
-    ) -> Violation | None:
-        if received is None:
-            received = bytes(self.expected[: self.received_count])
+    def diagnose(self, *, settled: bool = False, others: Iterable[bytes] = ()) -> Violation | None:
+        """The first violation on this connection so far (see `diagnose()`)."""
+        if self.violation is not None:
+            return self.violation
         v = diagnose(
-            bytes(self.sent), received, eof=self.eof, reset=self.reset,
-            half_closed=self.half_closed, settled=settled, others=others,
+            bytes(self.sent), bytes(self.expected[: self.received_count]), eof=self.eof,
+            reset=self.reset, half_closed=self.half_closed, settled=settled, others=others,
         )
-        if v is None:
-            return None
-        return Violation(v.requirement, v.summary, v.offset, v.expected, v.received, self.name)
+        return _on(v, self.name) if v else None
+
+
+def _on(v: Violation, connection: str) -> Violation:
+    return Violation(v.requirement, v.summary, v.offset, v.expected, v.received, connection)

@@ -1,0 +1,60 @@
+"""What the checker needs from a driver, whatever runs the server.
+
+The state machine only ever asks a driver five things: start the server,
+connect a client, *settle* (let the server work while the clients pump, until
+nothing more is owed or nothing more will happen), say whether the server has
+died, and say whether the server still holds anything for connections that
+have ended.  `InProcessDriver` answers by stepping the server's own loop;
+`ProcessDriver` answers from outside the process with psutil and the clock.
+"""
+
+from __future__ import annotations
+
+import abc
+import socket
+from collections.abc import Callable, Sequence
+
+from spec.drivers.clients import Client
+from spec.model import Violation
+
+HOST = "127.0.0.1"
+
+
+class Driver(abc.ABC):
+    #: Shown in reports: what is being checked.
+    target: str
+    address: tuple[str, int]
+
+    @abc.abstractmethod
+    def start(self) -> None:
+        """Start the server; raise a user-facing error if it cannot start."""
+
+    @abc.abstractmethod
+    def connect(self) -> socket.socket:
+        """A socket connected to the server (connect errors propagate)."""
+
+    @abc.abstractmethod
+    def settle(self, clients: Sequence[Client], done: Callable[[], bool]) -> None:
+        """Let the server run and the clients pump until `done()` or quiescence."""
+
+    @abc.abstractmethod
+    def crash(self, wait: bool = False) -> Violation | None:
+        """An ECHO-5 violation if the server has died (or raised), else None.
+
+        `wait`: something looks wrong, so give a dying server time to be seen dead.
+        """
+
+    def blocked(self) -> str | None:
+        """A description if the server was caught blocking inside one step."""
+        return None
+
+    @abc.abstractmethod
+    def leaks(self, ended: Sequence[Client], live: int) -> Violation | None:
+        """An ECHO-6 violation if the server still holds something for `ended`.
+
+        `live` is how many connections the server may legitimately hold.
+        """
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release everything: the server, its process, its sockets."""

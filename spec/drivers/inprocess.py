@@ -1,0 +1,178 @@
+"""Drive a steppable Python server inside the test: no threads, no sleeps.
+
+Design note
+-----------
+A steppable server is a class constructed as ``cls(host, port)`` with
+``.address``, ``.poll(timeout) -> int`` (one round of its event loop,
+returning how many ready sockets it handled) and ``.close()``.  The driver
+alternates "every client pumps" and "the server runs one round" until a round
+in which nobody moved a byte.  On loopback with TCP_NODELAY, the kernel moves
+every byte inside the send() that wrote it, so after such a quiet round
+nothing more can happen until someone acts: the outcome of a step depends
+only on the step program, never on timing.  That is what makes Hypothesis'
+shrinking reliable here.
+
+Two things can still take time: a server that never stops working (a busy
+loop) and a server that blocks inside poll() (a blocking send to a client that
+does not read).  The first is cut off after `busy_rounds` rounds without a
+client making progress; the second by a SIGALRM watchdog (main thread only)
+after `watchdog` seconds, reported through `blocked()`.
+
+White-box cleanup (ECHO-6): after each settle the driver matches every new
+client with the server's socket for it (and turns Nagle off on it, see
+`_match`) (by address, among the sockets in the
+server's ``inputs``, ``outputs`` and ``message_queues``) and keeps a weak
+reference.  A connection that has ended must leave that socket closed (or
+garbage-collected) and out of all three containers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import socket
+import threading
+import traceback
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from spec.drivers.base import HOST, Driver
+from spec.drivers.clients import Client
+from spec.model import Violation
+
+#: The containers a white-box check looks in, as the seed names them.
+CONTAINERS = ("inputs", "outputs", "message_queues")
+
+
+class ServerBlocked(Exception):
+    """Raised by the watchdog inside a server's poll()."""
+
+
+class InProcessDriver(Driver):
+    #: Quiet rounds (nobody moved a byte) that end a settle.
+    quiet_rounds = 2
+    #: Rounds without client progress after which a still-busy server is cut off.
+    busy_rounds = 300
+    #: Seconds a single settle may take before the server is called blocked.
+    watchdog = 2.0
+
+    def __init__(self, server_class: type, target: str | None = None) -> None:
+        self.server_class = server_class
+        self.target = target or f"{server_class.__module__}:{server_class.__qualname__}"
+        self.server: Any = None
+        self._crash: tuple[BaseException, str] | None = None
+        self._blocked: str | None = None
+        self._server_sockets: dict[str, weakref.ref[socket.socket]] = {}
+
+    def start(self) -> None:
+        self.server = self.server_class(HOST, 0)
+        self.address = tuple(self.server.address[:2])
+
+    def connect(self) -> socket.socket:
+        return socket.create_connection(self.address, timeout=self.watchdog)
+
+    # -- stepping ------------------------------------------------------------------
+
+    def settle(self, clients: Sequence[Client], done: Callable[[], bool]) -> None:
+        if self._crash or self._blocked:
+            return
+        quiet = idle = 0
+        with self._watchdog() as arm:
+            try:
+                while quiet < self.quiet_rounds or not done():
+                    moved = False
+                    for c in clients:
+                        moved |= c.pump()
+                    arm()
+                    handled = self.server.poll(0)
+                    idle = 0 if moved else idle + 1
+                    quiet = 0 if moved or handled else quiet + 1
+                    if quiet >= self.quiet_rounds and not done():
+                        break  # quiescent, yet something is still owed
+                    if idle >= self.busy_rounds:
+                        break  # the server keeps working but nothing arrives
+            except ServerBlocked:
+                self._blocked = (f"the server's poll() did not return within {self.watchdog:g} s "
+                                 "(a blocking call inside the event loop)")
+            except Exception as e:
+                self._crash = (e, "".join(traceback.format_exception(e, limit=-3)).strip())
+        self._match(clients)
+
+    @contextlib.contextmanager
+    def _watchdog(self) -> Iterator[Callable[[], object]]:
+        """Yield `arm()`: after it, the next `watchdog` seconds raise ServerBlocked."""
+        if threading.current_thread() is not threading.main_thread():
+            yield lambda: None
+            return
+
+        def alarm(signum: int, frame: Any) -> None:
+            raise ServerBlocked
+
+        old = signal.signal(signal.SIGALRM, alarm)
+        try:
+            yield lambda: signal.setitimer(signal.ITIMER_REAL, self.watchdog)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
+
+    # -- verdicts ------------------------------------------------------------------
+
+    def crash(self, wait: bool = False) -> Violation | None:
+        if self._crash is None:
+            return None
+        e, tb = self._crash
+        return Violation("ECHO-5", f"the server's poll() raised {type(e).__name__}: {e}; "
+                         f"the server is dead\n{tb}")
+
+    def blocked(self) -> str | None:
+        return self._blocked
+
+    def _containers(self) -> Iterator[tuple[str, Any]]:
+        for name in CONTAINERS:
+            container = getattr(self.server, name, None)
+            if container is not None:
+                yield name, container
+
+    def _match(self, clients: Sequence[Client]) -> None:
+        unmatched = {c.local_address: c.name for c in clients
+                     if c.active and c.name not in self._server_sockets}
+        if not unmatched:
+            return
+        for _, container in self._containers():
+            for s in list(container):
+                if not isinstance(s, socket.socket) or s.fileno() == -1:
+                    continue
+                try:
+                    name = unmatched.pop(s.getpeername(), None)
+                except OSError:
+                    continue
+                if name is not None:
+                    self._server_sockets[name] = weakref.ref(s)
+                    # Nagle would hold the server's small echo segments back
+                    # until a delayed ACK (a 40 ms kernel timer): the one
+                    # place loopback TCP is not synchronous.  Invisible to the
+                    # protocol, so the driver switches it off.
+                    with contextlib.suppress(OSError):
+                        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def leaks(self, ended: Sequence[Client], live: int) -> Violation | None:
+        for c in ended:
+            ref = self._server_sockets.get(c.name)
+            s = ref() if ref is not None else None
+            if s is None:
+                continue  # closed and collected, or never seen
+            held = [name for name, container in self._containers() if s in container]
+            if s.fileno() != -1 or held:
+                what = [f"socket fd {s.fileno()} still open"] if s.fileno() != -1 else []
+                what += [f"still in {name}" for name in held]
+                return Violation("ECHO-6", f"after the connection ended ({c.model.state.value}) "
+                                 f"the server still holds it: {', '.join(what)}",
+                                 connection=c.name)
+        return None
+
+    def close(self) -> None:
+        if self.server is not None:
+            with contextlib.suppress(Exception):
+                self.server.close()
+            self.server = None

@@ -1,0 +1,151 @@
+"""Drive any server, in any language, as a process: black-box, with psutil.
+
+Design note
+-----------
+From outside, the checker cannot step the server, so every judgement that
+involves time is an *eventual* one with an explicit bound, `settle` seconds:
+"the echo arrives", "the server releases the ended connection".  The driver
+polls the condition and returns as soon as it holds, so a correct server is
+checked at its own speed and only a failing check waits the whole bound.  A
+verdict therefore flips only if a correct server needs longer than `settle`
+(raise ``--settle`` on a slow machine), never with the order of events.
+
+A server that dies is one failure (ECHO-5), whatever socket error each client
+happened to see first: before any violation is reported, `crash()` gives the
+process `death_grace` seconds to finish dying, so a replay classifies it the
+same way.
+
+Cleanup (ECHO-6) is judged over the server's whole process tree (forking
+servers exist): no connection to an ended client's address in any state, and
+no more descriptors than the baseline (taken after a warm-up connection) plus
+the connections still open.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+
+from spec.drivers.base import Driver
+from spec.drivers.clients import Client
+from spec.drivers.server_process import ServerProcess
+from spec.model import Violation
+
+
+class ProcessDriver(Driver):
+    #: Seconds a dying server gets to be seen dead before a violation is classified.
+    death_grace = 0.5
+    #: Seconds between two looks at the server's descriptors and connections.
+    leak_poll_interval = 0.005
+
+    def __init__(self, command: str, *, settle: float = 2.0, target: str | None = None) -> None:
+        self.command = command
+        self.settle_time = settle
+        self.target = target or command
+        self.process = ServerProcess(command)
+        self.baseline_fds = 0
+
+    def start(self) -> None:
+        self.process.start()
+        self.address = self.process.address
+        self._warm_up()
+        self.baseline_fds = self.process.num_fds()
+
+    def _warm_up(self) -> None:
+        """One full connection, so lazily opened descriptors count in the baseline."""
+        with socket.create_connection(self.address, timeout=self.settle_time) as s:
+            local = s.getsockname()[:2]
+            s.sendall(b"warm-up")
+            s.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + self.settle_time
+            while time.monotonic() < deadline:
+                s.settimeout(max(0.01, deadline - time.monotonic()))
+                try:
+                    if not s.recv(4096):
+                        break
+                except OSError:
+                    break
+        self._eventually(lambda: not self._connections_to({local}))
+
+    def connect(self) -> socket.socket:
+        return socket.create_connection(self.address, timeout=self.settle_time)
+
+    def settle(self, clients: Sequence[Client], done: Callable[[], bool]) -> None:
+        last_progress = time.monotonic()
+        while True:
+            moved = False
+            for c in clients:
+                moved |= c.pump()
+            if done():
+                return
+            now = time.monotonic()
+            if moved:
+                last_progress = now
+            elif now - last_progress > self.settle_time or not self.process.alive:
+                return
+            else:
+                self._wait_for_io(clients, min(0.01, self.settle_time))
+
+    @staticmethod
+    def _wait_for_io(clients: Sequence[Client], timeout: float) -> None:
+        readers = [c.sock for c in clients if c.active and c.model.reading]
+        writers = [c.sock for c in clients if c.active and c.pending]
+        if readers or writers:
+            select.select(readers, writers, [], timeout)
+        else:
+            time.sleep(timeout)
+
+    # -- verdicts ------------------------------------------------------------------
+
+    def crash(self, wait: bool = False) -> Violation | None:
+        proc = self.process.process
+        if proc is None:
+            return None
+        try:
+            if proc.wait(self.death_grace if wait else 0) is None:
+                return None
+        except subprocess.TimeoutExpired:
+            return None
+        tail = self.process.stderr_tail()
+        return Violation("ECHO-5", f"the server died ({self.process.exit_description()})"
+                         + (f"; its stderr ends with:\n{tail}" if tail else ""))
+
+    def _connections_to(self, addresses: set[tuple[str, int]]) -> list[str]:
+        found = []
+        for conn in self.process.connections():
+            if conn.raddr and (conn.raddr.ip, conn.raddr.port) in addresses:
+                found.append(f"{conn.status} {conn.laddr.ip}:{conn.laddr.port} -> "
+                             f"{conn.raddr.ip}:{conn.raddr.port}")
+        return found
+
+    def _eventually(self, condition: Callable[[], bool]) -> bool:
+        deadline = time.monotonic() + self.settle_time
+        while not condition():
+            if time.monotonic() > deadline or not self.process.alive:
+                return False
+            time.sleep(self.leak_poll_interval)
+        return True
+
+    def leaks(self, ended: Sequence[Client], live: int) -> Violation | None:
+        addresses = {tuple(c.local_address[:2]) for c in ended}
+        limit = self.baseline_fds + live
+        if self._eventually(lambda: not self._connections_to(addresses)
+                            and self.process.num_fds() <= limit):
+            return None
+        if not self.process.alive:
+            return self.crash(wait=True)
+        held = self._connections_to(addresses)
+        if held:
+            return Violation("ECHO-6", f"{self.settle_time:g} s after the connection ended the "
+                             f"server still holds it: {'; '.join(held)}",
+                             connection=", ".join(c.name for c in ended))
+        return Violation("ECHO-6", f"{self.settle_time:g} s after the connection ended the "
+                         f"server holds {self.process.num_fds()} descriptors; expected at most "
+                         f"{limit} (baseline {self.baseline_fds} + {live} open connections): "
+                         "a leaked descriptor", connection=", ".join(c.name for c in ended))
+
+    def close(self) -> None:
+        self.process.close()

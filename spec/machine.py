@@ -1,0 +1,377 @@
+"""The conformance state machine: many clients against one server, judged by the model.
+
+Design note
+-----------
+Each rule is one thing a client does (connect, send, read, drain, half-close,
+abort, close, flood, burst).  After every rule the driver *settles* the
+server and `_judge()` asks, in a fixed order, what went wrong, so the same
+program is always reported the same way:
+
+1. the server died (or raised) -- ECHO-5, whatever the clients saw;
+2. the server blocked inside one step -- ECHO-7 if a client was flooding,
+   otherwise the starved clients are diagnosed;
+3. a client saw bytes that are not its echo, an early EOF or a reset --
+   `model.diagnose()` names the requirement;
+4. a reading client is still owed echo (or EOF after half-close) although the
+   server had all the time it is allowed -- if another client is flooding, it
+   is made to read: echo that then arrives was held back (ECHO-7), echo that
+   still does not was lost (ECHO-2/4);
+5. an ended connection is still held by the server (ECHO-6), and after an
+   abort or close a fresh connection must still be served (ECHO-5).
+
+One machine checks one requirement (`requirement`): it runs only the rules
+that can expose it (`RULES`), and a program that trips over a *different*
+requirement first is rejected, so Hypothesis goes on looking for, and shrinks
+towards, a violation of the one being checked.  That is how a crash on reset
+is reported under ECHO-5 and never as lost echo under ECHO-2.
+
+Every rule also appends a line of Python to `program`; executed in order
+against a fresh machine (`spec.replay`) the lines reproduce the run exactly.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from hypothesis import reject
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    consumes,
+    precondition,
+    rule,
+)
+
+from spec.drivers.base import Driver
+from spec.drivers.clients import Client
+from spec.model import ClientState, Violation
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Payload:
+    """Bytes to send: `pattern` itself, or `size` bytes that start with it.
+
+    Large payloads are generated from the pattern (a seed), so Hypothesis
+    draws and shrinks a few bytes and a size, never megabytes.
+    """
+
+    pattern: bytes
+    size: int | None = None
+
+    def data(self) -> bytes:
+        if self.size is None or self.size <= len(self.pattern):
+            return self.pattern[: self.size]
+        rest = random.Random(self.pattern).randbytes(self.size - len(self.pattern))
+        return self.pattern + rest
+
+    def __repr__(self) -> str:
+        if self.size is None:
+            return f"Payload({self.pattern!r})"
+        return f"Payload({self.pattern!r}, {self.size})"
+
+
+SMALL = st.binary(min_size=1, max_size=64).map(Payload)
+LARGE = st.builds(Payload, st.binary(min_size=1, max_size=8), st.integers(65, 2 * MiB))
+#: Mostly small sends, sometimes up to 2 MiB.
+PAYLOADS = st.one_of(SMALL, SMALL, SMALL, SMALL, LARGE)
+#: More than loopback's kernel buffers hold, so a non-reading client backs up.
+FLOODS = st.builds(Payload, st.binary(min_size=1, max_size=8), st.just(8 * MiB))
+
+#: The rules each requirement's machine runs.
+RULES: dict[str, frozenset[str]] = {
+    "ECHO-1": frozenset({"connect", "send", "read", "drain"}),
+    "ECHO-2": frozenset({"connect", "send", "read", "drain", "flood", "burst"}),
+    "ECHO-3": frozenset({"connect", "send", "read", "drain", "burst"}),
+    "ECHO-4": frozenset({"connect", "send", "read", "drain", "half_close"}),
+    "ECHO-5": frozenset({"connect", "send", "drain", "half_close", "abort", "close"}),
+    "ECHO-6": frozenset({"connect", "send", "drain", "half_close", "abort", "close"}),
+    "ECHO-7": frozenset({"connect", "send", "read", "drain", "flood"}),
+}
+#: Seconds without a write after which a flood counts as backed up (process driver).
+FLOOD_STALL = 0.1
+
+
+class ConformanceFailure(AssertionError):
+    """A violation of the requirement being checked, with the program that shows it."""
+
+    def __init__(self, violation: Violation, program: list[str], target: str) -> None:
+        self.violation = violation
+        self.program = list(program)
+        self.target = target
+        super().__init__(self.describe())
+
+    def describe(self) -> str:
+        steps = "\n".join(f"    {line}" for line in self.program)
+        return f"{self.violation.describe()}\n  target: {self.target}\n  program:\n{steps}"
+
+
+def enabled(action: str) -> Callable[[EchoConformance], bool]:
+    return lambda self: action in self.actions
+
+
+class EchoConformance(RuleBasedStateMachine):
+    clients = Bundle("clients")
+    #: Clients connected at once (bursts come on top, briefly).
+    max_clients = 5
+
+    def __init__(self, driver: Driver, requirement: str) -> None:
+        super().__init__()
+        if requirement not in RULES:
+            raise ValueError(f"{requirement} is not checked by the state machine; "
+                             f"it checks {', '.join(RULES)}")
+        self.driver = driver
+        self.requirement = requirement
+        self.actions = RULES[requirement]
+        self.all: list[Client] = []
+        self.program: list[str] = []
+        self.failed = False
+        self.last_violation: Violation | None = None
+        self._released: set[str] = set()
+        driver.start()
+
+    def __repr__(self) -> str:
+        return f"EchoConformance({self.driver.target!r}, {self.requirement!r})"
+
+    @property
+    def live(self) -> list[Client]:
+        return [c for c in self.all if c.active]
+
+    # -- rules -----------------------------------------------------------------------
+
+    @precondition(lambda self: "connect" in self.actions and len(self.live) < self.max_clients)
+    @rule(target=clients)
+    def connect(self) -> Client:
+        c = self._connect(f"c{len(self.all)}")
+        self.program.append(f"{c.name} = state.connect()")
+        self._step()
+        return c
+
+    @precondition(enabled("send"))
+    @rule(client=clients, payload=PAYLOADS, writes=st.integers(1, 4))
+    def send(self, client: Client, payload: Payload, writes: int = 1) -> None:
+        if client.model.state is not ClientState.OPEN:
+            return
+        self.program.append(f"state.send({client}, {payload!r}, writes={writes})")
+        client.queue(payload.data(), writes)
+        self._step()
+
+    @precondition(enabled("read"))
+    @rule(client=clients, size=st.integers(1, 64 * 1024))
+    def read(self, client: Client, size: int) -> None:
+        """Read up to `size` bytes of what has arrived (a flooding client's partial read)."""
+        if not client.active or client.model.reading:
+            return
+        self.program.append(f"state.read({client}, {size})")
+        client.read(size)
+        self._step()
+
+    @precondition(enabled("drain"))
+    @rule(client=clients)
+    def drain(self, client: Client) -> None:
+        """Read again from now on: every echo byte owed must arrive."""
+        if not client.active or client.model.reading:
+            return
+        self.program.append(f"state.drain({client})")
+        client.model.reading = True
+        self._step()
+
+    @precondition(enabled("flood"))
+    @rule(client=clients, payload=FLOODS)
+    def flood(self, client: Client, payload: Payload) -> None:
+        """Stop reading and send more than the kernel buffers hold."""
+        if client.model.state is not ClientState.OPEN:
+            return
+        self.program.append(f"state.flood({client}, {payload!r})")
+        client.model.reading = False
+        data = payload.data()
+        client.queue(data, writes=len(data) // (64 * 1024))
+        base = self._nothing_owed
+        self._step(lambda: base() and (not client.pending
+                                       or time.monotonic() - client.last_write > FLOOD_STALL))
+
+    @precondition(enabled("half_close"))
+    @rule(client=clients)
+    def half_close(self, client: Client) -> None:
+        if client.model.state is not ClientState.OPEN or client.pending:
+            return
+        self.program.append(f"state.half_close({client})")
+        client.half_close()
+        self._step()
+        self._probe(f"{client} half-closed")
+
+    @precondition(enabled("abort"))
+    @rule(client=consumes(clients))
+    def abort(self, client: Client) -> None:
+        """Reset the connection: SO_LINGER 0, then close, so the server sees RST."""
+        if not client.active:
+            return
+        self.program.append(f"state.abort({client})")
+        client.abort()
+        self._step()
+        self._probe(f"{client} was aborted")
+
+    @precondition(enabled("close"))
+    @rule(client=consumes(clients))
+    def close(self, client: Client) -> None:
+        """Close without reading what is left (RST if echo is unread, else FIN)."""
+        if not client.active:
+            return
+        self.program.append(f"state.close({client})")
+        client.close()
+        self._step()
+        self._probe(f"{client} was closed")
+
+    @precondition(enabled("burst"))
+    @rule(n=st.integers(2, 6), payload=SMALL)
+    def burst(self, n: int, payload: Payload) -> None:
+        """Connect `n` clients at once, each sends, each reads its echo, each leaves."""
+        self.program.append(f"state.burst({n}, {payload!r})")
+        group = [self._connect(f"c{len(self.all)}") for _ in range(n)]
+        self._step()
+        for i, c in enumerate(group):
+            c.queue(payload.data() + bytes([i]) * (i + 1))
+        self._step()
+        for c in group:
+            if c.active:
+                c.half_close()
+        self._step()
+        for c in group:
+            if c.active:
+                c.close()
+        self._step()
+
+    # -- settling and judging ------------------------------------------------------------
+
+    def _connect(self, name: str) -> Client:
+        try:
+            sock = self.driver.connect()
+        except OSError as e:
+            self._fail(self.driver.crash(wait=True) or Violation(
+                "ECHO-5", f"a new connection failed ({e}): the server no longer accepts"))
+        c = Client(name, sock, lambda: self._others(c))
+        self.all.append(c)
+        return c
+
+    def _others(self, me: Client) -> Iterable[bytes]:
+        return [bytes(c.model.expected) for c in self.all if c is not me]
+
+    def _nothing_owed(self) -> bool:
+        return not any(c.expects_more for c in self.all)
+
+    def _step(self, done: Callable[[], bool] | None = None) -> None:
+        self.driver.settle(self.live, done or self._nothing_owed)
+        self._judge()
+
+    def _judge(self) -> None:
+        troubled = any(c.violation or c.expects_more for c in self.all)
+        crash = self.driver.crash(wait=troubled)
+        if crash:
+            self._fail(crash)
+        flooders = [c for c in self.live if not c.model.reading]
+        blocked = self.driver.blocked()
+        if blocked and flooders:
+            self._fail(Violation("ECHO-7", f"{blocked} while {flooders[0]} was sending without "
+                                 "reading: every other client is starved"))
+        for c in self.all:
+            if c.violation:
+                self._fail(c.violation)
+        starving = [c for c in self.all if c.expects_more]
+        if starving:
+            self._fail(self._starved(starving, flooders, blocked))
+        if self.requirement == "ECHO-6":
+            self._check_released()
+
+    def _starved(self, starving: list[Client], flooders: list[Client],
+                 blocked: str | None) -> Violation:
+        """Why is echo still owed? Held back by a flooding client, or lost."""
+        if flooders and not blocked:
+            for f in flooders:
+                f.model.reading = True
+            self.driver.settle(self.live, self._nothing_owed)
+            crash = self.driver.crash(wait=True)
+            if crash:
+                return crash
+            for c in starving:
+                if not c.expects_more and not c.violation:
+                    return Violation(
+                        "ECHO-7", f"echo owed to {c} did not arrive within the settle time while "
+                        f"{flooders[0]} was sending without reading; it arrived once "
+                        f"{flooders[0]} read", connection=c.name)
+        c = starving[0]
+        v = c.violation or c.model.diagnose(settled=True, others=self._others(c))
+        if v is None:  # pragma: no cover - expects_more implies something is owed
+            v = Violation("ECHO-2", "echo still owed after the settle time", connection=c.name)
+        if blocked:
+            v = Violation(v.requirement, f"{v.summary} ({blocked})", v.offset, v.expected,
+                          v.received, v.connection)
+        return v
+
+    def _check_released(self) -> None:
+        ended = [c for c in self.all if c.model.ended and c.name not in self._released]
+        if not ended:
+            return
+        v = self.driver.leaks(ended, live=len(self.live))
+        if v:
+            self._fail(v)
+        self._released.update(c.name for c in ended)
+
+    def _probe(self, after: str) -> None:
+        """ECHO-5: after a connection ended, a new one must still be served."""
+        if self.requirement != "ECHO-5":
+            return
+        try:
+            sock = self.driver.connect()
+        except OSError as e:
+            self._fail(self.driver.crash(wait=True) or Violation(
+                "ECHO-5", f"after {after}, a new connection failed: {e}"))
+        probe = Client("probe", sock, lambda: ())
+        probe.queue(b"probe")
+        try:
+            self.driver.settle([*self.live, probe], lambda: not probe.expects_more)
+            if probe.expects_more or probe.violation:
+                self._fail(self.driver.crash(wait=True) or Violation(
+                    "ECHO-5", f"after {after}, a new connection got "
+                    f"{probe.model.received_count} of 5 echo bytes"))
+        finally:
+            probe.close()
+
+    def _fail(self, v: Violation):
+        self.failed = True
+        self.last_violation = v
+        if v.requirement != self.requirement:
+            # Another requirement broke first: this program cannot show ours.
+            reject()
+        raise ConformanceFailure(v, self.program, self.driver.target)
+
+    # -- the end of every program ----------------------------------------------------------
+
+    def teardown(self) -> None:
+        try:
+            if not self.failed:
+                self.program.append("state.teardown()")
+                self._finish()
+        finally:
+            for c in self.live:
+                c.close()
+            self.driver.close()
+
+    def _finish(self) -> None:
+        """Every client reads; then each requirement's own ending."""
+        for c in self.live:
+            c.model.reading = True
+        self._step()
+        if self.requirement in ("ECHO-4", "ECHO-6"):
+            for c in self.live:
+                if c.model.state is ClientState.OPEN and not c.pending:
+                    c.half_close()
+            self._step()
+        if self.requirement == "ECHO-6":
+            for c in self.live:
+                c.close()
+            self._step()

@@ -1,0 +1,200 @@
+"""The measured requirements: memory (ECHO-8), idle CPU (ECHO-9), capacity (ECHO-10).
+
+These are properties of a running process, not of a step program, so each is
+one bounded experiment against the server started as a process (an
+``--impl`` class runs under `spec.drivers.run_impl`).  Each returns
+``(violation or None, detail)``, the detail carrying the figures measured.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import resource
+import select
+import selectors
+import socket
+import time
+from collections.abc import Callable
+
+from spec.drivers.server_process import ServerProcess
+from spec.model import Violation
+from spec.targets import Target
+
+MiB = 1024 * 1024
+#: ECHO-8: what the flooding client pushes, and the growth allowed.
+FLOOD_BYTES = 64 * MiB
+MEMORY_LIMIT = 32 * MiB
+#: ECHO-9: CPU seconds allowed over `IDLE_SECONDS` with `IDLE_CONNECTIONS` open.
+IDLE_SECONDS = 1.0
+IDLE_CPU_LIMIT = 0.05
+IDLE_CONNECTIONS = 10
+#: ECHO-10: connections that must all be served, and extra ones beyond them.
+CAPACITY = 1000
+EXTRA = 100
+
+
+def _server(target: Target, settle: float) -> ServerProcess:
+    """The target as a process; `with` starts it and always ends it."""
+    return ServerProcess(target.command(), start_timeout=max(10.0, settle))
+
+
+def _echo_all(socks: list[socket.socket], message: Callable[[int], bytes],
+              deadline: float) -> dict[int, bytes | str]:
+    """Send each socket its message; collect echo until complete, closed, or deadline.
+
+    Returns, per index, the bytes received, or a string saying how it ended.
+    """
+    want = {i: len(message(i)) for i in range(len(socks))}
+    got: dict[int, bytes | str] = {i: b"" for i in range(len(socks))}
+    for i, s in enumerate(socks):
+        try:
+            s.sendall(message(i))
+        except OSError as e:
+            got[i] = f"send failed: {e}"
+    # Not select(): the checker's own descriptors go beyond FD_SETSIZE here.
+    with selectors.DefaultSelector() as selector:
+        for i, s in enumerate(socks):
+            if isinstance(got[i], bytes):
+                selector.register(s, selectors.EVENT_READ, i)
+        while selector.get_map() and time.monotonic() < deadline:
+            for key, _ in selector.select(0.05):
+                if _receive_into(got, key.data, socks[key.data], want[key.data]):
+                    selector.unregister(key.fileobj)
+    return got
+
+
+def _receive_into(got: dict[int, bytes | str], i: int, s: socket.socket, want: int) -> bool:
+    """Read once; True when connection `i` is complete or has ended."""
+    try:
+        data = s.recv(65536)
+    except OSError as e:
+        got[i] = f"reset ({e.strerror})"
+        return True
+    if not data:
+        got[i] = f"closed after {len(got[i])} bytes"
+        return True
+    got[i] += data
+    return len(got[i]) >= want
+
+
+def bounded_memory(target: Target, settle: float) -> tuple[Violation | None, str]:
+    with _server(target, settle) as server, socket.create_connection(server.address) as c:
+        c.setblocking(False)
+        chunk = bytes(range(256)) * 1024
+        before = peak = server.memory_rss()
+        pushed, last_progress = 0, time.monotonic()
+        deadline = time.monotonic() + max(30.0, 10 * settle)
+        while pushed < FLOOD_BYTES and time.monotonic() < deadline:
+            _, writable, _ = select.select([], [c], [], 0.05)
+            if writable:
+                try:
+                    pushed += c.send(chunk)
+                    last_progress = time.monotonic()
+                except BlockingIOError:
+                    pass
+                except OSError as e:
+                    return Violation("ECHO-8", f"the server reset the flooding connection after "
+                                     f"{pushed / MiB:.1f} MiB ({e})"), ""
+            elif time.monotonic() - last_progress > settle:
+                break  # the server stopped reading: backpressure
+            peak = max(peak, server.memory_rss())
+        time.sleep(min(settle, 0.5))  # let a server that queues finish queueing
+        if not server.alive:
+            return Violation("ECHO-8", f"the server died ({server.exit_description()}) while a "
+                             "client sent without reading"), ""
+        peak = max(peak, server.memory_rss())
+    growth = peak - before
+    detail = (f"a non-reading client pushed {pushed / MiB:.1f} MiB; the server's resident memory "
+              f"grew {growth / MiB:.1f} MiB (limit {MEMORY_LIMIT // MiB} MiB)")
+    if growth >= MEMORY_LIMIT:
+        return Violation("ECHO-8", detail + ": no backpressure"), detail
+    return None, detail
+
+
+def idle(target: Target, settle: float) -> tuple[Violation | None, str]:
+    with _server(target, settle) as server, contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.create_connection(server.address, timeout=settle))
+                 for _ in range(IDLE_CONNECTIONS)]
+        got = _echo_all(socks, lambda i: b"idle", time.monotonic() + settle)
+        if any(v != b"IDLE" for v in got.values()):
+            return Violation("ECHO-9", f"echo failed before the idle period: {got}"), ""
+        time.sleep(0.1)
+        cpu0 = server.cpu_seconds()
+        time.sleep(IDLE_SECONDS)
+        used = server.cpu_seconds() - cpu0
+    detail = (f"{used:.3f} CPU seconds over {IDLE_SECONDS:g} s idle with {IDLE_CONNECTIONS} "
+              f"connections open (limit {IDLE_CPU_LIMIT:g} s)")
+    if used >= IDLE_CPU_LIMIT:
+        return Violation("ECHO-9", detail + ": a busy loop"), detail
+    return None, detail
+
+
+def _raise_fd_limit(need: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < need:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(need, soft)), hard))
+
+
+def capacity(target: Target, settle: float) -> tuple[Violation | None, str]:
+    _raise_fd_limit(2 * (CAPACITY + EXTRA) + 100)
+    budget = max(15.0, 5 * settle)
+    with _server(target, settle) as server, contextlib.ExitStack() as stack:
+        socks: list[socket.socket] = []
+        start = time.monotonic()
+        for i in range(CAPACITY):
+            try:
+                socks.append(stack.enter_context(
+                    socket.create_connection(server.address, timeout=budget)))
+            except OSError as e:
+                return Violation("ECHO-10", f"connection {i + 1} of {CAPACITY} failed: {e}"
+                                 + (f"; the server died ({server.exit_description()})"
+                                    if not server.alive else "")), ""
+        msg = lambda i: b"capacity %d " % i  # noqa: E731
+        got = _echo_all(socks, msg, time.monotonic() + budget)
+        bad = {i: v for i, v in got.items() if v != msg(i).upper()}
+        if bad:
+            i, v = next(iter(bad.items()))
+            died = "" if server.alive else f"; the server died ({server.exit_description()})"
+            return Violation("ECHO-10", f"{len(bad)} of {CAPACITY} simultaneous connections "
+                             f"were not served; connection {i}: {v!r}{died}"), ""
+        served = time.monotonic() - start
+        # Beyond the server's own limit: served, or refused/closed cleanly.
+        extra: list[socket.socket] = []
+        refused = 0
+        for _ in range(EXTRA):
+            try:
+                extra.append(stack.enter_context(
+                    socket.create_connection(server.address, timeout=settle)))
+            except OSError:
+                refused += 1
+        got = _echo_all(extra, msg, time.monotonic() + budget)
+        hanging = [i for i, v in got.items() if isinstance(v, bytes) and v != msg(i).upper()]
+        ended = sum(1 for v in got.values() if isinstance(v, str))
+        if not server.alive:
+            return Violation("ECHO-10", f"beyond {CAPACITY} connections the server died "
+                             f"({server.exit_description()})" + _tail(server)), ""
+        if hanging:
+            return Violation("ECHO-10", f"{len(hanging)} of {EXTRA} connections beyond the "
+                             f"first {CAPACITY} were neither served nor closed within "
+                             f"{budget:g} s"), ""
+        again = _echo_all(socks, msg, time.monotonic() + budget)
+        broken = [i for i, v in again.items() if v != msg(i).upper()]
+        if broken:
+            return Violation("ECHO-10", f"after {EXTRA} extra connections, {len(broken)} of the "
+                             f"first {CAPACITY} stopped working; connection {broken[0]}: "
+                             f"{again[broken[0]]!r}"), ""
+    detail = (f"{CAPACITY} simultaneous connections served in {served:.2f} s; of {EXTRA} more, "
+              f"{EXTRA - refused - ended} served, {refused} refused, {ended} closed")
+    return None, detail
+
+
+def _tail(server: ServerProcess) -> str:
+    tail = server.stderr_tail()
+    return f"; its stderr ends with:\n{tail}" if tail else ""
+
+
+MEASURES: dict[str, Callable[[Target, float], tuple[Violation | None, str]]] = {
+    "ECHO-8": bounded_memory,
+    "ECHO-9": idle,
+    "ECHO-10": capacity,
+}
