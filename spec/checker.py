@@ -13,9 +13,8 @@ ECHO-8 to ECHO-10 are measured (`spec.measure`).
 from __future__ import annotations
 
 import shlex
-import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from hypothesis import HealthCheck, settings
 from hypothesis.errors import Unsatisfiable
@@ -23,6 +22,7 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from spec import measure
 from spec.machine import RULES, ConformanceFailure, EchoConformance
+from spec.model import Violation
 from spec.requirements import requirement
 from spec.targets import Target
 
@@ -40,11 +40,13 @@ class Outcome:
     replay: str = ""
     seconds: float = 0.0
     program: list[str] = field(default_factory=list)
+    violation: Violation | None = None
 
     def as_report(self) -> dict[str, str]:
-        d = asdict(self)
-        del d["program"], d["requirement"]
-        return d
+        """The fields of the JSON report's entry for this requirement."""
+        return {"level": self.level, "verdict": self.verdict, "detail": self.detail,
+                "counterexample": self.counterexample, "replay": self.replay,
+                "seconds": self.seconds}
 
 
 def check(target: Target, req_id: str, *, settle: float = DEFAULT_SETTLE,
@@ -56,7 +58,7 @@ def check(target: Target, req_id: str, *, settle: float = DEFAULT_SETTLE,
     else:
         violation, detail = measure.MEASURES[req_id](target.as_process(), settle)
         outcome = Outcome(req_id, level, "fail" if violation else "pass",
-                          violation.describe() if violation else detail)
+                          violation.describe() if violation else detail, violation=violation)
     outcome.level = level
     outcome.seconds = round(time.monotonic() - start, 3)
     return outcome
@@ -85,6 +87,7 @@ def _check_by_machine(target: Target, req_id: str, settle: float,
         return Outcome(
             req_id, "", "fail", detail=failure.violation.describe(),
             counterexample="\n".join(failure.program), program=failure.program,
+            violation=failure.violation,
             replay=replay_command(target, req_id, failure.program, settle))
     except Unsatisfiable:
         return Outcome(req_id, "", "not-run",
@@ -100,6 +103,3 @@ def replay_command(target: Target, req_id: str, program: list[str], settle: floa
         words += ["--settle", f"{settle:g}"]
     return shlex.join(words + program)
 
-
-def python() -> str:
-    return sys.executable

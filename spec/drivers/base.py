@@ -24,6 +24,8 @@ class Driver(abc.ABC):
     #: Shown in reports: what is being checked.
     target: str
     address: tuple[str, int]
+    #: Seconds without a write after which a flooding client counts as backed up.
+    flood_stall: float
 
     @abc.abstractmethod
     def start(self) -> None:

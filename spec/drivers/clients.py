@@ -22,9 +22,27 @@ from collections.abc import Callable, Iterable
 from spec.model import ClientState, Connection, Violation
 
 RECV_SIZE = 256 * 1024
+#: Fixed socket buffers (set before connect, so the window scale fits them):
+#: a few MiB from a non-reading client then overrun the kernel's buffers, and
+#: the kernel does not grow them on its own timers.
+BUFFER_SIZE = 256 * 1024
 #: At most this many recv() calls per pump, so one client cannot hog a round.
 MAX_READS_PER_PUMP = 8
 _LINGER_ABORT = struct.pack("ii", 1, 0)
+
+
+def connect(address: tuple[str, int], timeout: float) -> socket.socket:
+    """A socket connected to `address`, with the checker's buffer sizes."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, BUFFER_SIZE)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, BUFFER_SIZE)
+        sock.settimeout(timeout)
+        sock.connect(address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 class Client:

@@ -12,7 +12,13 @@ nothing more can happen until someone acts: the outcome of a step depends
 only on the step program, never on timing.  That is what makes Hypothesis'
 shrinking reliable here.
 
-Two things can still take time: a server that never stops working (a busy
+Except on the kernel's ACK timers: a bulk transfer can pause for a delayed
+ACK (40-200 ms).  So when the system is quiet but echo is still owed, the
+driver asks the kernel (SIOCOUTQ) whether any reading client's bytes are still
+unacknowledged; only then does it wait, up to `stall` seconds, for them to
+move.  Echo that a server has lost is recognised at once, without waiting.
+
+Two more things can take time: a server that never stops working (a busy
 loop) and a server that blocks inside poll() (a blocking send to a client that
 does not read).  The first is cut off after `busy_rounds` rounds without a
 client making progress; the second by a SIGALRM watchdog (main thread only)
@@ -29,20 +35,32 @@ garbage-collected) and out of all three containers.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import signal
 import socket
+import struct
+import termios
 import threading
+import time
 import traceback
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from spec.drivers.base import HOST, Driver
-from spec.drivers.clients import Client
+from spec.drivers.clients import Client, connect
 from spec.model import Violation
 
 #: The containers a white-box check looks in, as the seed names them.
 CONTAINERS = ("inputs", "outputs", "message_queues")
+
+
+def _unacknowledged(s: socket.socket) -> int:
+    """Bytes in the socket's send queue not yet acknowledged (SIOCOUTQ)."""
+    try:
+        return struct.unpack("i", fcntl.ioctl(s.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
+    except OSError:
+        return 0
 
 
 class ServerBlocked(Exception):
@@ -54,8 +72,12 @@ class InProcessDriver(Driver):
     quiet_rounds = 2
     #: Rounds without client progress after which a still-busy server is cut off.
     busy_rounds = 300
-    #: Seconds a single settle may take before the server is called blocked.
+    #: Seconds one poll() may take before the server is called blocked.
     watchdog = 2.0
+    #: Seconds to wait for bytes the kernel still holds in flight to move.
+    stall = 0.5
+    #: Seconds without a write after which a flooding client counts as backed up.
+    flood_stall = 0.02
 
     def __init__(self, server_class: type, target: str | None = None) -> None:
         self.server_class = server_class
@@ -70,7 +92,7 @@ class InProcessDriver(Driver):
         self.address = tuple(self.server.address[:2])
 
     def connect(self) -> socket.socket:
-        return socket.create_connection(self.address, timeout=self.watchdog)
+        return connect(self.address, self.watchdog)
 
     # -- stepping ------------------------------------------------------------------
 
@@ -78,6 +100,7 @@ class InProcessDriver(Driver):
         if self._crash or self._blocked:
             return
         quiet = idle = 0
+        waiting_since: float | None = None
         with self._watchdog() as arm:
             try:
                 while quiet < self.quiet_rounds or not done():
@@ -85,12 +108,22 @@ class InProcessDriver(Driver):
                     for c in clients:
                         moved |= c.pump()
                     arm()
-                    handled = self.server.poll(0)
+                    handled = self.server.poll(0 if waiting_since is None else 0.002)
                     idle = 0 if moved else idle + 1
                     quiet = 0 if moved or handled else quiet + 1
+                    if moved or handled:
+                        waiting_since = None
                     if quiet >= self.quiet_rounds and not done():
-                        break  # quiescent, yet something is still owed
-                    if idle >= self.busy_rounds:
+                        # Quiescent, yet something is still owed.  Lost, unless
+                        # the kernel still holds bytes it will move on a timer.
+                        if not self._in_flight(clients):
+                            break
+                        now = time.monotonic()
+                        if waiting_since is None:
+                            waiting_since = now
+                        elif now - waiting_since > self.stall:
+                            break
+                    if idle >= self.busy_rounds and waiting_since is None:
                         break  # the server keeps working but nothing arrives
             except ServerBlocked:
                 self._blocked = (f"the server's poll() did not return within {self.watchdog:g} s "
@@ -98,6 +131,23 @@ class InProcessDriver(Driver):
             except Exception as e:
                 self._crash = (e, "".join(traceback.format_exception(e, limit=-3)).strip())
         self._match(clients)
+
+    def _in_flight(self, clients: Sequence[Client]) -> bool:
+        """Do reading clients, or the server towards them, have unacknowledged bytes?
+
+        Loopback is synchronous except for the kernel's ACK and window-update
+        timers (delayed ACK: 40-200 ms), which can hold a bulk transfer back.
+        Bytes held for a client that does not read are not in flight: they
+        wait for that client.
+        """
+        for c in clients:
+            if not (c.active and c.model.reading):
+                continue
+            ref = self._server_sockets.get(c.name)
+            for s in (c.sock, ref() if ref is not None else None):
+                if s is not None and s.fileno() != -1 and _unacknowledged(s):
+                    return True
+        return False
 
     @contextlib.contextmanager
     def _watchdog(self) -> Iterator[Callable[[], object]]:

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from spec.drivers.base import Driver
-from spec.drivers.clients import Client
+from spec.drivers.clients import Client, connect
 from spec.drivers.server_process import ServerProcess
 from spec.model import Violation
 
@@ -40,6 +40,8 @@ class ProcessDriver(Driver):
     death_grace = 0.5
     #: Seconds between two looks at the server's descriptors and connections.
     leak_poll_interval = 0.005
+    #: Seconds without a write after which a flooding client counts as backed up.
+    flood_stall = 0.1
 
     def __init__(self, command: str, *, settle: float = 2.0, target: str | None = None) -> None:
         self.command = command
@@ -71,7 +73,7 @@ class ProcessDriver(Driver):
         self._eventually(lambda: not self._connections_to({local}))
 
     def connect(self) -> socket.socket:
-        return socket.create_connection(self.address, timeout=self.settle_time)
+        return connect(self.address, self.settle_time)
 
     def settle(self, clients: Sequence[Client], done: Callable[[], bool]) -> None:
         last_progress = time.monotonic()
