@@ -133,6 +133,7 @@ class EchoConformance(RuleBasedStateMachine):
         self.last_violation: Violation | None = None
         self._released: set[str] = set()
         driver.start()
+        self.barrier = self._connect("barrier") if driver.barrier else None
 
     def __repr__(self) -> str:
         return f"EchoConformance({self.driver.target!r}, {self.requirement!r})"
@@ -141,12 +142,18 @@ class EchoConformance(RuleBasedStateMachine):
     def live(self) -> list[Client]:
         return [c for c in self.all if c.active]
 
+    @property
+    def programmed(self) -> list[Client]:
+        """The live clients the program made (not the barrier)."""
+        return [c for c in self.live if c is not self.barrier]
+
     # -- rules -----------------------------------------------------------------------
 
-    @precondition(lambda self: "connect" in self.actions and len(self.live) < self.max_clients)
+    @precondition(lambda self: "connect" in self.actions
+                  and len(self.programmed) < self.max_clients)
     @rule(target=clients)
     def connect(self) -> Client:
-        c = self._connect(f"c{len(self.all)}")
+        c = self._connect(self._next_name())
         self.program.append(f"{c.name} = state.connect()")
         self._step()
         return c
@@ -232,7 +239,7 @@ class EchoConformance(RuleBasedStateMachine):
     def burst(self, n: int, payload: Payload) -> None:
         """Connect `n` clients at once, each sends, each reads its echo, each leaves."""
         self.program.append(f"state.burst({n}, {payload!r})")
-        group = [self._connect(f"c{len(self.all)}") for _ in range(n)]
+        group = [self._connect(self._next_name()) for _ in range(n)]
         self._step()
         for i, c in enumerate(group):
             c.queue(payload.data() + bytes([i]) * (i + 1))
@@ -258,6 +265,9 @@ class EchoConformance(RuleBasedStateMachine):
         self.all.append(c)
         return c
 
+    def _next_name(self) -> str:
+        return f"c{sum(1 for c in self.all if c is not self.barrier)}"
+
     def _others(self, me: Client) -> Iterable[bytes]:
         return [bytes(c.model.expected) for c in self.all if c is not me]
 
@@ -266,6 +276,9 @@ class EchoConformance(RuleBasedStateMachine):
 
     def _step(self, done: Callable[[], bool] | None = None) -> None:
         self.driver.settle(self.live, done or self._nothing_owed)
+        if self.barrier is not None and self.barrier.active and self.driver.crash() is None:
+            self.barrier.queue(b"barrier")
+            self.driver.settle(self.live, lambda: not self.barrier.expects_more)
         self._judge()
 
     def _judge(self) -> None:
@@ -369,11 +382,11 @@ class EchoConformance(RuleBasedStateMachine):
             c.model.reading = True
         self._step()
         if self.requirement in ("ECHO-4", "ECHO-6"):
-            for c in self.live:
+            for c in self.programmed:
                 if c.model.state is ClientState.OPEN and not c.pending:
                     c.half_close()
             self._step()
         if self.requirement == "ECHO-6":
-            for c in self.live:
+            for c in self.programmed:
                 c.close()
             self._step()

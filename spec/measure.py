@@ -9,6 +9,7 @@ one bounded experiment against the server started as a process (an
 from __future__ import annotations
 
 import contextlib
+import os
 import resource
 import select
 import selectors
@@ -93,8 +94,10 @@ def bounded_memory(target: Target, settle: float) -> tuple[Violation | None, str
                 except BlockingIOError:
                     pass
                 except OSError as e:
-                    return Violation("ECHO-8", f"the server reset the flooding connection after "
-                                     f"{pushed / MiB:.1f} MiB ({e})"), ""
+                    if not server.wait_dead(0.5):
+                        return Violation("ECHO-8", "the server reset the flooding connection "
+                                         f"after {pushed / MiB:.1f} MiB ({e})"), ""
+                    break
             elif time.monotonic() - last_progress > settle:
                 break  # the server stopped reading: backpressure
             peak = max(peak, server.memory_rss())
@@ -115,9 +118,12 @@ def idle(target: Target, settle: float) -> tuple[Violation | None, str]:
     with _server(target, settle) as server, contextlib.ExitStack() as stack:
         socks = [stack.enter_context(socket.create_connection(server.address, timeout=settle))
                  for _ in range(IDLE_CONNECTIONS)]
-        got = _echo_all(socks, lambda i: b"idle", time.monotonic() + settle)
+        # Messages the transform leaves alone: this measures CPU, not ECHO-1.
+        got = _echo_all(socks, lambda i: b"IDLE", time.monotonic() + settle)
         if any(v != b"IDLE" for v in got.values()):
             return Violation("ECHO-9", f"echo failed before the idle period: {got}"), ""
+        # One connection ends, so a server that spins on EOF shows it.
+        socks.pop().close()
         time.sleep(0.1)
         cpu0 = server.cpu_seconds()
         time.sleep(IDLE_SECONDS)
@@ -139,17 +145,14 @@ def capacity(target: Target, settle: float) -> tuple[Violation | None, str]:
     _raise_fd_limit(2 * (CAPACITY + EXTRA) + 100)
     budget = max(15.0, 5 * settle)
     with _server(target, settle) as server, contextlib.ExitStack() as stack:
-        socks: list[socket.socket] = []
         start = time.monotonic()
-        for i in range(CAPACITY):
-            try:
-                socks.append(stack.enter_context(
-                    socket.create_connection(server.address, timeout=budget)))
-            except OSError as e:
-                return Violation("ECHO-10", f"connection {i + 1} of {CAPACITY} failed: {e}"
-                                 + (f"; the server died ({server.exit_description()})"
-                                    if not server.alive else "")), ""
-        msg = lambda i: b"capacity %d " % i  # noqa: E731
+        socks, failed = _connect_all(server.address, CAPACITY, stack, start + budget)
+        if failed:
+            died = "" if server.alive else f"; the server died ({server.exit_description()})"
+            return Violation("ECHO-10", f"{len(failed)} of {CAPACITY} simultaneous connections "
+                             f"could not be established within {budget:g} s: {failed[0]}"
+                             + died), ""
+        msg = lambda i: b"CAPACITY %d " % i  # noqa: E731  (the transform leaves it alone)
         got = _echo_all(socks, msg, time.monotonic() + budget)
         bad = {i: v for i, v in got.items() if v != msg(i).upper()}
         if bad:
@@ -159,14 +162,8 @@ def capacity(target: Target, settle: float) -> tuple[Violation | None, str]:
                              f"were not served; connection {i}: {v!r}{died}"), ""
         served = time.monotonic() - start
         # Beyond the server's own limit: served, or refused/closed cleanly.
-        extra: list[socket.socket] = []
-        refused = 0
-        for _ in range(EXTRA):
-            try:
-                extra.append(stack.enter_context(
-                    socket.create_connection(server.address, timeout=settle)))
-            except OSError:
-                refused += 1
+        extra, failed = _connect_all(server.address, EXTRA, stack, time.monotonic() + budget)
+        refused = len(failed)
         got = _echo_all(extra, msg, time.monotonic() + budget)
         hanging = [i for i, v in got.items() if isinstance(v, bytes) and v != msg(i).upper()]
         ended = sum(1 for v in got.values() if isinstance(v, str))
@@ -186,6 +183,37 @@ def capacity(target: Target, settle: float) -> tuple[Violation | None, str]:
     detail = (f"{CAPACITY} simultaneous connections served in {served:.2f} s; of {EXTRA} more, "
               f"{EXTRA - refused - ended} served, {refused} refused, {ended} closed")
     return None, detail
+
+
+def _connect_all(address: tuple[str, int], n: int, stack: contextlib.ExitStack,
+                 deadline: float) -> tuple[list[socket.socket], list[str]]:
+    """Open `n` connections at once (non-blocking); those not up by `deadline` fail."""
+    pending: dict[socket.socket, int] = {}
+    for i in range(n):
+        s = stack.enter_context(socket.socket())
+        s.setblocking(False)
+        s.connect_ex(address)
+        pending[s] = i
+    done: list[socket.socket] = []
+    failed: list[str] = []
+    with selectors.DefaultSelector() as selector:
+        for s in pending:
+            selector.register(s, selectors.EVENT_WRITE)
+        while selector.get_map() and time.monotonic() < deadline:
+            for key, _ in selector.select(0.05):
+                s = key.fileobj
+                selector.unregister(s)
+                err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if err:
+                    failed.append(f"connection {pending[s]}: {os.strerror(err)}")
+                else:
+                    s.setblocking(True)
+                    s.settimeout(None)
+                    done.append(s)
+        failed += [f"connection {pending[k.fileobj]}: not established (SYN unanswered)"
+                   for k in selector.get_map().values()]
+    done.sort(key=pending.__getitem__)
+    return done, failed
 
 
 def _tail(server: ServerProcess) -> str:

@@ -26,6 +26,9 @@ class Driver(abc.ABC):
     address: tuple[str, int]
     #: Seconds without a write after which a flooding client counts as backed up.
     flood_stall: float
+    #: After each settle, prove with a round trip on a spare connection that
+    #: the server has processed everything before it (see ProcessDriver).
+    barrier: bool = False
 
     @abc.abstractmethod
     def start(self) -> None:

@@ -73,7 +73,10 @@ class Client:
         self.pending.extend(view[i:i + step] for i in range(0, len(data), step))
 
     def half_close(self) -> None:
-        self.sock.shutdown(socket.SHUT_WR)
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:  # the server has already reset the connection
+            self._reset()
         self.model.state = ClientState.HALF_CLOSED
 
     def abort(self) -> None:
@@ -124,7 +127,7 @@ class Client:
         except (BlockingIOError, InterruptedError):
             return False
         except OSError:  # reset or broken pipe: the server's doing
-            m.reset = True
+            self._reset()
             return True
         m.record_sent(chunk[:n])
         self.last_write = time.monotonic()
@@ -133,6 +136,12 @@ class Client:
         else:
             self.pending[0] = chunk[n:]
         return n > 0
+
+    def _reset(self) -> None:
+        """The server reset the connection: diagnose it (ECHO-2, or ECHO-4)."""
+        self.model.reset = True
+        self.pending.clear()
+        self.violation = self.violation or self.model.diagnose(others=self._others())
 
     def read(self, limit: int) -> bool:
         """Read up to `limit` bytes that have already arrived."""
@@ -144,7 +153,7 @@ class Client:
             except (BlockingIOError, InterruptedError):
                 break
             except OSError:
-                m.reset = True
+                self._reset()
                 return True
             progress = True
             if not data:

@@ -145,6 +145,16 @@ class ServerProcess:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    def wait_dead(self, timeout: float) -> bool:
+        """Wait up to `timeout` for the server to exit; True if it has."""
+        if self.process is None:
+            return False
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
     def exit_description(self) -> str:
         assert self.process is not None
         code = self.process.poll()

@@ -1,0 +1,119 @@
+"""The checker, judged: every bundled target gets the verdicts it deserves.
+
+The reference passes every requirement through both drivers; each seed
+server is rejected under the IDs of its known defects, with a minimal
+program.  Runs are derandomized, so these verdicts are the same every time.
+Checks marked `slow` run with ``pytest -m slow`` (see README).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+from hypothesis import settings
+
+from spec.checker import check
+from spec.requirements import IDS
+from spec.targets import BUNDLED, Target
+
+PY = sys.executable
+REFERENCE = Target("impl", BUNDLED["reference"])
+SEED_UPPER = Target("impl", BUNDLED["seed-upper"])
+SEED_ECHO = Target("impl", BUNDLED["seed-echo"])
+
+
+def as_cmd(module: str) -> Target:
+    return Target("cmd", f"{PY} -m {module} --port {{port}} --log-level WARNING")
+
+
+REFERENCE_CMD = as_cmd("impl.select_server")
+SEED_UPPER_CMD = as_cmd("impl.seed_upper_server")
+
+#: Derandomized: the same programs, so the same verdicts, on every run.
+IN_PROCESS = settings(max_examples=30, stateful_step_count=15, derandomize=True,
+                      database=None)
+PROCESS = settings(max_examples=12, stateful_step_count=10, derandomize=True, database=None)
+#: A process server on loopback answers in milliseconds; failing checks wait this long.
+SETTLE = 0.5
+MACHINE = [r for r in IDS if r not in ("ECHO-8", "ECHO-9", "ECHO-10")]
+
+
+@pytest.mark.parametrize("req_id", IDS)
+def test_reference_passes_in_process(req_id: str) -> None:
+    outcome = check(REFERENCE, req_id, hypothesis_settings=IN_PROCESS)
+    assert outcome.verdict == "pass", outcome.detail + "\n" + outcome.counterexample
+
+
+@pytest.mark.parametrize("req_id", MACHINE)
+def test_reference_passes_as_a_process(req_id: str) -> None:
+    outcome = check(REFERENCE_CMD, req_id, settle=SETTLE, hypothesis_settings=PROCESS)
+    assert outcome.verdict == "pass", outcome.detail + "\n" + outcome.counterexample
+
+
+# The complete (uppercase) seed server: (requirement, verdict, minimal program).
+SEED_UPPER_VERDICTS = [
+    ("ECHO-1", "pass", None),
+    ("ECHO-3", "pass", None),
+    # recv() returns b'' after shutdown(SHUT_WR): the queue is deleted, the
+    # socket never closed, so no EOF ever comes back.
+    ("ECHO-4", "fail", ["c0 = state.connect()", "state.teardown()"]),
+    # recv() raises ConnectionResetError out of the loop.
+    ("ECHO-5", "fail", ["c0 = state.connect()", "state.abort(c0)"]),
+    # inputs.remove(s) without s.close(): the socket stays in CLOSE_WAIT.
+    ("ECHO-6", "fail", ["c0 = state.connect()", "state.close(c0)"]),
+    ("ECHO-8", "fail", None),
+    ("ECHO-9", "pass", None),
+    ("ECHO-10", "fail", None),
+]
+
+
+@pytest.mark.parametrize(("req_id", "verdict", "program"), SEED_UPPER_VERDICTS,
+                         ids=[v[0] for v in SEED_UPPER_VERDICTS])
+def test_seed_upper_server_verdicts(req_id: str, verdict: str, program: list[str] | None) -> None:
+    outcome = check(SEED_UPPER, req_id, hypothesis_settings=IN_PROCESS)
+    assert outcome.verdict == verdict, outcome.detail
+    if verdict == "fail":
+        assert outcome.detail.startswith(req_id)
+    if program is not None:
+        assert outcome.program == program
+
+
+@pytest.mark.slow  # each shrinking step starts a process and waits out --settle: ~20-40 s
+@pytest.mark.parametrize(("req_id", "program"), [
+    ("ECHO-5", ["c0 = state.connect()", "state.abort(c0)"]),
+    ("ECHO-6", ["c0 = state.connect()", "state.close(c0)"]),
+])
+def test_seed_upper_server_fails_as_a_process(req_id: str, program: list[str]) -> None:
+    outcome = check(SEED_UPPER_CMD, req_id, settle=SETTLE, hypothesis_settings=PROCESS)
+    assert outcome.verdict == "fail", outcome.detail
+    assert outcome.detail.startswith(req_id)
+    assert outcome.program == program
+    if req_id == "ECHO-5":
+        assert "ConnectionResetError" in outcome.detail  # the stderr tail
+
+
+# The first seed server (plain echo, blocking sockets).
+SEED_ECHO_VERDICTS = [
+    # It echoes, but never uppercases.
+    ("ECHO-1", "fail", None),
+    # On EOF it queues b'' forever and never closes: no EOF reaches the client.
+    ("ECHO-4", "fail", ["c0 = state.connect()", "state.teardown()"]),
+    ("ECHO-5", "fail", ["c0 = state.connect()", "state.abort(c0)"]),
+    ("ECHO-6", "fail", ["c0 = state.connect()", "state.close(c0)"]),
+    ("ECHO-8", "fail", None),
+    # After any client's EOF the socket stays readable: a busy loop.
+    ("ECHO-9", "fail", None),
+    ("ECHO-10", "fail", None),
+]
+
+
+@pytest.mark.parametrize(("req_id", "verdict", "program"), SEED_ECHO_VERDICTS,
+                         ids=[v[0] for v in SEED_ECHO_VERDICTS])
+def test_seed_echo_server_verdicts(req_id: str, verdict: str, program: list[str] | None) -> None:
+    outcome = check(SEED_ECHO, req_id, hypothesis_settings=IN_PROCESS)
+    assert outcome.verdict == verdict, outcome.detail
+    if verdict == "fail":
+        assert outcome.detail.startswith(req_id)
+    if program is not None:
+        assert outcome.program == program
