@@ -21,10 +21,12 @@ from hypothesis.errors import Unsatisfiable
 from hypothesis.stateful import run_state_machine_as_test
 
 from spec import measure
+from spec.drivers.base import HOST
+from spec.drivers.server_process import ServerProcess
 from spec.machine import RULES, ConformanceFailure, EchoConformance
 from spec.model import Violation
 from spec.requirements import requirement
-from spec.targets import Target
+from spec.targets import Target, load_impl
 
 #: Default seconds a process-driven server has for anything the checker awaits.
 DEFAULT_SETTLE = 2.0
@@ -53,6 +55,7 @@ def check(target: Target, req_id: str, *, settle: float = DEFAULT_SETTLE,
           hypothesis_settings: settings | None = None) -> Outcome:
     level = requirement(req_id).level.value
     start = time.monotonic()
+    preflight(target)
     if req_id in RULES:
         outcome = _check_by_machine(target, req_id, settle, hypothesis_settings)
     else:
@@ -62,6 +65,16 @@ def check(target: Target, req_id: str, *, settle: float = DEFAULT_SETTLE,
     outcome.level = level
     outcome.seconds = round(time.monotonic() - start, 3)
     return outcome
+
+
+def preflight(target: Target) -> None:
+    """Start and stop the target once, so a server that cannot start fails
+    with one clear `ServerStartError` instead of inside every example."""
+    if target.kind == "cmd":
+        ServerProcess(target.spec).start().close()
+    else:
+        server = load_impl(target.spec)(HOST, 0)
+        server.close()
 
 
 def machine_factory(target: Target, req_id: str, settle: float):

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from spec.checker import Outcome, check
+from spec.drivers.server_process import ServerStartError
 from spec.pytest_plugin import conformance_target, record
 from spec.replay import write_regression
 from spec.requirements import BY_ID, IDS, Level
@@ -31,7 +32,10 @@ def target(request: pytest.FixtureRequest) -> Target:
 def test_requirement(req_id: str, target: Target, request: pytest.FixtureRequest) -> None:
     config = request.config
     settle = config.getoption("--settle")
-    outcome = check(target, req_id, settle=settle)
+    try:
+        outcome = check(target, req_id, settle=settle)
+    except ServerStartError as e:
+        pytest.fail(f"cannot start the server: {e}", pytrace=False)
     record(request.node, outcome)
     if outcome.verdict == "not-run":
         pytest.skip(f"{req_id} not judged: {outcome.detail}")
