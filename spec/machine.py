@@ -133,7 +133,11 @@ class EchoConformance(RuleBasedStateMachine):
         self.last_violation: Violation | None = None
         self._released: set[str] = set()
         driver.start()
-        self.barrier = self._connect("barrier") if driver.barrier else None
+        self.barrier = None
+        if driver.barrier:
+            self.barrier = self._connect("barrier")
+            self._step()
+        driver.mark_baseline(connections=len(self.live))
 
     def __repr__(self) -> str:
         return f"EchoConformance({self.driver.target!r}, {self.requirement!r})"

@@ -8,7 +8,9 @@ Checks marked `slow` run with ``pytest -m slow`` (see README).
 
 from __future__ import annotations
 
+import shutil
 import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import settings
@@ -117,3 +119,16 @@ def test_seed_echo_server_verdicts(req_id: str, verdict: str, program: list[str]
         assert outcome.detail.startswith(req_id)
     if program is not None:
         assert outcome.program == program
+
+
+NODE = shutil.which("node")
+
+
+@pytest.mark.skipif(NODE is None, reason="node is not installed")
+@pytest.mark.parametrize("req_id", IDS)
+def test_a_correct_server_in_another_language_passes(req_id: str) -> None:
+    """examples/echo_server.js: Node.js, libuv, stream backpressure; not ours."""
+    server = Path(__file__).resolve().parent.parent / "examples" / "echo_server.js"
+    target = Target("cmd", f"{NODE} {server} {{port}}")
+    outcome = check(target, req_id, settle=SETTLE, hypothesis_settings=PROCESS)
+    assert outcome.verdict == "pass", outcome.detail + "\n" + outcome.counterexample

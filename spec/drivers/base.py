@@ -34,6 +34,9 @@ class Driver(abc.ABC):
     def start(self) -> None:
         """Start the server; raise a user-facing error if it cannot start."""
 
+    def mark_baseline(self, connections: int) -> None:  # noqa: B027 (optional hook)
+        """The server now holds only `connections` clients: remember its resources."""
+
     @abc.abstractmethod
     def connect(self) -> socket.socket:
         """A socket connected to the server (connect errors propagate)."""

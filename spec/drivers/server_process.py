@@ -106,7 +106,7 @@ class ServerProcess:
                 socket.create_connection(self.address, timeout=0.5).close()
                 return
             except OSError:
-                time.sleep(0.02)
+                time.sleep(0.005)
         raise ServerStartError(
             f"the server command did not accept connections on {HOST}:{self.port} within "
             f"{self.start_timeout:g} s (does it listen on the port given for {{port}}, on "
