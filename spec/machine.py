@@ -52,6 +52,7 @@ from spec.drivers.clients import Client
 from spec.model import ClientState, Violation
 
 MiB = 1024 * 1024
+PAYLOAD_BLOCK = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,11 @@ class Payload:
     def data(self) -> bytes:
         if self.size is None or self.size <= len(self.pattern):
             return self.pattern[: self.size]
-        rest = random.Random(self.pattern).randbytes(self.size - len(self.pattern))
-        return self.pattern + rest
+        # 64 KiB of random bytes seeded by the pattern, repeated: every byte
+        # value, no run of the same byte, and cheap to make at megabytes.
+        block = random.Random(self.pattern).randbytes(PAYLOAD_BLOCK)
+        rest = self.size - len(self.pattern)
+        return self.pattern + (block * -(-rest // PAYLOAD_BLOCK))[:rest]
 
     def __repr__(self) -> str:
         if self.size is None:
@@ -276,7 +280,7 @@ class EchoConformance(RuleBasedStateMachine):
         return [bytes(c.model.expected) for c in self.all if c is not me]
 
     def _nothing_owed(self) -> bool:
-        return not any(c.expects_more for c in self.all)
+        return not any(c.expects_more for c in self.live)
 
     def _step(self, done: Callable[[], bool] | None = None) -> None:
         self.driver.settle(self.live, done or self._nothing_owed)

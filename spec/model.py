@@ -236,8 +236,9 @@ class Connection:
         self.received_count += len(data)
         if self.violation is not None:
             return self.violation
-        if memoryview(self.expected)[n:n + len(data)] == data:
-            self.received_tail = (self.received_tail + data)[-CONTEXT:]
+        # A slice compares with memcmp; a memoryview would compare byte by byte.
+        if self.expected[n:n + len(data)] == data:
+            self.received_tail = (self.received_tail + data[-CONTEXT:])[-CONTEXT:]
             return None
         # Something is wrong: the stream was a prefix of `expected` until
         # now, so rebuild it and let diagnose() locate and classify it.

@@ -57,6 +57,8 @@ class Client:
         #: Chunks still to be written, each with its own send() call.
         self.pending: list[memoryview] = []
         self.violation: Violation | None = None
+        #: Open or half-closed: the socket is still ours to use.
+        self.active = True
         #: When the kernel last took bytes from this client (flood back-up detection).
         self.last_write = time.monotonic()
         self._others = others
@@ -84,17 +86,15 @@ class Client:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ABORT)
         self.sock.close()
         self.model.state = ClientState.ABORTED
+        self.active = False
         self.pending.clear()
 
     def close(self) -> None:
         """An ordinary close (an RST if echo is still unread: the kernel's choice)."""
         self.sock.close()
         self.model.state = ClientState.CLOSED
+        self.active = False
         self.pending.clear()
-
-    @property
-    def active(self) -> bool:
-        return self.model.state in (ClientState.OPEN, ClientState.HALF_CLOSED)
 
     @property
     def expects_more(self) -> bool:
