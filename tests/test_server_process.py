@@ -1,0 +1,76 @@
+"""ServerProcess: start a server command on a free port, and always end it."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import time
+
+import psutil
+import pytest
+
+from spec.drivers.server_process import ServerProcess, ServerStartError
+
+PY = sys.executable
+REFERENCE = f"{PY} -m impl.select_server --port {{port}} --log-level WARNING"
+
+
+def test_starts_serves_and_reports_its_resources() -> None:
+    with ServerProcess(REFERENCE) as server:
+        with socket.create_connection(server.address, timeout=5) as c:
+            c.sendall(b"abc")
+            assert c.recv(3) == b"ABC"
+        assert server.alive
+        assert server.num_fds() > 0 and server.memory_rss() > 0
+        assert any(conn.status == "LISTEN" for conn in server.connections())
+    assert not server.alive
+
+
+@pytest.mark.parametrize(("command", "message"), [
+    ("python server.py", "has no '{port}' placeholder"),
+    ("no-such-program-xyz {port}", "no such program"),
+])
+def test_unusable_commands_are_refused_at_once(command: str, message: str) -> None:
+    start = time.monotonic()
+    with pytest.raises(ServerStartError, match=message):
+        ServerProcess(command).start()
+    assert time.monotonic() - start < 2
+
+
+def test_a_command_that_exits_shows_its_status_and_stderr() -> None:
+    command = f"{PY} -c 'import sys; sys.stderr.write(\"port taken\"); sys.exit(3)' {{port}}"
+    with pytest.raises(ServerStartError, match=r"(?s)exit status 3.*port taken"):
+        ServerProcess(command).start()
+
+
+def test_a_command_that_never_listens_is_given_up_on_in_bounded_time() -> None:
+    server = ServerProcess("sleep 30 {port}", start_timeout=1)
+    start = time.monotonic()
+    with pytest.raises(ServerStartError, match=r"did not accept connections .* within 1 s"):
+        server.start()
+    assert time.monotonic() - start < 5
+    assert server.process is not None and server.process.poll() is not None  # ended
+
+
+def test_forked_children_are_ended_with_the_server() -> None:
+    # A shell that leaves a child behind, then becomes the server.
+    command = f"sh -c 'sleep 300 & exec {PY} -m impl.select_server --port {{port}}' "
+    server = ServerProcess(command).start()
+    try:
+        children = [p for p in server.tree() if p.name() == "sleep"]
+        assert children, [p.name() for p in server.tree()]
+    finally:
+        server.close()
+    _, alive = psutil.wait_procs(children, timeout=5)
+    assert not alive, f"left running: {alive}"
+
+
+def test_a_dead_server_is_described() -> None:
+    server = ServerProcess(REFERENCE).start()
+    try:
+        server.process.kill()
+        assert server.wait_dead(5)
+        assert server.exit_description() == "signal SIGKILL"
+        assert server.tree() == [] and server.num_fds() == 0
+    finally:
+        server.close()
