@@ -26,7 +26,7 @@ from spec.drivers.server_process import ServerProcess
 from spec.machine import RULES, ConformanceFailure, EchoConformance
 from spec.model import Violation
 from spec.requirements import requirement
-from spec.targets import Target, load_impl
+from spec.targets import Target, TargetError, load_impl
 
 #: Default seconds a process-driven server has for anything the checker awaits.
 DEFAULT_SETTLE = 2.0
@@ -73,13 +73,22 @@ def preflight(target: Target) -> None:
     if target.kind == "cmd":
         ServerProcess(target.spec).start().close()
     else:
-        server = load_impl(target.spec)(HOST, 0)
+        cls = load_impl(target.spec)
+        try:
+            server = cls(HOST, 0)
+        except Exception as e:
+            raise TargetError(f"--impl {target.spec}: {cls.__name__}({HOST!r}, 0) raised "
+                              f"{type(e).__name__}: {e}; a steppable server is constructed "
+                              "as cls(host, port) and listens at once") from None
         server.close()
 
 
-def machine_factory(target: Target, req_id: str, settle: float):
+def machine_factory(target: Target, req_id: str, settle: float,
+                    failures: list[ConformanceFailure] | None = None):
+    """A machine factory for Hypothesis; `failures` collects every violation
+    of `req_id` seen, even ones a replay does not reproduce."""
     def factory() -> EchoConformance:
-        return EchoConformance(target.driver(settle), req_id)
+        return EchoConformance(target.driver(settle), req_id, failures)
 
     # One example database entry per target and requirement.
     factory._hypothesis_internal_add_digest = f"{target.kind}|{target.spec}|{req_id}".encode()
@@ -94,27 +103,37 @@ def _check_by_machine(target: Target, req_id: str, settle: float,
         report_multiple_bugs=False,
         suppress_health_check=list(HealthCheck),
     )
+    seen: list[ConformanceFailure] = []
     try:
-        run_state_machine_as_test(machine_factory(target, req_id, settle), settings=s)
+        run_state_machine_as_test(machine_factory(target, req_id, settle, seen), settings=s)
     except ConformanceFailure as failure:
-        return Outcome(
-            req_id, "", "fail", detail=failure.violation.describe(),
-            counterexample="\n".join(failure.program), program=failure.program,
-            violation=failure.violation,
-            replay=replay_command(target, req_id, failure.program, settle))
+        return _failed(target, req_id, settle, failure)
     except Unsatisfiable:
         return Outcome(req_id, "", "not-run",
                        detail="every generated program broke another requirement first, so "
                        "this one could not be judged; fix the others and run again")
     except Flaky as e:
-        # A violation that did not happen again when Hypothesis replayed the
-        # same program: the verdict depends on timing, so give none.
+        # Hypothesis replayed a program and it behaved differently: the server
+        # (or, under --settle, the machine's load) is timing-dependent.
+        advice = (f"it did not reproduce when the same program was replayed "
+                  f"({type(e).__name__}): the server's behaviour depends on timing"
+                  + (f"; on a loaded machine raise --settle (now {settle:g} s)"
+                     if target.kind == "cmd" else ""))
+        if seen:  # the requirement *was* violated, at least once
+            return _failed(target, req_id, settle, seen[-1], note=advice)
         return Outcome(req_id, "", "not-run", detail=(
-            "a violation appeared once but did not reproduce when the same program was "
-            f"replayed, so it depends on timing ({type(e).__name__}). On a loaded machine "
-            f"raise --settle (now {settle:g} s); otherwise the server is racy: run again "
-            "with --hypothesis-profile thorough to catch it reproducibly"))
+            "another requirement broke once and not again on replay, so this one could not "
+            f"be judged: {advice}"))
     return Outcome(req_id, "", "pass", detail="no violation found")
+
+
+def _failed(target: Target, req_id: str, settle: float, failure: ConformanceFailure,
+            note: str = "") -> Outcome:
+    detail = failure.violation.describe() + (f"\n  note: {note}" if note else "")
+    return Outcome(req_id, "", "fail", detail=detail,
+                   counterexample="\n".join(failure.program), program=failure.program,
+                   violation=failure.violation,
+                   replay=replay_command(target, req_id, failure.program, settle))
 
 
 def replay_command(target: Target, req_id: str, program: list[str], settle: float) -> str:

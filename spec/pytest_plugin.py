@@ -25,7 +25,6 @@ from spec.requirements import BY_ID, IDS
 from spec.targets import Target, TargetError, impl, server_cmd
 
 CONFORMANCE_TESTS = Path(__file__).with_name("test_conformance.py")
-_OUTCOMES = pytest.StashKey[dict[str, dict]]()
 _PROPERTY = "conformance-outcome"
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -90,10 +89,13 @@ class ConformanceSession:
                 self.outcomes[data.pop("requirement")] = data
 
     def verdict(self) -> str:
+        """"pass" only if something was judged and every requirement that
+        counts (MUST, or all with --strict) among those run passed."""
         strict = self.config.getoption("strict")
-        for req_id, o in self.outcomes.items():
-            if o["verdict"] == "fail" and (strict or BY_ID[req_id].level.value == "MUST"):
-                return "fail"
+        counted = [o for req_id, o in self.outcomes.items()
+                   if strict or BY_ID[req_id].level.value == "MUST"]
+        if not self.outcomes or any(o["verdict"] != "pass" for o in counted):
+            return "fail"
         return "pass"
 
     def pytest_terminal_summary(self, terminalreporter) -> None:

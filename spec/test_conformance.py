@@ -17,7 +17,7 @@ from spec.drivers.server_process import ServerStartError
 from spec.pytest_plugin import conformance_target, record
 from spec.replay import write_regression
 from spec.requirements import BY_ID, IDS, Level
-from spec.targets import Target
+from spec.targets import Target, TargetError
 
 
 @pytest.fixture
@@ -32,17 +32,19 @@ def target(request: pytest.FixtureRequest) -> Target:
 def test_requirement(req_id: str, target: Target, request: pytest.FixtureRequest) -> None:
     config = request.config
     settle = config.getoption("--settle")
+    level = BY_ID[req_id].level
     try:
         outcome = check(target, req_id, settle=settle)
-    except ServerStartError as e:
-        pytest.fail(f"cannot start the server: {e}", pytrace=False)
+    except (ServerStartError, TargetError) as e:
+        outcome = Outcome(req_id, level.value, "not-run", detail=f"cannot start the server: {e}")
     record(request.node, outcome)
-    if outcome.verdict == "not-run":
-        pytest.skip(f"{req_id} not judged: {outcome.detail}")
     if outcome.verdict == "pass":
         return
-    message = failure_message(outcome, target, request)
-    if BY_ID[req_id].level is Level.SHOULD and not config.getoption("strict"):
+    if outcome.verdict == "not-run":
+        message = f"{req_id} could not be judged: {outcome.detail}"
+    else:
+        message = failure_message(outcome, target, request)
+    if level is Level.SHOULD and not config.getoption("strict"):
         pytest.xfail(f"{req_id} is a SHOULD (use --strict to fail on it):\n{message}")
     pytest.fail(message, pytrace=False)
 

@@ -101,35 +101,38 @@ class InProcessDriver(Driver):
             return
         quiet = idle = 0
         waiting_since: float | None = None
-        with self._watchdog() as arm:
-            try:
-                while quiet < self.quiet_rounds or not done():
-                    moved = False
-                    for c in clients:
-                        moved |= c.pump()
-                    arm()
-                    handled = self.server.poll(0 if waiting_since is None else 0.002)
-                    idle = 0 if moved else idle + 1
-                    quiet = 0 if moved or handled else quiet + 1
-                    if moved or handled:
-                        waiting_since = None
-                    if quiet >= self.quiet_rounds and not done():
-                        # Quiescent, yet something is still owed.  Lost, unless
-                        # the kernel still holds bytes it will move on a timer.
-                        if not self._in_flight(clients):
-                            break
-                        now = time.monotonic()
-                        if waiting_since is None:
-                            waiting_since = now
-                        elif now - waiting_since > self.stall:
-                            break
-                    if idle >= self.busy_rounds and waiting_since is None:
-                        break  # the server keeps working but nothing arrives
-            except ServerBlocked:
-                self._blocked = (f"the server's poll() did not return within {self.watchdog:g} s "
-                                 "(a blocking call inside the event loop)")
-            except Exception as e:
-                self._crash = (e, "".join(traceback.format_exception(e, limit=-3)).strip())
+        with self._watchdog() as guarded:
+            while quiet < self.quiet_rounds or not done():
+                moved = False
+                for c in clients:
+                    moved |= c.pump()
+                try:
+                    handled = guarded(self.server.poll, 0 if waiting_since is None else 0.002)
+                except ServerBlocked:
+                    self._blocked = (f"the server's poll() did not return within "
+                                     f"{self.watchdog:g} s (a blocking call inside the event loop)")
+                    break
+                except Exception as e:
+                    self._crash = (e, "".join(traceback.format_exception(e, limit=-3)).strip())
+                    break
+                idle = 0 if moved else idle + 1
+                quiet = 0 if moved or handled else quiet + 1
+                if moved:
+                    waiting_since = None
+                stuck = quiet >= self.quiet_rounds or idle >= self.busy_rounds
+                if stuck and not done():
+                    # Nothing moves (or the server is busy while nothing
+                    # arrives), yet something is still owed.  Lost, unless the
+                    # kernel still holds bytes it will move on a timer.
+                    if not self._in_flight(clients):
+                        break
+                    now = time.monotonic()
+                    if waiting_since is None:
+                        waiting_since = now
+                    elif now - waiting_since > self.stall:
+                        break
+                elif idle >= self.busy_rounds:
+                    break  # busy, but nothing is owed
         self._match(clients)
 
     def _in_flight(self, clients: Sequence[Client]) -> bool:
@@ -150,21 +153,34 @@ class InProcessDriver(Driver):
         return False
 
     @contextlib.contextmanager
-    def _watchdog(self) -> Iterator[Callable[[], object]]:
-        """Yield `arm()`: after it, the next `watchdog` seconds raise ServerBlocked."""
+    def _watchdog(self) -> Iterator[Callable[..., Any]]:
+        """Yield `guarded(f, *args)`: f(*args), raising ServerBlocked after `watchdog` s.
+
+        Only the server's own call is timed; an outer ITIMER_REAL (e.g.
+        pytest-timeout's) is restored afterwards.
+        """
         if threading.current_thread() is not threading.main_thread():
-            yield lambda: None
+            yield lambda f, *args: f(*args)
             return
 
         def alarm(signum: int, frame: Any) -> None:
             raise ServerBlocked
 
+        def guarded(f: Callable[..., Any], *args: Any) -> Any:
+            signal.setitimer(signal.ITIMER_REAL, self.watchdog)
+            try:
+                return f(*args)
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+
+        outer = signal.getitimer(signal.ITIMER_REAL)
         old = signal.signal(signal.SIGALRM, alarm)
         try:
-            yield lambda: signal.setitimer(signal.ITIMER_REAL, self.watchdog)
+            yield guarded
         finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, old)
+            if outer[0] > 0:
+                signal.setitimer(signal.ITIMER_REAL, *outer)
 
     # -- verdicts ------------------------------------------------------------------
 

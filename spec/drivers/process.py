@@ -17,9 +17,9 @@ same way.
 
 Cleanup (ECHO-6) is judged over the server's whole process tree (forking
 servers exist): no connection to an ended client's address in any state, and
-no more descriptors than the baseline (taken after the first barrier round
-trip) plus the connections still open; the connections themselves (a socket
-left in CLOSE_WAIT) are listed to explain a failure.
+no more sockets than the baseline (taken after the first barrier round trip)
+plus the connections not yet ended; the connections themselves (a socket left
+in CLOSE_WAIT) are listed to explain a failure.
 
 Ordering: a step's events reach a single-threaded server in one select()
 round, but their consequences (e.g. dropping a socket from `outputs` once its
@@ -58,7 +58,7 @@ class ProcessDriver(Driver):
         self.settle_time = settle
         self.target = target or command
         self.process = ServerProcess(command)
-        self.baseline_fds = 0
+        self.baseline_sockets = 0
 
     def start(self) -> None:
         self.process.start()
@@ -70,7 +70,7 @@ class ProcessDriver(Driver):
         Called after the first barrier round trip: by then a single-threaded
         server has also released the start-up probe's connection.
         """
-        self.baseline_fds = self.process.num_fds() - connections
+        self.baseline_sockets = self.process.num_sockets() - connections
 
     def connect(self) -> socket.socket:
         return connect(self.address, self.settle_time)
@@ -93,7 +93,8 @@ class ProcessDriver(Driver):
 
     @staticmethod
     def _wait_for_io(clients: Sequence[Client], timeout: float) -> None:
-        readers = [c.sock for c in clients if c.active and c.model.reading]
+        readers = [c.sock for c in clients if c.active and c.model.reading
+                   and not (c.model.eof or c.model.reset or c.violation)]
         writers = [c.sock for c in clients if c.active and c.pending]
         if readers or writers:
             select.select(readers, writers, [], timeout)
@@ -132,11 +133,11 @@ class ProcessDriver(Driver):
         return True
 
     def leaks(self, ended: Sequence[Client], live: int) -> Violation | None:
-        # Counting descriptors is cheap; listing connections parses the whole
+        # Counting sockets is cheap; listing connections parses the whole
         # system's TCP table, so it only explains a failure.  A socket kept for
-        # an ended client is one descriptor over the limit.
-        limit = self.baseline_fds + live
-        if self._eventually(lambda: self.process.num_fds() <= limit):
+        # an ended client is one socket over the limit.
+        limit = self.baseline_sockets + live
+        if self._eventually(lambda: self.process.num_sockets() <= limit):
             return None
         addresses = {tuple(c.local_address[:2]) for c in ended}
         if not self.process.alive:
@@ -146,10 +147,11 @@ class ProcessDriver(Driver):
             return Violation("ECHO-6", f"{self.settle_time:g} s after the connection ended the "
                              f"server still holds it: {'; '.join(held)}",
                              connection=", ".join(c.name for c in ended))
-        return Violation("ECHO-6", f"{self.settle_time:g} s after the connection ended the "
-                         f"server holds {self.process.num_fds()} descriptors; expected at most "
-                         f"{limit} (baseline {self.baseline_fds} + {live} open connections): "
-                         "a leaked descriptor", connection=", ".join(c.name for c in ended))
+        return Violation("ECHO-6", f"{self.settle_time:g} s after a connection ended the "
+                         f"server holds {self.process.num_sockets()} sockets; expected at most "
+                         f"{limit} (baseline {self.baseline_sockets} + {live} open connections): "
+                         "a leaked socket (e.g. one reset by its client and never closed)",
+                         connection=", ".join(c.name for c in ended))
 
     def close(self) -> None:
         self.process.close()

@@ -198,6 +198,25 @@ class ServerProcess:
     def num_fds(self) -> int:
         return self._sum(lambda p: p.num_fds())
 
+    def num_sockets(self) -> int:
+        """Distinct sockets open in the server's tree (a forked child shares its
+        parent's, and its stdio and pipes are not sockets)."""
+        inodes = set()
+        for p in self.tree():
+            fd_dir = f"/proc/{p.pid}/fd"
+            try:
+                names = os.listdir(fd_dir)
+            except OSError:
+                continue
+            for name in names:
+                try:
+                    link = os.readlink(f"{fd_dir}/{name}")
+                except OSError:
+                    continue
+                if link.startswith("socket:["):
+                    inodes.add(link)
+        return len(inodes)
+
     def memory_rss(self) -> int:
         return self._sum(lambda p: p.memory_info().rss)
 
