@@ -70,11 +70,14 @@ class Payload:
     def data(self) -> bytes:
         if self.size is None or self.size <= len(self.pattern):
             return self.pattern[: self.size]
-        # 64 KiB of random bytes seeded by the pattern, repeated: every byte
-        # value, no run of the same byte, and cheap to make at megabytes.
-        block = random.Random(self.pattern).randbytes(PAYLOAD_BLOCK)
+        # Random bytes seeded by the pattern, made cheaply at megabytes: one
+        # block repeated, each copy ending in its own 8-byte counter, so no
+        # two 64 KiB stretches are alike and a reordered chunk is visible.
+        block = random.Random(self.pattern).randbytes(PAYLOAD_BLOCK - 8)
         rest = self.size - len(self.pattern)
-        return self.pattern + (block * -(-rest // PAYLOAD_BLOCK))[:rest]
+        copies = -(-rest // PAYLOAD_BLOCK)
+        body = b"".join(block + i.to_bytes(8, "big") for i in range(copies))
+        return self.pattern + body[:rest]
 
     def __repr__(self) -> str:
         if self.size is None:

@@ -1,0 +1,72 @@
+"""ECHO-7 defects: one client that does not read stalls the whole loop."""
+
+from __future__ import annotations
+
+import socket
+
+from impl.select_server import SelectEchoServer
+
+
+class BlockingConnectionsServer(SelectEchoServer):
+    """Forgets ``conn.setblocking(False)`` on accepted sockets (they inherit no
+    flag from the listener): select() says writable, then send() blocks until the
+    whole queue fits, which never happens while that client does not read, and
+    every other client waits. Breaks ECHO-7."""
+
+    def _accept(self) -> None:
+        known = set(self.message_queues)
+        super()._accept()
+        for conn in self.message_queues.keys() - known:
+            conn.setblocking(True)  # the defect: as if `conn.setblocking(False)` were missing
+
+
+class SendUntilDoneServer(SelectEchoServer):
+    """"Make sure the whole message goes out": retries send() in a loop until the
+    queue is empty, spinning on EAGAIN, so a client that does not read keeps the
+    loop inside one send forever. Breaks ECHO-7."""
+
+    def _send(self, s: socket.socket) -> None:
+        queue = self.message_queues[s]
+        while queue:  # the defect: a blocking loop inside the event loop
+            try:
+                sent = s.send(queue)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                self._close(s)
+                return
+            del queue[:sent]
+        self.outputs.remove(s)
+        if s in self.finished:
+            self._close(s)
+        elif s not in self.inputs:
+            self.inputs.append(s)
+
+
+class SendallEchoServer(SelectEchoServer):
+    """Uses select() for reading only and writes the echo with the blocking
+    ``conn.sendall(data.upper())`` of the blocking tutorial it grew from: once a
+    client that does not read has filled its window and the server's send
+    buffer, sendall() blocks the whole loop. Breaks ECHO-7."""
+
+    def _accept(self) -> None:
+        known = set(self.message_queues)
+        super()._accept()
+        for conn in self.message_queues.keys() - known:
+            conn.setblocking(True)  # sendall() needs a blocking socket
+
+    def _receive(self, s: socket.socket) -> None:
+        try:
+            data = s.recv(self.recv_size)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._close(s)
+            return
+        if not data:
+            self._close(s)
+            return
+        try:
+            s.sendall(data.upper())  # the defect: blocks until the client reads
+        except OSError:
+            self._close(s)

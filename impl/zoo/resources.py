@@ -1,0 +1,70 @@
+"""ECHO-8, ECHO-9 and ECHO-10 defects: memory, idle CPU, capacity.
+
+These show only in measurements of the server running as a process
+(`spec.measure`), which the checker does with ``python -m spec.drivers.run_impl``.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+
+from impl.select_server import SelectEchoServer
+
+
+class NoBackpressureServer(SelectEchoServer):
+    """Reads from every readable client however much echo it already owes (no
+    backlog limit): a client that sends without reading makes its queue, and the
+    server's memory, grow without bound. Breaks ECHO-8."""
+
+    backlog_limit = sys.maxsize  # the defect: never stop reading
+
+
+class ZeroTimeoutServer(SelectEchoServer):
+    """Calls ``select.select(inputs, outputs, [], 0)`` ("so the loop never blocks"):
+    with nothing to do, select returns at once and the loop spins at 100% CPU.
+    Breaks ECHO-9."""
+
+    def poll(self, timeout: float | None = 0.0) -> int:
+        return super().poll(0)  # the defect: the timeout is thrown away
+
+
+class StaysInOutputsServer(SelectEchoServer):
+    """Never takes a socket out of ``outputs`` once its queue is empty: an idle
+    connection is always writable, so select() returns at once, every round, for
+    ever. Breaks ECHO-9."""
+
+    def _send(self, s: socket.socket) -> None:
+        queue = self.message_queues[s]
+        try:
+            sent = s.send(queue)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._close(s)
+            return
+        del queue[:sent]
+        if queue:
+            return
+        # the defect: no `self.outputs.remove(s)`
+        if s in self.finished:
+            self._close(s)
+        elif s not in self.inputs:
+            self.inputs.append(s)
+
+
+class NoFdSetSizeGuardServer(SelectEchoServer):
+    """Accepts every connection: once one lands on descriptor >= FD_SETSIZE (1024),
+    select() raises "filedescriptor out of range in select()" and the whole
+    server dies, with every connection. Breaks ECHO-10 (and ECHO-5)."""
+
+    max_fd = sys.maxsize  # the defect: no FD_SETSIZE guard
+
+
+class ListenBacklogOneServer(SelectEchoServer):
+    """``server.listen(1)`` copied from a one-client example: in a burst of
+    connections the kernel queues two and drops the others' SYNs, so they connect
+    only after SYN retransmissions (1 s, 3 s, 7 s, ...). Breaks ECHO-10."""
+
+    listen_backlog = 1  # the defect
+

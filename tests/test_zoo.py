@@ -1,0 +1,448 @@
+"""The checker, judged against the defect zoo (impl/zoo): each defect must be rejected.
+
+For every defect in `impl.zoo.DEFECTS`, `check()` must return "fail" under the
+defect's own requirement ID, with a diagnosis that names it.  ECHO-1..7 run
+in-process (the Hypothesis state machine, derandomized, with the smallest
+budget found to reject the defect); ECHO-8..10 are measured against the class
+run as a process (the checker does that by itself).
+
+A defect the checker does not reject (or rejects only through the process
+driver) is a *checker gap*: its case is marked ``xfail(strict=True)`` with the
+gap in the reason, and a direct, deterministic scenario below shows that the
+defect really misbehaves, so the xfail is the checker's fault, not the zoo's.
+
+``python -m impl.zoo.killrate`` prints the same results as a table, with the
+checker's standard budget and full shrinking.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import struct
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+from hypothesis import Phase, settings
+
+from impl.select_server import SelectEchoServer
+from impl.zoo import DEFECTS
+from spec.checker import check
+from spec.machine import RULES, Payload
+from spec.model import diagnose
+from spec.requirements import IDS
+from spec.targets import Target, load_impl
+
+HOST = "127.0.0.1"
+
+
+# -- the budgets ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A derandomized Hypothesis budget: the same programs, so the same verdict, every run."""
+
+    examples: int
+    steps: int
+    #: Shrinking is left out where it, not finding the defect, takes the time
+    #: (each shrink attempt of a flood re-sends megabytes, or waits out the
+    #: 2 s watchdog); the verdict and its ID do not depend on it.
+    shrink: bool = True
+    #: The shrunk program, where shrinking is cheap enough to pin it.
+    program: tuple[str, ...] | None = None
+
+    def settings(self) -> settings:
+        phases = list(Phase) if self.shrink else [Phase.explicit, Phase.generate]
+        return settings(max_examples=self.examples, stateful_step_count=self.steps,
+                        database=None, derandomize=True, phases=phases)
+
+
+#: What a gap is judged with here (the misses were also confirmed with the checker's CI
+#: budget, 40 x 15, and with 100 x 20, 300 x 40 and 1000 x 40 runs; see impl/zoo/killrate).
+GAP_BUDGET = Budget(20, 10)
+
+ABORT = ("c0 = state.connect()", "state.abort(c0)")
+BURST = ("state.burst(2, Payload(b'\\x00'))",)
+
+#: The budget each defect is checked with.  A derandomized run still draws different
+#: programs whenever spec/machine.py changes (it did twice while these were tuned), so
+#: each budget has a margin over the smallest that rejected the defect (noted as
+#: "min"); Hypothesis stops at the first failure, so the margin costs nothing while the
+#: defect is found early.  Shrinking is off except where it is cheap and its program
+#: is pinned.  Seconds as measured on a loaded 2-core box.
+LOOSE = Budget(40, 10, shrink=False)
+BUDGETS: dict[str, Budget] = {
+    "decode-replace": LOOSE,  # 0.2 s; min 5 x 5 (shrunk at 40 x 15: 4.5 s)
+    "latin1-str-upper": LOOSE,  # 0.1 s; min 5 x 5 (shrunk at 40 x 15: 11 s)
+    "surrogateescape-upper": LOOSE,  # 0.1 s; min 5 x 5 (shrunk at 40 x 15: 27 s)
+    "lifo-queue": LOOSE,  # 0.1 s; min 10 x 10 (shrunk at 40 x 15: 26 s)
+    "eager-send": LOOSE,  # 0.5 s; min 5 x 10 (shrunk at 40 x 15: 100 s)
+    "close-after-reply": Budget(10, 5, program=BURST),  # 0.2 s
+    "shared-buffer": Budget(10, 5, program=BURST),  # 0.2 s
+    "last-accepted": LOOSE,  # 0.1 s; min 5 x 5 (shrunk at 40 x 15: 12 s)
+    "close-only-after-flush": LOOSE,  # 0.1 s; min 5 x 5 (shrunk at 40 x 15: 5 s)
+    "uncaught-reset": Budget(10, 5, program=ABORT),  # 0.2 s
+    "peername-on-close": Budget(10, 5, program=ABORT),  # 0.2 s
+    "keeps-queue-entry": Budget(10, 5, program=ABORT),  # 0.2 s
+    "shutdown-without-close": Budget(10, 5, program=ABORT),  # 0.2 s
+    "sendall-echo": LOOSE,  # 4 s; min 5 x 5 (shrunk at 40 x 15: 300 s, Hypothesis gives up)
+}
+
+#: Defects the checker does not reject under their ID: the gap, precisely.
+GAPS: dict[str, str] = {
+    "ignore-send-result": (
+        "checker gap (ECHO-2): the server's send() is (almost) never short. Loopback "
+        "autotunes the server socket's SO_SNDBUF to 4 MiB and select() reports it writable "
+        "only with a third of that free, far more than the reference design ever queues "
+        "(256 KiB + one recv), so the dropped tail of a short send never exists (one short "
+        "send seen in a 300 x 40 run, after ~25 MiB of floods, did not reproduce); "
+        "see test_short_send_defects_are_real"),
+    "close-at-eof": (
+        "checker gap (ECHO-4): no program half-closes while echo is still owed. Every rule "
+        "settles before the next and half_close requires nothing pending, so the EOF always "
+        "finds an empty queue; see test_close_at_eof_is_real"),
+    "uncaught-send-error": (
+        "checker gap (ECHO-5): the server never sends to a connection its client has reset. "
+        "The ECHO-5 rules have no flood, every step settles, so abort/close always find the "
+        "echo delivered; no rule set combines backpressure or half-close with a reset; "
+        "see test_uncaught_send_error_is_real"),
+    "dup-leak": (
+        "checker gap (ECHO-6, in-process driver): the white-box check looks only at the "
+        "matched socket object and inputs/outputs/message_queues, not at descriptors, so a "
+        "dup()ed descriptor is invisible; the process driver rejects it "
+        "(test_dup_leak_is_rejected_as_a_process)"),
+    "blocking-connections": (
+        "checker gap (ECHO-7): a blocking send() after select() said writable never blocks: "
+        "the server's autotuned 4 MiB send buffer always has room for the whole queue "
+        "(same cause as ignore-send-result); see test_short_send_defects_are_real"),
+    "send-until-done": (
+        "checker gap (ECHO-7): the send() retry loop never spins: every send() is complete, "
+        "for the reason given for blocking-connections; see test_short_send_defects_are_real"),
+}
+
+#: Measured (process) checks that take longer than the default run should.
+SLOW = {
+    # Up to the 15 s connection budget: the SYNs the kernel dropped are retried for seconds.
+    "listen-backlog-1",
+}
+
+MACHINE = set(RULES)
+
+
+def _case(name: str):
+    marks = []
+    if name in GAPS:
+        marks.append(pytest.mark.xfail(strict=True, reason=GAPS[name]))
+    if name in SLOW:
+        marks.append(pytest.mark.slow)
+    return pytest.param(name, marks=marks, id=name)
+
+
+# -- the registry ------------------------------------------------------------------------
+
+
+def test_registry_covers_every_requirement() -> None:
+    assert len(DEFECTS) >= 15
+    covered = {d.requirement for d in DEFECTS.values()}
+    assert covered == set(IDS), f"no defect for {sorted(set(IDS) - covered)}"
+
+
+def test_every_machine_defect_has_a_budget_or_a_gap() -> None:
+    for d in DEFECTS.values():
+        if d.requirement in MACHINE:
+            assert (d.name in BUDGETS) != (d.name in GAPS), d.name
+        else:
+            assert d.name not in BUDGETS and d.name not in GAPS, d.name
+
+
+@pytest.mark.parametrize("name", list(DEFECTS))
+def test_registry_entry(name: str) -> None:
+    d = DEFECTS[name]
+    assert d.name == name and d.target.startswith("impl.zoo.")
+    cls = load_impl(d.target)  # steppable, as --impl needs
+    assert issubclass(cls, SelectEchoServer) and cls is not SelectEchoServer
+    assert d.requirement in IDS and all(r in IDS for r in d.also)
+    assert d.requirement in (cls.__doc__ or ""), "the docstring names the requirement"
+    assert all(r in (cls.__doc__ or "") for r in d.also)
+    assert d.story and d.story in " ".join((cls.__doc__ or "").split())
+
+
+# -- each defect is rejected under its ID -----------------------------------------------
+
+
+@pytest.mark.parametrize("name", [_case(n) for n in DEFECTS])
+def test_defect_is_rejected(name: str) -> None:
+    d = DEFECTS[name]
+    budget = GAP_BUDGET if name in GAPS else BUDGETS.get(name)
+    outcome = check(Target("impl", d.target), d.requirement,
+                    hypothesis_settings=budget.settings() if budget else None)
+    assert outcome.verdict == "fail", f"{name} not rejected: {outcome.detail}"
+    assert outcome.violation is not None
+    assert outcome.violation.requirement == d.requirement
+    assert outcome.detail.startswith(f"{d.requirement}: "), outcome.detail
+    if d.requirement in MACHINE:
+        assert outcome.program, "a failing machine check comes with its program"
+    if budget is not None and budget.program is not None:
+        assert tuple(outcome.program) == budget.program
+
+
+def test_dup_leak_is_rejected_as_a_process() -> None:
+    """What the in-process driver misses, the process driver's descriptor count sees."""
+    d = DEFECTS["dup-leak"]
+    outcome = check(Target("impl", d.target).as_process(), "ECHO-6", settle=0.5,
+                    hypothesis_settings=Budget(5, 5, shrink=False).settings())
+    assert outcome.verdict == "fail", outcome.detail
+    assert outcome.detail.startswith("ECHO-6: ")
+    assert "holds" in outcome.detail, outcome.detail
+
+
+# -- the defects are subtle: a plain exchange works -------------------------------------
+
+
+class Hung(Exception):
+    """Raised by the SIGALRM guard in whatever call was blocking."""
+
+
+@contextlib.contextmanager
+def alarm_after(seconds: float) -> Iterator[None]:
+    def on_alarm(signum: int, frame: object) -> None:
+        raise Hung(f"still running after {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+class Rig:
+    """One stepped server and its client sockets, all closed at the end."""
+
+    def __init__(self, cls: type) -> None:
+        self.server = cls(HOST, 0)
+        self.clients: list[socket.socket] = []
+
+    def connect(self, *, rcvbuf: int | None = None) -> socket.socket:
+        c = socket.socket()
+        self.clients.append(c)
+        if rcvbuf is not None:
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        c.settimeout(2.0)
+        c.connect(self.server.address)
+        c.setblocking(False)
+        self.step_until(lambda: self.conn(c) is not None)
+        return c
+
+    def conn(self, client: socket.socket) -> socket.socket | None:
+        """The server's socket for `client`."""
+        for s in list(self.server.message_queues):
+            with contextlib.suppress(OSError):
+                if s.fileno() != -1 and s.getpeername() == client.getsockname():
+                    return s
+        return None
+
+    def step_until(self, done: Callable[[], bool], rounds: int = 200) -> None:
+        for _ in range(rounds):
+            if done():
+                return
+            self.server.poll(0.005)
+        assert done(), f"not reached in {rounds} rounds"
+
+    def exchange(self, client: socket.socket, rounds: int = 200) -> tuple[bytes, bool]:
+        """Poll and read until EOF or `rounds` quiet rounds; return (bytes, eof)."""
+        got = bytearray()
+        quiet = 0
+        while quiet < rounds:
+            handled = self.server.poll(0.005)
+            try:
+                chunk = client.recv(1 << 20)
+            except BlockingIOError:
+                quiet = 0 if handled else quiet + 1
+                continue
+            except ConnectionResetError:
+                return bytes(got), True
+            if not chunk:
+                return bytes(got), True
+            got += chunk
+            quiet = 0
+        return bytes(got), False
+
+    def close(self) -> None:
+        for c in self.clients:
+            c.close()
+        self.server.close()
+
+
+@pytest.fixture
+def rig_factory() -> Iterator[Callable[[type], Rig]]:
+    rigs: list[Rig] = []
+
+    def make(cls: type) -> Rig:
+        rigs.append(Rig(cls))
+        return rigs[-1]
+
+    yield make
+    for r in rigs:
+        r.close()
+
+
+@pytest.mark.parametrize("name", list(DEFECTS))
+def test_plain_exchange_works(rig_factory, name: str) -> None:
+    """Every defect is subtle: one client sending a line of ASCII gets its echo, so only
+    the checker's harder programs can tell it from the reference."""
+    rig = rig_factory(DEFECTS[name].load())
+    got = bytearray()
+    with alarm_after(5.0):
+        c = rig.connect()
+        c.sendall(b"Hello, World")
+        for _ in range(200):
+            rig.server.poll(0.005)
+            with contextlib.suppress(BlockingIOError):
+                got += c.recv(100)
+            if len(got) >= 12:
+                break
+    assert got == b"HELLO, WORLD"
+
+
+# -- the gaps: each defect really misbehaves --------------------------------------------
+
+
+REFERENCE = SelectEchoServer
+
+
+def _abort(c: socket.socket) -> None:
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    c.close()
+
+
+@pytest.mark.parametrize(("name", "lost"), [("reference", False), ("close-at-eof", True)])
+def test_close_at_eof_is_real(rig_factory, name: str, lost: bool) -> None:
+    """`printf hello | nc -N`: the data and the FIN arrive together; the echo is dropped."""
+    cls = REFERENCE if name == "reference" else DEFECTS[name].load()
+    rig = rig_factory(cls)
+    with alarm_after(5.0):
+        c = rig.connect()
+        c.sendall(b"hello")
+        c.shutdown(socket.SHUT_WR)
+        got, eof = rig.exchange(c)
+    assert eof
+    assert got == (b"" if lost else b"HELLO")
+
+
+@pytest.mark.parametrize(("name", "dies"), [("reference", False), ("uncaught-send-error", True)])
+def test_uncaught_send_error_is_real(rig_factory, name: str, dies: bool) -> None:
+    """A client sends, half-closes and resets before reading: send() fails, the loop dies."""
+    cls = REFERENCE if name == "reference" else DEFECTS[name].load()
+    rig = rig_factory(cls)
+    with alarm_after(5.0):
+        c = rig.connect()
+        c.sendall(b"hello")
+        c.shutdown(socket.SHUT_WR)
+        rig.clients.remove(c)
+        _abort(c)
+        raised = None
+        try:
+            for _ in range(20):
+                rig.server.poll(0.005)
+        except OSError as e:
+            raised = e
+    if dies:
+        assert isinstance(raised, (BrokenPipeError, ConnectionResetError)), raised
+    else:
+        assert raised is None
+
+
+@pytest.mark.parametrize(("name", "effect"), [
+    ("reference", "none"),
+    ("ignore-send-result", "loses"),
+    ("blocking-connections", "blocks"),
+    ("send-until-done", "blocks"),
+])
+def test_short_send_defects_are_real(rig_factory, name: str, effect: str) -> None:
+    """With a small server send buffer (no autotuning: a fixed SO_SNDBUF, as many servers
+    and other kernels have), a slow reader makes send() short: the defect shows."""
+    cls = REFERENCE if name == "reference" else DEFECTS[name].load()
+    rig = rig_factory(cls)
+    data = bytes(range(256)) * 256  # 64 KiB, one recv()
+    with alarm_after(10.0):
+        c = rig.connect(rcvbuf=4096)
+        conn = rig.conn(c)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        c.setblocking(True)
+        c.sendall(data)
+        c.setblocking(False)
+    blocked = False
+    try:
+        with alarm_after(1.0):
+            for _ in range(20):  # the server reads it all and sends what fits
+                rig.server.poll(0.005)
+    except Hung:
+        blocked = True
+    assert blocked == (effect == "blocks")
+    if blocked:
+        return
+    with alarm_after(10.0):
+        got, _ = rig.exchange(c, rounds=50)
+    if effect == "loses":
+        assert 0 < len(got) < len(data)
+        assert data.upper().startswith(got)
+    else:
+        assert got == data.upper()
+
+
+def _fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.parametrize(("name", "leaks"), [("reference", False), ("dup-leak", True)])
+def test_dup_leak_is_real(rig_factory, name: str, leaks: bool) -> None:
+    """After the connection ended the select lists are clean, yet a descriptor stays."""
+    cls = REFERENCE if name == "reference" else DEFECTS[name].load()
+    rig = rig_factory(cls)
+    with alarm_after(5.0):
+        before = _fds()
+        c = rig.connect()
+        c.sendall(b"abc")
+        c.shutdown(socket.SHUT_WR)
+        got, eof = rig.exchange(c)
+        assert (got, eof) == (b"ABC", True)  # the client sees an orderly end
+        rig.clients.remove(c)
+        c.close()
+        rig.step_until(lambda: len(rig.server.inputs) == 1)
+    assert rig.server.outputs == [] and rig.server.message_queues == {}
+    assert _fds() - before == (1 if leaks else 0)
+
+
+# -- the model ---------------------------------------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "checker gap (spec/model.py _divergence): a lost, inserted or reordered non-ASCII byte "
+    "is classified ECHO-1 ('came back as'), because the `sent[i] >= 0x80` test runs before "
+    "the lost/inserted tests; ECHO-2 defects that lose or reorder random (flood) bytes are "
+    "then reported as ECHO-1 about half the time, and the ECHO-2 machine rejects those "
+    "programs instead of reporting them"))
+@pytest.mark.parametrize(("sent", "received"), [
+    (b"abc\x90defghijklmnopqrstuvwxyz", b"ABCDEFGHIJKLMNOPQRSTUVWXYZ"),  # 0x90 lost
+    (bytes(range(128, 168)) + b"tail" * 8, (bytes(range(148, 168)) + b"tail" * 8).upper()),
+], ids=["one-byte-lost", "chunk-lost"])
+def test_lost_non_ascii_bytes_are_echo_2(sent: bytes, received: bytes) -> None:
+    v = diagnose(sent, received, settled=True)
+    assert v is not None and v.requirement == "ECHO-2", v
+
+
+def test_reordered_flood_chunks_are_a_violation() -> None:
+    """Regression: large payloads were once one 64 KiB block repeated, so
+    reordered chunks were indistinguishable; each copy now has a counter."""
+    data = Payload(b"\x00", 4 * 1024 * 1024).data()
+    chunks = [data[i:i + 65536] for i in range(0, len(data), 65536)]
+    reordered = b"".join(chunks[:1] + chunks[1:][::-1])
+    assert reordered != data
+    assert diagnose(data, reordered.upper(), settled=True) is not None
+
