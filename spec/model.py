@@ -160,9 +160,8 @@ def _divergence(
         return violation("ECHO-1", f"byte {_byte(sent[i])} came back untransformed; expected "
                          f"{_byte(expected[i])}")
     substituted = _agrees(received[i + 1:], expected[i + 1:])
-    if sent[i] >= 0x80 or (substituted and len(received) == len(expected)):
-        # Non-ASCII bytes are what a server that decodes text mangles; a
-        # same-length stream that realigns is a wrong byte value.
+    if substituted and len(received) == len(expected):
+        # A same-length stream that realigns: a wrong byte value.
         return violation("ECHO-1", f"byte {_byte(sent[i])} came back as {_byte(received[i])}; "
                          f"expected {_byte(expected[i])}")
     if _agrees(received[i:], expected[i + 1:]):
@@ -170,7 +169,9 @@ def _divergence(
     if _agrees(received[i + 1:], expected[i:]):
         return violation("ECHO-2", f"byte {_byte(received[i])} was inserted into the echo "
                          "(duplicated or foreign)")
-    if substituted or len(received) == i + 1:
+    # Non-ASCII bytes turned into something else are what a server that
+    # decodes text does (U+FFFD, case-mapped Latin-1): a transform error.
+    if substituted or len(received) == i + 1 or sent[i] >= 0x80:
         return violation("ECHO-1", f"byte {_byte(sent[i])} came back as {_byte(received[i])}; "
                          f"expected {_byte(expected[i])}")
     return violation("ECHO-2", "echo diverges from the transform of what was sent "

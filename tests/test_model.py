@@ -252,10 +252,13 @@ def test_property_one_substituted_byte_in_whole_stream_is_echo1(data):
 
 
 def test_non_ascii_divergence_is_attributed_to_the_transform():
-    # Design choice pinned here: a server that decodes text (e.g. UTF-8 with
-    # errors="ignore"/"replace") mangles bytes >= 0x80, so any divergence at a
-    # non-ASCII byte is reported as ECHO-1, even if it looks like a drop.
+    # A non-ASCII byte that is simply lost is ECHO-2 (the zoo's ECHO-2 defects
+    # lose random flood bytes); one turned into something else that no shift
+    # explains is what a server that decodes text does: ECHO-1.
     v = diagnose(b"a\xffb", b"AB", settled=True)
+    assert v is not None
+    assert (v.requirement, v.offset) == ("ECHO-2", 1)
+    v = diagnose(b"a\xffb", b"A\xef\xbf\xbdB", settled=True)  # UTF-8, errors="replace"
     assert v is not None
     assert (v.requirement, v.offset) == ("ECHO-1", 1)
     v = diagnose(b"\xe9t\xe9", "\xe9T\xe9".encode(), settled=True)  # latin-1 -> utf-8

@@ -422,15 +422,14 @@ def test_dup_leak_is_real(rig_factory, name: str, leaks: bool) -> None:
 # -- the model ---------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "checker gap (spec/model.py _divergence): a lost, inserted or reordered non-ASCII byte "
-    "is classified ECHO-1 ('came back as'), because the `sent[i] >= 0x80` test runs before "
-    "the lost/inserted tests; ECHO-2 defects that lose or reorder random (flood) bytes are "
-    "then reported as ECHO-1 about half the time, and the ECHO-2 machine rejects those "
-    "programs instead of reporting them"))
 @pytest.mark.parametrize(("sent", "received"), [
     (b"abc\x90defghijklmnopqrstuvwxyz", b"ABCDEFGHIJKLMNOPQRSTUVWXYZ"),  # 0x90 lost
-    (bytes(range(128, 168)) + b"tail" * 8, (bytes(range(148, 168)) + b"tail" * 8).upper()),
+    pytest.param(
+        bytes(range(128, 168)) + b"tail" * 8, (bytes(range(148, 168)) + b"tail" * 8).upper(),
+        marks=pytest.mark.xfail(strict=True, reason=(
+            "checker gap (spec/model.py _divergence): the drop test looks one byte ahead; "
+            "a lost run of non-ASCII bytes still falls through to the text-decoding "
+            "fallback and is called ECHO-1"))),
 ], ids=["one-byte-lost", "chunk-lost"])
 def test_lost_non_ascii_bytes_are_echo_2(sent: bytes, received: bytes) -> None:
     v = diagnose(sent, received, settled=True)
