@@ -59,13 +59,13 @@ import asyncio
 import contextlib
 import errno
 import logging
-import os
 import signal
 import socket
 import threading
 from typing import Any
 
 from impl import _cli
+from impl._spare_descriptor import SpareDescriptor
 
 log = logging.getLogger("impl.asyncio_server")
 
@@ -144,7 +144,7 @@ class AsyncioEchoServer:
             self.server.close()
             raise
         # Held in reserve for accept() failing with EMFILE (see module doc).
-        self._spare_fd: int | None = os.open(os.devnull, os.O_RDONLY)
+        self._spare = SpareDescriptor()
         self.loop.add_reader(self.server.fileno(), self._accept)
 
     # -- accepting ---------------------------------------------------------
@@ -159,7 +159,7 @@ class AsyncioEchoServer:
                 continue  # the client gave up before we got to it
             except OSError as e:
                 if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    self._refuse_when_out_of_descriptors()
+                    self._spare.refuse(self.server, log)
                 else:
                     log.error("accept() failed: %s", e)
                 return
@@ -180,23 +180,6 @@ class AsyncioEchoServer:
             log.info("dropping a new connection: %s", exc)
             if conn is not None:
                 conn.close()
-
-    def _refuse_when_out_of_descriptors(self) -> None:
-        if self._spare_fd is None:
-            return
-        os.close(self._spare_fd)
-        try:
-            conn, client_address = self.server.accept()
-        except OSError:
-            pass
-        else:
-            log.warning("out of file descriptors: refusing %s", client_address)
-            conn.close()
-        finally:
-            try:
-                self._spare_fd = os.open(os.devnull, os.O_RDONLY)
-            except OSError:
-                self._spare_fd = None
 
     # -- running -----------------------------------------------------------
 
@@ -259,9 +242,7 @@ class AsyncioEchoServer:
             loop.close()
             for conn in self._pending.values():
                 conn.close()
-            if self._spare_fd is not None:
-                os.close(self._spare_fd)
-                self._spare_fd = None
+            self._spare.close()
 
 
 def main(argv: list[str] | None = None) -> int:

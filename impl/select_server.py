@@ -34,11 +34,11 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 import select
 import socket
 
 from impl import _cli
+from impl._spare_descriptor import SpareDescriptor
 
 log = logging.getLogger("impl.select_server")
 
@@ -65,10 +65,9 @@ class SelectEchoServer:
         self.message_queues: dict[socket.socket, bytearray] = {}
         #: Connections whose client has shut down its sending side.
         self.finished: set[socket.socket] = set()
-        # A descriptor held in reserve: when accept() fails with EMFILE the
-        # server frees it, accepts, and closes the connection at once, so the
-        # listening socket stops being readable instead of spinning.
-        self._spare_fd: int | None = os.open(os.devnull, os.O_RDONLY)
+        # Held in reserve for accept() failing with EMFILE: the server frees
+        # it to refuse the connection instead of spinning on the listener.
+        self._spare = SpareDescriptor()
 
     # -- the select loop ---------------------------------------------------
 
@@ -96,7 +95,7 @@ class SelectEchoServer:
             return  # the client gave up before we got to it
         except OSError as e:
             if e.errno in (errno.EMFILE, errno.ENFILE):
-                self._refuse_when_out_of_descriptors()
+                self._spare.refuse(self.server, log)
             else:  # an error of one pending connection (see accept(2)), or transient
                 log.warning("accept() failed: %s", e)
             return
@@ -110,23 +109,6 @@ class SelectEchoServer:
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_OOBINLINE, 1)
         self.inputs.append(conn)
         self.message_queues[conn] = bytearray()
-
-    def _refuse_when_out_of_descriptors(self) -> None:
-        if self._spare_fd is None:
-            return
-        os.close(self._spare_fd)
-        try:
-            conn, client_address = self.server.accept()
-        except OSError:
-            pass
-        else:
-            log.warning("out of file descriptors: refusing %s", client_address)
-            conn.close()
-        finally:
-            try:
-                self._spare_fd = os.open(os.devnull, os.O_RDONLY)
-            except OSError:
-                self._spare_fd = None
 
     def _receive(self, s: socket.socket) -> None:
         try:
@@ -186,9 +168,7 @@ class SelectEchoServer:
             self._close(s)
         self.server.close()
         self.inputs.clear()
-        if self._spare_fd is not None:
-            os.close(self._spare_fd)
-            self._spare_fd = None
+        self._spare.close()
 
 
 def _peer(s: socket.socket) -> str:

@@ -50,12 +50,12 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 import resource
 import selectors
 import socket
 
 from impl import _cli
+from impl._spare_descriptor import SpareDescriptor
 
 log = logging.getLogger("impl.selectors_server")
 
@@ -93,7 +93,7 @@ class SelectorsEchoServer:
         # Events each connection is registered for, to skip no-op modify().
         self._registered: dict[socket.socket, int] = {}
         # Held in reserve for accept() failing with EMFILE (see module doc).
-        self._spare_fd: int | None = os.open(os.devnull, os.O_RDONLY)
+        self._spare = SpareDescriptor()
 
     # -- the event loop ----------------------------------------------------
 
@@ -141,7 +141,7 @@ class SelectorsEchoServer:
                 continue  # the client gave up before we got to it
             except OSError as e:
                 if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    self._refuse_when_out_of_descriptors()
+                    self._spare.refuse(self.server, log)
                     return
                 raise
             log.debug("new connection from %s", client_address)
@@ -155,23 +155,6 @@ class SelectorsEchoServer:
             self.inputs.add(conn)
             self.message_queues[conn] = bytearray()
             self._sync(conn)
-
-    def _refuse_when_out_of_descriptors(self) -> None:
-        if self._spare_fd is None:
-            return
-        os.close(self._spare_fd)
-        try:
-            conn, client_address = self.server.accept()
-        except OSError:
-            pass
-        else:
-            log.warning("out of file descriptors: refusing %s", client_address)
-            conn.close()
-        finally:
-            try:
-                self._spare_fd = os.open(os.devnull, os.O_RDONLY)
-            except OSError:
-                self._spare_fd = None
 
     def _receive(self, s: socket.socket) -> None:
         try:
@@ -240,9 +223,7 @@ class SelectorsEchoServer:
         self.server.close()
         self.inputs.clear()
         self.selector.close()
-        if self._spare_fd is not None:
-            os.close(self._spare_fd)
-            self._spare_fd = None
+        self._spare.close()
 
 
 def _peer(s: socket.socket) -> str:

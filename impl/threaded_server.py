@@ -39,13 +39,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
-import os
 import select
 import signal
 import socket
 import threading
 
 from impl import _cli
+from impl._spare_descriptor import SpareDescriptor
 
 log = logging.getLogger("impl.threaded_server")
 
@@ -68,7 +68,7 @@ class ThreadedEchoServer:
         self._lock = threading.Lock()
         self.connections: set[socket.socket] = set()
         self._closing = False
-        self._spare_fd: int | None = os.open(os.devnull, os.O_RDONLY)
+        self._spare = SpareDescriptor()
 
     # -- accepting ---------------------------------------------------------
 
@@ -127,33 +127,13 @@ class ThreadedEchoServer:
             return  # the client gave up meanwhile
         except OSError as e:
             if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                self._refuse_when_out_of_descriptors()
+                self._spare.refuse(self.server, log)
                 return
             raise
         finally:
             self.server.setblocking(True)
         conn.setblocking(True)
         self._start(conn, client_address)
-
-    def _refuse_when_out_of_descriptors(self) -> None:
-        """Accept the pending connection on the spare descriptor and close it.
-
-        Called with the listening socket non-blocking and readable."""
-        if self._spare_fd is None:
-            return
-        os.close(self._spare_fd)
-        try:
-            conn, client_address = self.server.accept()
-        except OSError:
-            pass
-        else:
-            log.warning("out of file descriptors: refusing %s", client_address)
-            conn.close()
-        finally:
-            try:
-                self._spare_fd = os.open(os.devnull, os.O_RDONLY)
-            except OSError:
-                self._spare_fd = None
 
     # -- one connection, in its own thread ---------------------------------
 
@@ -194,9 +174,7 @@ class ThreadedEchoServer:
             # Wakes the thread blocked in recv/sendall; it closes its socket.
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-        if self._spare_fd is not None:
-            os.close(self._spare_fd)
-            self._spare_fd = None
+        self._spare.close()
 
 
 def main(argv: list[str] | None = None) -> int:

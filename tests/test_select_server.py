@@ -516,7 +516,7 @@ def test_close_releases_every_socket(opened: list[socket.socket]) -> None:
         assert_released(server, conn)
     assert server.inputs == [] and server.outputs == []
     assert server.message_queues == {} and server.finished == set()
-    assert server._spare_fd is None
+    assert server._spare.fd is None
     for peer in (idle, busy, half):
         peer.sock.close()
     waiting.close()
