@@ -52,12 +52,17 @@ class Outcome:
 
 
 def check(target: Target, req_id: str, *, settle: float = DEFAULT_SETTLE,
-          hypothesis_settings: settings | None = None) -> Outcome:
+          hypothesis_settings: settings | None = None, seed: int | None = None) -> Outcome:
+    """Judge `target` against one requirement.
+
+    `seed` fixes Hypothesis' random programs (as pytest's --hypothesis-seed
+    does); without it they come from the settings (derandomized in CI).
+    """
     level = requirement(req_id).level.value
     start = time.monotonic()
     preflight(target)
     if req_id in RULES:
-        outcome = _check_by_machine(target, req_id, settle, hypothesis_settings)
+        outcome = _check_by_machine(target, req_id, settle, hypothesis_settings, seed)
     else:
         violation, detail = measure.MEASURES[req_id](target.as_process(), settle)
         outcome = Outcome(req_id, level, "fail" if violation else "pass",
@@ -80,11 +85,15 @@ def preflight(target: Target) -> None:
             raise TargetError(f"--impl {target.spec}: {cls.__name__}({HOST!r}, 0) raised "
                               f"{type(e).__name__}: {e}; a steppable server is constructed "
                               "as cls(host, port) and listens at once") from None
-        server.close()
+        try:
+            server.close()
+        except Exception as e:
+            raise TargetError(f"--impl {target.spec}: close() of a server that never had a "
+                              f"connection raised {type(e).__name__}: {e}") from None
 
 
 def machine_factory(target: Target, req_id: str, settle: float,
-                    failures: list[ConformanceFailure] | None = None):
+                    failures: list[ConformanceFailure] | None = None, seed: int | None = None):
     """A machine factory for Hypothesis; `failures` collects every violation
     of `req_id` seen, even ones a replay does not reproduce."""
     def factory() -> EchoConformance:
@@ -92,11 +101,13 @@ def machine_factory(target: Target, req_id: str, settle: float,
 
     # One example database entry per target and requirement.
     factory._hypothesis_internal_add_digest = f"{target.kind}|{target.spec}|{req_id}".encode()
+    if seed is not None:
+        factory._hypothesis_internal_use_seed = seed
     return factory
 
 
 def _check_by_machine(target: Target, req_id: str, settle: float,
-                      base: settings | None) -> Outcome:
+                      base: settings | None, seed: int | None) -> Outcome:
     s = settings(
         base or settings(),
         deadline=None,
@@ -105,7 +116,8 @@ def _check_by_machine(target: Target, req_id: str, settle: float,
     )
     seen: list[ConformanceFailure] = []
     try:
-        run_state_machine_as_test(machine_factory(target, req_id, settle, seen), settings=s)
+        run_state_machine_as_test(machine_factory(target, req_id, settle, seen, seed),
+                                  settings=s)
     except ConformanceFailure as failure:
         return _failed(target, req_id, settle, failure)
     except Unsatisfiable:

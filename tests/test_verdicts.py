@@ -61,7 +61,7 @@ SEED_UPPER_VERDICTS = [
     ("ECHO-3", "pass", None),
     # recv() returns b'' after shutdown(SHUT_WR): the queue is deleted, the
     # socket never closed, so no EOF ever comes back.
-    ("ECHO-4", "fail", ["c0 = state.connect()", "state.teardown()"]),
+    ("ECHO-4", "fail", ["c0 = state.connect()", "state.half_close(c0)"]),
     # recv() raises ConnectionResetError out of the loop.
     ("ECHO-5", "fail", ["c0 = state.connect()", "state.abort(c0)"]),
     # inputs.remove(s) without s.close(): the socket stays in CLOSE_WAIT.
@@ -102,7 +102,7 @@ SEED_ECHO_VERDICTS = [
     # It echoes, but never uppercases.
     ("ECHO-1", "fail", None),
     # On EOF it queues b'' forever and never closes: no EOF reaches the client.
-    ("ECHO-4", "fail", ["c0 = state.connect()", "state.teardown()"]),
+    ("ECHO-4", "fail", ["c0 = state.connect()", "state.half_close(c0)"]),
     ("ECHO-5", "fail", ["c0 = state.connect()", "state.abort(c0)"]),
     ("ECHO-6", "fail", ["c0 = state.connect()", "state.close(c0)"]),
     ("ECHO-8", "fail", None),

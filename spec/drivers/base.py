@@ -64,5 +64,9 @@ class Driver(abc.ABC):
         """
 
     @abc.abstractmethod
-    def close(self) -> None:
-        """Release everything: the server, its process, its sockets."""
+    def close(self) -> Violation | None:
+        """Release everything: the server, its process, its sockets.
+
+        An ECHO-6 violation if closing the server itself went wrong (it raised,
+        or left descriptors open); the ECHO-6 machine reports it.
+        """

