@@ -15,7 +15,7 @@ import select
 import selectors
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from spec.drivers.server_process import ServerProcess
 from spec.model import Violation
@@ -135,16 +135,22 @@ def idle(target: Target, settle: float) -> tuple[Violation | None, str]:
     return None, detail
 
 
-def _raise_fd_limit(need: int) -> None:
+@contextlib.contextmanager
+def _fd_limit_at_least(need: int) -> Iterator[None]:
+    """Raise this process's descriptor limit (and a server it starts) for a while."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < need:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(need, soft)), hard))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, need), hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def capacity(target: Target, settle: float) -> tuple[Violation | None, str]:
-    _raise_fd_limit(2 * (CAPACITY + EXTRA) + 100)
     budget = max(15.0, 5 * settle)
-    with _server(target, settle) as server, contextlib.ExitStack() as stack:
+    with _fd_limit_at_least(2 * (CAPACITY + EXTRA) + 100), _server(target, settle) as server, \
+            contextlib.ExitStack() as stack:
         start = time.monotonic()
         socks, failed = _connect_all(server.address, CAPACITY, stack, start + budget)
         if failed:

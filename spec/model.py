@@ -196,7 +196,6 @@ class Connection:
     sent: bytearray = field(default_factory=bytearray)
     expected: bytearray = field(default_factory=bytearray)
     received_count: int = 0
-    received_tail: bytearray = field(default_factory=bytearray)
     state: ClientState = ClientState.OPEN
     eof: bool = False
     reset: bool = False
@@ -239,7 +238,6 @@ class Connection:
             return self.violation
         # A slice compares with memcmp; a memoryview would compare byte by byte.
         if self.expected[n:n + len(data)] == data:
-            self.received_tail = (self.received_tail + data[-CONTEXT:])[-CONTEXT:]
             return None
         # Something is wrong: the stream was a prefix of `expected` until
         # now, so rebuild it and let diagnose() locate and classify it.

@@ -614,15 +614,6 @@ def test_connection_empty_chunk_is_fine():
     assert c.received_count == 0
 
 
-def test_connection_received_tail_keeps_last_context_bytes():
-    c = Connection("c1")
-    data = bytes(range(0x61, 0x7B)) * 2
-    c.record_sent(data)
-    for chunk in split(transform(data), [5, 9, 30]):
-        assert c.record_received(chunk) is None
-    assert bytes(c.received_tail) == transform(data)[-CONTEXT:]
-
-
 @pytest.mark.parametrize(
     ("state", "eof", "ended"),
     [
