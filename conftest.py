@@ -1,9 +1,20 @@
-"""Load the conformance plugin (`pytest --server-cmd ...`, `pytest --impl ...`)
-and the Hypothesis profile: `ci` when CI is set, else `dev`
-(`--hypothesis-profile NAME` overrides)."""
+"""The self-suite's set-up: the conformance plugin and the Hypothesis profile.
+
+The plugin (`pytest --server-cmd ...`, `pytest --impl ...`) is normally loaded
+through its ``pytest11`` entry point; from a checkout that is not installed it
+is loaded from here instead (loading it twice would be an error).  The
+profile is `ci` when CI is set, else `dev` (`--hypothesis-profile NAME`
+overrides).
+"""
+
+from importlib.metadata import entry_points
 
 from spec import profiles
 
-pytest_plugins = ["spec.pytest_plugin"]
+if not any(ep.value == "spec.pytest_plugin" for ep in entry_points(group="pytest11")):
+    # Only when needed: pytest refuses `pytest_plugins` (even empty) in a
+    # conftest that is not at the rootdir, as when the plugin, run from
+    # another directory, collects spec/test_conformance.py from here.
+    pytest_plugins = ["spec.pytest_plugin"]
 
 profiles.load_default()

@@ -4,13 +4,16 @@
     pytest --impl mypkg.server:MyServer                    # a steppable Python class
     pytest --impl impl.select_server:SelectEchoServer -n auto --report report.json
 
-With a target, pytest runs only `spec/test_conformance.py`: one test per
-requirement, so the output reads as a conformance table, which is printed
-again at the end.  Exit status 0 when every MUST passes; a failed SHOULD is
-reported as xfail unless ``--strict`` (pytest's own strict mode, which this
-plugin extends: SHOULD requirements then count too).  Works with pytest-xdist: the workers
-send each outcome to the controller in the test report's user_properties,
-and only the controller writes ``--report``.
+Installed (``pip install .``), the plugin is found through the ``pytest11``
+entry point, so this works from any directory; it does nothing unless a
+target is given.  With a target and no test paths on the command line,
+pytest runs only `spec/test_conformance.py`: one test per requirement, so the
+output reads as a conformance table, which is printed again at the end.  Exit
+status 0 when every MUST passes; a failed SHOULD is reported as xfail unless
+``--strict`` (pytest's own strict mode, which this plugin extends: SHOULD
+requirements then count too).  Works with pytest-xdist: the workers send each
+outcome to the controller in the test report's user_properties, and only the
+controller writes ``--report``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from spec import profiles
 from spec.checker import DEFAULT_SETTLE, Outcome
 from spec.requirements import BY_ID, IDS
 from spec.targets import Target, TargetError, impl, server_cmd
@@ -62,8 +66,10 @@ def pytest_configure(config: pytest.Config) -> None:
     if target is None:
         return
     config.pluginmanager.register(ConformanceSession(config, target), "conformance-session")
-    if config.args_source is pytest.Config.ArgsSource.TESTPATHS:
+    if config.args_source is not pytest.Config.ArgsSource.ARGS:
         config.args = [str(CONFORMANCE_TESTS)]
+    if config.getoption("hypothesis_profile", None) is None:
+        profiles.load_default()
 
 
 def record(node: pytest.Item, outcome: Outcome) -> None:

@@ -19,8 +19,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 
 
-def pytest_run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([PY, "-m", "pytest", "-p", "no:cacheprovider", *args], cwd=ROOT,
+def pytest_run(*args: str, timeout: float = 300,
+               cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PY, "-m", "pytest", "-p", "no:cacheprovider", *args], cwd=cwd,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -51,6 +52,14 @@ def test_a_server_that_cannot_start_fails_with_its_reason(command: str, message:
     assert "cannot start the server" in done.stdout and message in done.stdout
     if "boom" in command:
         assert "boom" in done.stdout  # the stderr tail
+
+
+def test_the_installed_plugin_works_from_any_directory(tmp_path: Path) -> None:
+    """The pytest11 entry point: a user's own directory, no conftest, no test files."""
+    done = pytest_run("--impl", "impl.select_server:SelectEchoServer", "-k",
+                      "ECHO-1 and not ECHO-10", timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ECHO-1   MUST   Transform         PASS" in done.stdout
 
 
 def test_reference_passes_with_a_report(tmp_path: Path) -> None:
