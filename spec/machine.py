@@ -109,6 +109,8 @@ RULES: dict[str, frozenset[str]] = {
                          "abort", "close"}),
     "ECHO-6": frozenset({"connect", "send", "drain", "flood", "half_close", "abort", "close"}),
     "ECHO-7": frozenset({"connect", "send", "read", "drain", "flood"}),
+    # In-process only, before the measurement: the server's own limit (EMFILE).
+    "ECHO-10": frozenset({"connect", "send", "close", "connect_out_of_descriptors"}),
 }
 
 
@@ -116,6 +118,8 @@ class ConformanceFailure(AssertionError):
     """A violation of the requirement being checked, with the program that shows it."""
 
     def __init__(self, violation: Violation, program: list[str], target: str) -> None:
+        #: When it was seen (time.monotonic()): the kill-rate table's "first failure".
+        self.seen_at = time.monotonic()
         self.violation = violation
         self.program = list(program)
         self.target = target
@@ -267,6 +271,52 @@ class EchoConformance(RuleBasedStateMachine):
         stall = self.driver.flood_stall
         self._step(lambda: base() and (not client.pending
                                        or time.monotonic() - client.last_write > stall))
+
+    @precondition(lambda self: "connect_out_of_descriptors" in self.actions
+                  and self.driver.can_exhaust_descriptors)
+    @rule()
+    def connect_out_of_descriptors(self) -> None:
+        """A client connects while the server has no descriptor left to accept it.
+
+        accept() fails with EMFILE: the server is at its own limit (ECHO-10).
+        It must refuse that connection (close it, or reset it) or leave it
+        pending and accept it once descriptors are free again, and go on
+        serving the others; it must not die, stop accepting, or spin on a
+        listening socket that stays readable.
+        """
+        self.program.append("state.connect_out_of_descriptors()")
+        with self.driver.descriptors_exhausted():
+            try:
+                sock = self.driver.connect()
+            except OSError as e:  # pragma: no cover - the kernel completes it before accept()
+                self._fail(Violation("ECHO-10", f"out of descriptors, a connect failed: {e}"))
+            pending = Client("pending", sock, lambda: ())
+            self.driver.settle([*self.live, pending], lambda: pending.model.eof
+                               or pending.model.reset)
+            spun = self.driver.spinning
+        try:
+            crash = self.driver.crash()
+            if crash:
+                self._fail(Violation("ECHO-10", f"out of descriptors (accept() fails with "
+                                     f"EMFILE), the server died: {crash.summary}"))
+            self._judge()
+            if spun:
+                self._fail(Violation(
+                    "ECHO-10", "out of descriptors (accept() fails with EMFILE), the server "
+                    "spins: its loop keeps handling a listening socket it cannot accept from, "
+                    "and the pending connection is neither refused nor served"))
+            m = pending.model
+            if not (m.eof or m.reset):  # still pending: it must be served now
+                pending.queue(b"pending")
+                self.driver.settle([*self.live, pending], lambda: m.eof or m.reset
+                                   or m.received_count >= 7)
+                self._judge()
+                if not (m.eof or m.reset or m.received_count >= 7):
+                    self._fail(Violation(
+                        "ECHO-10", "a connection made while the server was out of descriptors "
+                        "was neither refused nor served once descriptors were free again"))
+        finally:
+            pending.close()
 
     @precondition(enabled("burst"))
     @rule(n=st.integers(2, 6), payload=SMALL)

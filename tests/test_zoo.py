@@ -8,8 +8,8 @@ run as a process (the checker does that by itself).
 
 A defect the checker does not reject (or rejects only through the process
 driver) is a *checker gap*: its case is marked ``xfail(strict=True)`` with the
-gap in the reason (`GAPS`, empty today).  The defects that once were gaps keep
-a direct, deterministic scenario below showing that each really misbehaves.
+gap in the reason (`GAPS`).  Each defect that is or was a gap has a direct,
+deterministic scenario below showing that it really misbehaves.
 
 ``python -m impl.zoo.killrate`` prints the same results as a table, with the
 checker's standard budget and full shrinking.
@@ -32,6 +32,7 @@ from impl.select_server import SelectEchoServer
 from impl.zoo import DEFECTS
 from spec.checker import check
 from spec.machine import RULES, Payload
+from spec.measure import MEASURES
 from spec.model import diagnose
 from spec.requirements import IDS
 from spec.targets import Target, load_impl
@@ -84,15 +85,14 @@ BUDGETS: dict[str, Budget] = {
     "shared-buffer": Budget(10, 5, program=BURST),  # 0.2 s
     "last-accepted": LOOSE,  # 0.1 s; min 5 x 5 (shrunk at 40 x 15: 12 s)
     "close-only-after-flush": LOOSE,  # 0.1 s; min 5 x 5 (shrunk at 40 x 15: 5 s)
-    "uncaught-reset": Budget(10, 5, program=ABORT),  # 0.2 s
-    "peername-on-close": Budget(10, 5, program=ABORT),  # 0.2 s
-    "keeps-queue-entry": Budget(10, 5, program=ABORT),  # 0.2 s
-    "shutdown-without-close": Budget(10, 5, program=ABORT),  # 0.2 s
+    "uncaught-reset": Budget(10, 5, program=ABORT),  # 3.5 s
+    "peername-on-close": Budget(20, 10, program=ABORT),  # 2.3 s
+    "keeps-queue-entry": Budget(10, 5, program=ABORT),  # 0.5 s
+    "shutdown-without-close": Budget(10, 5, program=ABORT),  # 0.6 s
     "sendall-echo": LOOSE,  # 4 s; min 5 x 5 (shrunk at 40 x 15: 300 s, Hypothesis gives up)
     # Exposed by the fixed, small server send buffer the in-process driver sets.
     "ignore-send-result": LOOSE,  # 0.1 s; min 10 x 10
     "blocking-connections": LOOSE,  # 4.4 s (the 2 s watchdog); min 10 x 5
-    "send-until-done": LOOSE,  # 4.3 s (the 2 s watchdog); min 10 x 10
     # A flood smaller than the kernel buffers, then a half-close or a reset.
     "close-at-eof": LOOSE,  # 0.4 s; min 10 x 10
     "uncaught-send-error": Budget(40, 15, shrink=False),  # 1.3 s; found at 40 x 10, not 80 x 10
@@ -100,10 +100,19 @@ BUDGETS: dict[str, Budget] = {
     "dup-leak": Budget(10, 5, program=ABORT),  # 0.1 s
 }
 
-#: Defects the checker does not reject under their ID: the gap, precisely.  (None
-#: today; the last six were closed by fixing the server's buffers in-process,
-#: smaller floods, half-close while flooding and descriptor inodes.)
-GAPS: dict[str, str] = {}
+#: Defects the checker does not reject under their ID: the gap, precisely.  (Five of
+#: the six of the first zoo run were closed by fixing the server's buffers
+#: in-process, smaller floods, half-close while flooding and descriptor inodes.)
+GAPS: dict[str, str] = {
+    "send-until-done": (
+        "checker gap (ECHO-7), timing-dependent: the send() retry loop spins inside poll() "
+        "only until delayed ACKs let the queue drain into the flooding client's receive "
+        "buffer (0.3-0.9 s here), under the 2 s watchdog, unless that buffer is already "
+        "full; rejected in some runs, not others (a CPU-time watchdog would see the spin); "
+        "see test_short_send_defects_are_real"),
+}
+#: Gaps whose verdict depends on timing: their xfail is not strict.
+TIMING = {"send-until-done"}
 
 #: Measured (process) checks that take longer than the default run should.
 SLOW = {
@@ -111,13 +120,14 @@ SLOW = {
     "listen-backlog-1",
 }
 
-MACHINE = set(RULES)
+#: Requirements judged by the machine alone (ECHO-10 is also measured: no budget needed).
+MACHINE = {r for r in RULES if r not in MEASURES}
 
 
 def _case(name: str):
     marks = []
     if name in GAPS:
-        marks.append(pytest.mark.xfail(strict=True, reason=GAPS[name]))
+        marks.append(pytest.mark.xfail(strict=name not in TIMING, reason=GAPS[name]))
     if name in SLOW:
         marks.append(pytest.mark.slow)
     return pytest.param(name, marks=marks, id=name)

@@ -84,6 +84,7 @@ DEFECTS: dict[str, Defect] = {d.name: d for d in (
     _defect("no-fd-setsize-guard", _Z + "resources:NoFdSetSizeGuardServer", "ECHO-10",
             "ECHO-5"),
     _defect("listen-backlog-1", _Z + "resources:ListenBacklogOneServer", "ECHO-10"),
+    _defect("log-accept-errors", _Z + "resources:LogAcceptErrorsServer", "ECHO-10", "ECHO-9"),
 )}
 
 __all__ = ["DEFECTS", "Defect"]

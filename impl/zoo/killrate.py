@@ -26,6 +26,7 @@ from hypothesis import Phase, settings
 from impl.zoo import DEFECTS, Defect
 from spec.checker import check
 from spec.machine import RULES
+from spec.measure import MEASURES
 from spec.targets import Target
 
 #: The process driver's budget and settle time (each example starts a process).
@@ -39,6 +40,8 @@ class Row:
     under: str = ""
     via: str = ""
     seconds: float = 0.0
+    #: Seconds to the first failing program (before shrinking), when rejected.
+    first: float | None = None
     steps: int | None = None
     detail: str = ""
 
@@ -64,8 +67,9 @@ def _run(d: Defect, req: str, target: Target, via: str, s: settings, settle: flo
         return Row(d, f"error: {type(e).__name__}", via=via,
                    seconds=round(time.monotonic() - start, 3), detail=first)
     under = o.violation.requirement if o.violation else ""
-    steps = len(o.program) if req in RULES else None
-    return Row(d, o.verdict, under, via, o.seconds, steps, o.detail.splitlines()[0])
+    steps = len(o.program) if o.program else None
+    return Row(d, o.verdict, under, via, o.seconds, o.first_failure, steps,
+               o.detail.splitlines()[0])
 
 
 def measure(d: Defect, args: argparse.Namespace) -> Row:
@@ -73,15 +77,18 @@ def measure(d: Defect, args: argparse.Namespace) -> Row:
     under the other machine IDs.  `seconds` is the total spent."""
     target = Target("impl", d.target)
     s = _settings(args.examples, args.steps, not args.no_shrink)
+    machine_only = d.requirement in RULES and d.requirement not in MEASURES
     via = "in-process" if d.requirement in RULES else "process"
     row = _run(d, d.requirement, target, via, s, args.settle)
-    if row.verdict == "fail" or d.requirement not in RULES:
+    if row.verdict == "fail" or not machine_only:
         return row
     spent = row.seconds
     if not args.no_process:
         ps = _settings(min(args.examples, PROCESS_EXAMPLES), min(args.steps, PROCESS_STEPS),
                        not args.no_shrink)
         prow = _run(d, d.requirement, target.as_process(), "process", ps, PROCESS_SETTLE)
+        if prow.first is not None:
+            prow.first = round(spent + prow.first, 3)
         spent += prow.seconds
         row.via = "in-process, process"
         if prow.verdict == "fail" or prow.verdict.startswith("error"):
@@ -93,6 +100,8 @@ def measure(d: Defect, args: argparse.Namespace) -> Row:
             if req == d.requirement:
                 continue
             other = _run(d, req, target, "in-process", s, args.settle)
+            if other.first is not None:
+                other.first = round(spent + other.first, 3)
             spent += other.seconds
             if other.verdict == "fail":
                 other.seconds = round(spent, 3)
@@ -102,8 +111,9 @@ def measure(d: Defect, args: argparse.Namespace) -> Row:
 
 
 def table(rows: list[Row]) -> str:
-    lines = ["| defect | expected | rejected | under | via | seconds | steps | diagnosis |",
-             "|---|---|---|---|---|---:|---:|---|"]
+    lines = ["| defect | expected | rejected | under | via | first failure, s | shrunk report, s "
+             "| steps | diagnosis |",
+             "|---|---|---|---|---|---:|---:|---:|---|"]
     for r in rows:
         rejected = "yes" if r.killed else ("other ID" if r.verdict == "fail" else
                                            "NO" if r.verdict == "pass" else r.verdict)
@@ -111,8 +121,10 @@ def table(rows: list[Row]) -> str:
         detail = r.detail.replace("|", "\\|")
         if len(detail) > 110:
             detail = detail[:107] + "..."
+        first = "" if r.first is None else f"{r.first:.2f}"
         lines.append(f"| {r.defect.name} | {r.defect.requirement} | {rejected} | "
-                     f"{r.under or '-'} | {r.via} | {r.seconds:.2f} | {steps} | {detail} |")
+                     f"{r.under or '-'} | {r.via} | {first} | {r.seconds:.2f} | {steps} "
+                     f"| {detail} |")
     killed = sum(r.killed for r in rows)
     only_process = sum(r.killed and r.via == "process only" for r in rows)
     lines.append("")

@@ -1,11 +1,13 @@
 """ECHO-8, ECHO-9 and ECHO-10 defects: memory, idle CPU, capacity.
 
-These show only in measurements of the server running as a process
-(`spec.measure`), which the checker does with ``python -m spec.drivers.run_impl``.
+These show in measurements of the server running as a process
+(`spec.measure`), which the checker does with ``python -m spec.drivers.run_impl``,
+except the descriptor limit (EMFILE), which the in-process machine provokes.
 """
 
 from __future__ import annotations
 
+import logging
 import socket
 import sys
 
@@ -68,3 +70,25 @@ class ListenBacklogOneServer(SelectEchoServer):
 
     listen_backlog = 1  # the defect
 
+
+
+class LogAcceptErrorsServer(SelectEchoServer):
+    """Catches accept() errors, logs them and carries on: out of descriptors
+    (EMFILE) the pending connection stays queued, so the listening socket stays
+    readable and the loop spins at full CPU, logging, while that client hangs.
+    Breaks ECHO-10 (and ECHO-9, by the spin)."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(host, port)
+        self._spare.close()
+        self._spare = _LogOnly()  # the defect: no spare descriptor to refuse with
+
+
+class _LogOnly:
+    """Stands in for the spare descriptor: logs the error, refuses nothing."""
+
+    def refuse(self, listener: socket.socket, log: logging.Logger) -> None:
+        log.warning("accept() failed: out of file descriptors")
+
+    def close(self) -> None:
+        pass

@@ -29,6 +29,8 @@ class Driver(abc.ABC):
     #: After each settle, prove with a round trip on a spare connection that
     #: the server has processed everything before it (see ProcessDriver).
     barrier: bool = False
+    #: Can the machine run the server out of descriptors (InProcessDriver)?
+    can_exhaust_descriptors: bool = False
 
     @abc.abstractmethod
     def start(self) -> None:

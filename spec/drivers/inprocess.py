@@ -42,7 +42,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import gc
+import itertools
 import os
+import resource
 import signal
 import socket
 import struct
@@ -102,6 +104,14 @@ def _open_descriptors() -> set[int]:
         return set()
 
 
+def _is_open(fd: int) -> bool:
+    try:
+        fcntl.fcntl(fd, fcntl.F_GETFD)
+    except OSError:
+        return False
+    return True
+
+
 def _open_socket_inodes() -> dict[int, int]:
     """{socket inode: descriptor} for every socket this process has open (Linux /proc)."""
     found: dict[int, int] = {}
@@ -142,6 +152,8 @@ class InProcessDriver(Driver):
     stall = 0.5
     #: Seconds without a write after which a flooding client counts as backed up.
     flood_stall = 0.02
+    #: The machine may run the server out of descriptors (`descriptors_exhausted`).
+    can_exhaust_descriptors = True
 
     def __init__(self, server_class: type, target: str | None = None) -> None:
         self.server_class = server_class
@@ -150,6 +162,9 @@ class InProcessDriver(Driver):
         self._crash: tuple[BaseException, str] | None = None
         self._blocked: str | None = None
         self._server_sockets: dict[str, weakref.ref[socket.socket]] = {}
+        #: The last settle was cut off while the server kept handling events
+        #: that moved nothing: a busy loop.
+        self.spinning = False
         self._descriptors_before: set[int] = set()
         #: The kernel's inode of each matched server socket: a dup() shares it.
         self._server_inodes: dict[str, int] = {}
@@ -169,6 +184,7 @@ class InProcessDriver(Driver):
     # -- stepping ------------------------------------------------------------------
 
     def settle(self, clients: Sequence[Client], done: Callable[[], bool]) -> None:
+        self.spinning = False
         if self._crash or self._blocked:
             return
         quiet = idle = 0
@@ -205,7 +221,28 @@ class InProcessDriver(Driver):
                         break
                 elif idle >= self.busy_rounds:
                     break  # busy, but nothing is owed
+        # Cut off while still handling events that moved nothing: a busy loop.
+        self.spinning = idle >= self.busy_rounds and quiet < self.quiet_rounds
         self._match(clients)
+
+    @contextlib.contextmanager
+    def descriptors_exhausted(self) -> Iterator[None]:
+        """Lower this process's descriptor limit so that exactly one more can be opened.
+
+        A client connecting inside takes that one; the server's accept() then
+        fails with EMFILE, as it would once a busy server has used them all.
+        The limit bounds descriptor *numbers*, and a new descriptor takes the
+        lowest free number, so the limit is the second free number.
+        """
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        used = {fd for fd in _open_descriptors() if _is_open(fd)}
+        free = (n for n in itertools.count() if n not in used)
+        next(free)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (next(free), hard))
+        try:
+            yield
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
     def _in_flight(self, clients: Sequence[Client]) -> bool:
         """Do reading clients, or the server towards them, have unacknowledged bytes?
