@@ -1,0 +1,48 @@
+"""A guard for the self-suite: no test may leave descriptors open behind it.
+
+A leak is not only untidy here: an xdist worker runs many tests, and once its
+descriptors pile up, later tests' sockets get numbers at or past FD_SETSIZE
+(1024), which select() servers refuse or crash on; the verdicts of unrelated
+tests would then change.  So a test that leaves more than a few descriptors
+open (after a garbage collection, for sockets only a reference cycle keeps)
+fails itself, naming them.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+from collections.abc import Iterator
+
+import pytest
+
+#: Descriptors a test may leave open (caches, lazily opened files).
+SLACK = 8
+
+
+def _open_descriptors() -> dict[int, str]:
+    found = {}
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:  # not Linux: no guard
+        return found
+    for name in names:
+        try:
+            found[int(name)] = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            continue
+    return found
+
+
+@pytest.fixture(autouse=True)
+def _no_descriptor_leak() -> Iterator[None]:
+    before = _open_descriptors()
+    yield
+    if len(_open_descriptors()) <= len(before) + SLACK:
+        return
+    gc.collect()
+    left = {fd: what for fd, what in _open_descriptors().items()
+            if before.get(fd) != what}
+    if len(left) > SLACK:
+        shown = ", ".join(f"{fd}: {what}" for fd, what in sorted(left.items())[:10])
+        pytest.fail(f"the test left {len(left)} descriptors open: {shown}", pytrace=False)
