@@ -22,7 +22,9 @@ Two more things can take time: a server that never stops working (a busy
 loop) and a server that blocks inside poll() (a blocking send to a client that
 does not read).  The first is cut off after `busy_rounds` rounds without a
 client making progress; the second by a SIGALRM watchdog (main thread only)
-after `watchdog` seconds, reported through `blocked()`.
+after `watchdog` seconds, reported through `blocked()`, and a server that
+spins inside poll() (send() retried on EAGAIN) by a SIGPROF one after
+`spin_cpu` seconds of CPU time.
 
 The kernel's buffer autotuning runs on timers too, so the driver gives the
 server's sockets fixed, smallish buffers (`_fix_buffers`): a flood then takes
@@ -148,6 +150,9 @@ class InProcessDriver(Driver):
     busy_rounds = 300
     #: Seconds one poll() may take before the server is called blocked.
     watchdog = 2.0
+    #: CPU seconds one poll() may use before the server is called spinning
+    #: (a round of a correct server here takes well under a millisecond).
+    spin_cpu = 0.1
     #: Seconds to wait for bytes the kernel still holds in flight to move.
     stall = 0.5
     #: Seconds without a write after which a flooding client counts as backed up.
@@ -196,9 +201,8 @@ class InProcessDriver(Driver):
                     moved |= c.pump()
                 try:
                     handled = guarded(self.server.poll, 0 if waiting_since is None else 0.002)
-                except ServerBlocked:
-                    self._blocked = (f"the server's poll() did not return within "
-                                     f"{self.watchdog:g} s (a blocking call inside the event loop)")
+                except ServerBlocked as e:
+                    self._blocked = str(e)
                     break
                 except Exception as e:
                     self._crash = (e, "".join(traceback.format_exception(e, limit=-3)).strip())
@@ -263,31 +267,45 @@ class InProcessDriver(Driver):
 
     @contextlib.contextmanager
     def _watchdog(self) -> Iterator[Callable[..., Any]]:
-        """Yield `guarded(f, *args)`: f(*args), raising ServerBlocked after `watchdog` s.
+        """Yield `guarded(f, *args)`: f(*args), raising ServerBlocked if it blocks or spins.
 
-        Only the server's own call is timed; an outer ITIMER_REAL (e.g.
-        pytest-timeout's) is restored afterwards.
+        Two timers: `watchdog` seconds of wall-clock time (a blocking call,
+        SIGALRM) and `spin_cpu` seconds of this process's CPU time (a busy
+        loop inside one round, e.g. send() retried on EAGAIN, SIGPROF).  CPU
+        time does not run while a loaded machine has the process descheduled,
+        so the short spin bound stays fair there.  Only the server's own call
+        is timed; an outer ITIMER_REAL (e.g. pytest-timeout's) is restored
+        afterwards.
         """
         if threading.current_thread() is not threading.main_thread():
             yield lambda f, *args: f(*args)
             return
 
-        def alarm(signum: int, frame: Any) -> None:
-            raise ServerBlocked
+        def blocked(signum: int, frame: Any) -> None:
+            raise ServerBlocked(f"the server's poll() did not return within {self.watchdog:g} s "
+                                "(a blocking call inside the event loop)")
+
+        def spinning(signum: int, frame: Any) -> None:
+            raise ServerBlocked(f"the server's poll() used {self.spin_cpu:g} s of CPU without "
+                                "returning (a busy loop inside the event loop)")
 
         def guarded(f: Callable[..., Any], *args: Any) -> Any:
             signal.setitimer(signal.ITIMER_REAL, self.watchdog)
+            signal.setitimer(signal.ITIMER_PROF, self.spin_cpu)
             try:
                 return f(*args)
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.setitimer(signal.ITIMER_PROF, 0)
 
         outer = signal.getitimer(signal.ITIMER_REAL)
-        old = signal.signal(signal.SIGALRM, alarm)
+        old = signal.signal(signal.SIGALRM, blocked)
+        old_prof = signal.signal(signal.SIGPROF, spinning)
         try:
             yield guarded
         finally:
             signal.signal(signal.SIGALRM, old)
+            signal.signal(signal.SIGPROF, old_prof)
             if outer[0] > 0:
                 signal.setitimer(signal.ITIMER_REAL, *outer)
 
