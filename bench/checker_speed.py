@@ -24,8 +24,11 @@ from hypothesis import settings
 
 from spec.checker import check
 from spec.machine import RULES, EchoConformance
+from spec.measure import MEASURES
 from spec.targets import BUNDLED, Target
 
+#: The requirements judged by the machine alone (ECHO-10 is mostly measured).
+MACHINE = [r for r in RULES if r not in MEASURES]
 STEPS = {"n": 0}
 _teardown = EchoConformance.teardown
 
@@ -40,7 +43,7 @@ EchoConformance.teardown = _counting_teardown
 
 def steps_per_second(target: Target, examples: int, settle: float) -> list[tuple[str, float]]:
     rows = []
-    for req_id in RULES:
+    for req_id in MACHINE:
         STEPS["n"] = 0
         start = time.perf_counter()
         outcome = check(target, req_id, settle=settle, hypothesis_settings=settings(
@@ -63,8 +66,8 @@ def main() -> None:
                                  "--log-level WARNING"),
     }
     print(f"# Checker speed ({examples} examples per requirement, derandomized)\n")
-    print("| driver | " + " | ".join(RULES) + " | median |")
-    print("|---" * (len(RULES) + 2) + "|")
+    print("| driver | " + " | ".join(MACHINE) + " | median |")
+    print("|---" * (len(MACHINE) + 2) + "|")
     for name, target in targets.items():
         rows = steps_per_second(target, examples, settle=0.5)
         rates = [r for _, r in rows]

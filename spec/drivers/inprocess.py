@@ -290,6 +290,11 @@ class InProcessDriver(Driver):
                                 "returning (a busy loop inside the event loop)")
 
         def guarded(f: Callable[..., Any], *args: Any) -> Any:
+            # No garbage collection inside the server's round: a full
+            # collection of the checker's own (Hypothesis') objects can take
+            # a tenth of a second, which would count as the server spinning.
+            collecting = gc.isenabled()
+            gc.disable()
             signal.setitimer(signal.ITIMER_REAL, self.watchdog)
             signal.setitimer(signal.ITIMER_PROF, self.spin_cpu)
             try:
@@ -297,6 +302,8 @@ class InProcessDriver(Driver):
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
                 signal.setitimer(signal.ITIMER_PROF, 0)
+                if collecting:
+                    gc.enable()
 
         outer = signal.getitimer(signal.ITIMER_REAL)
         old = signal.signal(signal.SIGALRM, blocked)
