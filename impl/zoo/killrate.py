@@ -68,6 +68,8 @@ def _run(d: Defect, req: str, target: Target, via: str, s: settings, settle: flo
                    seconds=round(time.monotonic() - start, 3), detail=first)
     under = o.violation.requirement if o.violation else ""
     steps = len(o.program) if o.program else None
+    if not o.program and req in MEASURES:
+        via = "process"  # judged by the measurement, not the machine
     return Row(d, o.verdict, under, via, o.seconds, o.first_failure, steps,
                o.detail.splitlines()[0])
 
