@@ -127,9 +127,13 @@ def test_seed_echo_server_verdicts(req_id: str, verdict: str, program: list[str]
     if program is not None:
         assert outcome.program == program
     if req_id == "ECHO-5":
-        first, second = outcome.program
-        assert first == "c0 = state.connect()"
-        assert second == "state.abort(c0)" or second.startswith("state.flood(c0, "), second
+        # Shrinking between the two crashes does not always end at 2 steps:
+        # how many `outputs` entries a flood leaves by the end of its step
+        # varies, so the crash may come one round later, in the next step.
+        assert len(outcome.program) <= 4, outcome.program
+        assert outcome.program[0] == "c0 = state.connect()", outcome.program
+        assert any(line.startswith(("state.abort(", "state.flood("))
+                   for line in outcome.program), outcome.program
 
 
 NODE = shutil.which("node")

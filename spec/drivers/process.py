@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import select
 import socket
-import subprocess
 import time
 from collections.abc import Callable, Sequence
 
@@ -104,13 +103,9 @@ class ProcessDriver(Driver):
     # -- verdicts ------------------------------------------------------------------
 
     def crash(self, wait: bool = False) -> Violation | None:
-        proc = self.process.process
-        if proc is None:
+        if self.process.process is None:
             return None
-        try:
-            if proc.wait(self.death_grace if wait else 0) is None:
-                return None
-        except subprocess.TimeoutExpired:
+        if not self.process.wait_dead(self.death_grace if wait else 0):
             return None
         tail = self.process.stderr_tail()
         return Violation("ECHO-5", f"the server died ({self.process.exit_description()})"

@@ -88,7 +88,7 @@ class ServerProcess:
                 self._wait_until_listening()
                 return self
             except ServerStartError:
-                exited = self.process.poll() is not None
+                exited = self.exit_code() is not None
                 self.stop()
                 if not exited or attempt == self.start_attempts - 1:
                     raise
@@ -98,7 +98,7 @@ class ServerProcess:
         assert self.process is not None
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
+            if self.exit_code() is not None:
                 raise ServerStartError(
                     f"the server command exited with {self.exit_description()} before it "
                     f"listened on {HOST}:{self.port}{self._tail_note()}")
@@ -113,20 +113,26 @@ class ServerProcess:
             f"127.0.0.1?){self._tail_note()}")
 
     def stop(self) -> None:
-        """End the whole process group: SIGTERM, then SIGKILL after stop_timeout."""
+        """End the whole process group: SIGTERM, then SIGKILL after stop_timeout.
+
+        The leader is reaped only at the very end.  Until then it is at worst
+        a zombie, and its PID, which is the group's ID, cannot be given to
+        another process: killpg() can never reach a stranger's group.  (With
+        pid_max at 32,768 and servers that start a thread per connection,
+        PIDs do come round: a late SIGTERM once ended another check's server.)
+        """
         if self.process is None:
             return
         for sig in (signal.SIGTERM, signal.SIGKILL):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.process.pid, sig)
-            try:
-                self.process.wait(self.stop_timeout)
-                # The leader is gone; make sure no forked child outlives it.
+            if self.process.returncode is None:  # not reaped: the group ID is still ours
                 with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
+                    os.killpg(self.process.pid, sig)
+            if self.wait_dead(self.stop_timeout):
+                # The leader is gone; make sure no forked child outlives it.
+                if self.process.returncode is None:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(self.process.pid, signal.SIGKILL)
                 break
-            except subprocess.TimeoutExpired:
-                continue
         self.process.wait()
 
     def close(self) -> None:
@@ -141,23 +147,40 @@ class ServerProcess:
 
     # -- observation -----------------------------------------------------------
 
+    def exit_code(self) -> int | None:
+        """The leader's exit status (negative: the signal), or None while it runs.
+
+        Observed with waitid(WNOWAIT), so the leader is not reaped (see stop).
+        """
+        assert self.process is not None
+        if self.process.returncode is not None:
+            return self.process.returncode
+        try:
+            info = os.waitid(os.P_PID, self.process.pid,
+                             os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:  # reaped elsewhere
+            return self.process.poll()
+        if info is None:
+            return None
+        return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
+
     @property
     def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+        return self.process is not None and self.exit_code() is None
 
     def wait_dead(self, timeout: float) -> bool:
-        """Wait up to `timeout` for the server to exit; True if it has."""
+        """Wait up to `timeout` for the server to exit (without reaping it); True if it has."""
         if self.process is None:
             return False
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return False
+        deadline = time.monotonic() + timeout
+        while self.exit_code() is None:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)
         return True
 
     def exit_description(self) -> str:
-        assert self.process is not None
-        code = self.process.poll()
+        code = self.exit_code()
         if code is None:
             return "no exit (still running)"
         if code < 0:
