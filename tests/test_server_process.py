@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import subprocess
 import sys
 import time
 
@@ -74,3 +76,24 @@ def test_a_dead_server_is_described() -> None:
         assert server.tree() == [] and server.num_fds() == 0
     finally:
         server.close()
+
+
+def test_the_server_dies_with_a_killed_checker() -> None:
+    """A checker killed mid-run (SIGKILL: no cleanup runs) leaves no server behind."""
+    script = ("import sys, time\n"
+              "from spec.drivers.server_process import ServerProcess\n"
+              "s = ServerProcess(sys.executable + ' -m impl.select_server --port {port}').start()\n"
+              "print(s.process.pid, flush=True)\n"
+              "time.sleep(60)\n")
+    checker = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        server = psutil.Process(int(checker.stdout.readline()))
+        checker.kill()
+        checker.wait(10)
+        gone, _ = psutil.wait_procs([server], timeout=10)
+        assert gone, "the server outlived the checker that started it"
+    finally:
+        checker.kill()
+        checker.wait()
+        with contextlib.suppress(psutil.NoSuchProcess):
+            server.kill()

@@ -5,9 +5,11 @@
         server.memory_rss(), server.num_fds(), server.connections()
 
 The command runs in its own session (process group), so ending it ends every
-process it forked too.  Starting is bounded: the command must accept a TCP
-connection on 127.0.0.1:{port} within `start_timeout`, or `ServerStartError`
-says why, with the tail of its stderr.  Errors a user can cause (no
+process it forked too.  On Linux it is also killed if the checker dies first
+(PR_SET_PDEATHSIG), so a checker killed mid-run leaves no server listening.
+Starting is bounded: the command must accept a TCP connection on
+127.0.0.1:{port} within `start_timeout`, or `ServerStartError` says why, with
+the tail of its stderr.  Errors a user can cause (no
 ``{port}`` in the command, a program that does not exist, a command that exits
 at once) become one-line `ServerStartError`s that say what to do.
 """
@@ -15,6 +17,7 @@ at once) become one-line `ServerStartError`s that say what to do.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shlex
 import signal
@@ -27,6 +30,14 @@ from collections.abc import Iterator
 import psutil
 
 HOST = "127.0.0.1"
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGKILL when the checker's thread that started it dies."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 class ServerStartError(Exception):
@@ -77,7 +88,8 @@ class ServerProcess:
             try:
                 self.process = subprocess.Popen(
                     argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                    stderr=self._stderr, start_new_session=True)
+                    stderr=self._stderr, start_new_session=True,
+                    preexec_fn=_die_with_parent)
             except FileNotFoundError:
                 raise ServerStartError(
                     f"cannot run {argv[0]!r}: no such program (check the server command "
