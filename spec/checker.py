@@ -24,7 +24,7 @@ from hypothesis.stateful import run_state_machine_as_test
 from spec import measure
 from spec.drivers.base import HOST
 from spec.drivers.server_process import ServerProcess
-from spec.machine import RULES, ConformanceFailure, EchoConformance
+from spec.machine import RULES, ConformanceFailure, EchoConformance, machine_for
 from spec.model import Violation
 from spec.requirements import requirement
 from spec.targets import Target, TargetError, load_impl
@@ -107,7 +107,7 @@ def machine_factory(target: Target, req_id: str, settle: float,
     """A machine factory for Hypothesis; `failures` collects every violation
     of `req_id` seen, even ones a replay does not reproduce."""
     def factory() -> EchoConformance:
-        return EchoConformance(target.driver(settle), req_id, failures)
+        return machine_for(req_id)(target.driver(settle), req_id, failures)
 
     # One example database entry per target and requirement.
     factory._hypothesis_internal_add_digest = f"{target.kind}|{target.spec}|{req_id}".encode()

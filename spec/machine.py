@@ -3,7 +3,7 @@
 Design note
 -----------
 Each rule is one thing a client does (connect, send, read, drain, half-close,
-abort, close, flood, burst).  After every rule the driver *settles* the
+send and half-close at once, abort, close, flood, burst).  After every rule the driver *settles* the
 server and `_judge()` asks, in a fixed order, what went wrong, so the same
 program is always reported the same way:
 
@@ -26,6 +26,12 @@ requirement first is rejected, so Hypothesis goes on looking for, and shrinks
 towards, a violation of the one being checked.  That is how a crash on reset
 is reported under ECHO-5 and never as lost echo under ECHO-2.
 
+The flip side: a crash that only the ECHO-4 machine's narrow programs reach
+(flood, then half-close) is rejected there, so the ECHO-5 machine must reach
+it too.  It does (`ResilienceConformance`): each of its programs first draws
+which requirement's scenario to play (`CRASH_SCENARIOS`), so every crash any
+machine can run into is searched for, and reported, under ECHO-5.
+
 Every rule also appends a line of Python to `program`; executed in order
 against a fresh machine (`spec.replay`) the lines reproduce the run exactly.
 """
@@ -45,6 +51,7 @@ from hypothesis.stateful import (
     Bundle,
     RuleBasedStateMachine,
     consumes,
+    initialize,
     precondition,
     rule,
 )
@@ -101,17 +108,26 @@ RULES: dict[str, frozenset[str]] = {
     "ECHO-1": frozenset({"connect", "send", "read", "drain"}),
     "ECHO-2": frozenset({"connect", "send", "read", "drain", "flood", "burst"}),
     "ECHO-3": frozenset({"connect", "send", "read", "drain", "burst"}),
-    # Flood, then half-close: the EOF arrives while echo is still queued.
-    "ECHO-4": frozenset({"connect", "send", "flood", "half_close"}),
+    # Flood, then half-close, or send and half-close at once: the EOF arrives
+    # while echo is still queued.
+    "ECHO-4": frozenset({"connect", "send", "flood", "half_close", "send_and_half_close"}),
     # A crash can hide behind any rule (a reset while echo is still queued,
     # the backpressure path), so the resilience machine runs them all.
     "ECHO-5": frozenset({"connect", "send", "read", "drain", "flood", "burst", "half_close",
-                         "abort", "close"}),
-    "ECHO-6": frozenset({"connect", "send", "drain", "flood", "half_close", "abort", "close"}),
+                         "send_and_half_close", "abort", "close"}),
+    "ECHO-6": frozenset({"connect", "send", "drain", "flood", "half_close",
+                         "send_and_half_close", "abort", "close"}),
     "ECHO-7": frozenset({"connect", "send", "read", "drain", "flood"}),
     # In-process only, before the measurement: the server's own limit (EMFILE).
     "ECHO-10": frozenset({"connect", "send", "close", "connect_out_of_descriptors"}),
 }
+
+#: The scenarios the ECHO-5 machine plays, one per program: every rule, then
+#: the narrower rule sets of the machines whose programs could otherwise find
+#: a crash that the ECHO-5 machine's wide programs rarely reach (flood, then
+#: half-close).  ECHO-1, -3 and -7 run subsets of ECHO-2's rules; ECHO-10's
+#: crashes (out of descriptors) are its own.  Shrinking prefers the first.
+CRASH_SCENARIOS: tuple[str, ...] = ("ECHO-5", "ECHO-4", "ECHO-6", "ECHO-2")
 
 
 class ConformanceFailure(AssertionError):
@@ -230,7 +246,27 @@ class EchoConformance(RuleBasedStateMachine):
         if client.model.state is not ClientState.OPEN:
             return
         self.program.append(f"state.half_close({client})")
+        self._half_close(client)
+
+    @precondition(enabled("send_and_half_close"))
+    @rule(client=clients, payload=SMALL)
+    def send_and_half_close(self, client: Client, payload: Payload) -> None:
+        """Send and shut down at once, as `printf ... | nc -N` does.
+
+        The data and the EOF reach the server together, so it reads the EOF
+        with the echo still queued: it must flush it before closing.
+        """
+        if client.model.state is not ClientState.OPEN:
+            return
+        self.program.append(f"state.send_and_half_close({client}, {payload!r})")
+        self._half_close(client, payload)
+
+    def _half_close(self, client: Client, last: Payload | None = None) -> None:
         client.pending.clear()
+        if last is not None:
+            client.queue(last.data())
+            client.flush()
+            client.pending.clear()  # what the kernel did not take is given up
         client.half_close()
         self._step()
         self._probe(f"{client} half-closed")
@@ -484,3 +520,16 @@ class EchoConformance(RuleBasedStateMachine):
             last = self._connect(self._next_name())
             last.queue(b"last")
             self._step()
+
+
+class ResilienceConformance(EchoConformance):
+    """The ECHO-5 machine: each program plays one requirement's scenario."""
+
+    @initialize(scenario=st.sampled_from(CRASH_SCENARIOS))
+    def choose_scenario(self, scenario: str) -> None:
+        self.actions = RULES[scenario]
+
+
+def machine_for(requirement: str) -> type[EchoConformance]:
+    """The state machine class that checks `requirement`."""
+    return ResilienceConformance if requirement == "ECHO-5" else EchoConformance

@@ -69,6 +69,8 @@ DEFECTS: dict[str, Defect] = {d.name: d for d in (
     _defect("uncaught-reset", _Z + "resilience:UncaughtResetServer", "ECHO-5"),
     _defect("uncaught-send-error", _Z + "resilience:UncaughtSendErrorServer", "ECHO-5"),
     _defect("peername-on-close", _Z + "resilience:PeerNameOnCloseServer", "ECHO-5"),
+    _defect("remove-twice-after-flush", _Z + "resilience:RemoveTwiceAfterFlushServer",
+            "ECHO-5"),
     # ECHO-6: cleanup
     _defect("keeps-queue-entry", _Z + "cleanup:KeepsQueueEntryServer", "ECHO-6"),
     _defect("shutdown-without-close", _Z + "cleanup:ShutdownWithoutCloseServer", "ECHO-6"),

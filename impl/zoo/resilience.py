@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 
-from impl.select_server import SelectEchoServer
+from impl.select_server import SelectEchoServer, _peer
 
 log = logging.getLogger("impl.zoo.resilience")
 
@@ -68,3 +68,31 @@ class PeerNameOnCloseServer(SelectEchoServer):
         for s in list(self.message_queues):  # shutting down: close without logging
             SelectEchoServer._close(self, s)
         super().close()
+
+
+class RemoveTwiceAfterFlushServer(SelectEchoServer):
+    """Cleans up a finished connection the way its error path does, with
+    ``inputs.remove(s)``, once the echo queued at EOF is flushed: the EOF branch has
+    already taken the socket out of ``inputs``, so remove() raises ValueError and the
+    server dies, but only when the client's data and EOF arrived together (``printf
+    ... | nc -N``) or it half-closed with echo still queued. Breaks ECHO-5."""
+
+    def _send(self, s: socket.socket) -> None:
+        queue = self.message_queues[s]
+        try:
+            sent = s.send(queue)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as e:
+            log.info("closing %s after send error: %s", _peer(s), e)
+            self._close(s)
+            return
+        del queue[:sent]
+        if queue:
+            return
+        self.outputs.remove(s)
+        if s in self.finished:
+            self.inputs.remove(s)  # the defect: the EOF branch already removed it
+            self._close(s)
+        elif s not in self.inputs:
+            self.inputs.append(s)

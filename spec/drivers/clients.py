@@ -74,6 +74,11 @@ class Client:
         view = memoryview(data)
         self.pending.extend(view[i:i + step] for i in range(0, len(data), step))
 
+    def flush(self) -> None:
+        """Write what the kernel takes of the pending bytes now (no server round between)."""
+        while self.pending and self._write():
+            pass
+
     def half_close(self) -> None:
         try:
             self.sock.shutdown(socket.SHUT_WR)
