@@ -379,6 +379,7 @@ def test_client_reset_mid_stream_affects_no_one_else(
     server: SelectEchoServer, opened: list[socket.socket]
 ) -> None:
     a = connect(server, opened, rcvbuf=4096)
+    a.conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # a send soon comes up short
     b = connect(server, opened)
     assert exchange(server, b, b"before") == b"BEFORE"
     # A streams without reading, so the server has echo queued for it...

@@ -85,9 +85,6 @@ SERVERS = [
     Server("protocol", "asyncio Protocol", "{py} {peers} protocol --port {port}"),
     Server("uvloop", "uvloop Protocol", "{py} {peers} uvloop --port {port}"),
     Server("c", "C epoll (ceiling)", "{build}/cecho {port}", kind="c"),
-    # Not in the default set: the reference with echo sent at once (see refopt.py).
-    Server("refopt", "reference, send at once", "{py} {here}/refopt.py --port {port} "
-           "--log-level WARNING", SELECT_LIMIT, "as the reference", default=False),
 ]
 PYTHON_KEYS = [s.key for s in SERVERS if s.kind == "python"]
 
@@ -101,7 +98,7 @@ GOALS = [
 ]
 # Shown beside them, no goal.
 EXTRA_RATIOS = [("reference", "asyncio"), ("reference", "selectors"), ("protocol", "uvloop"),
-                ("uvloop", "c"), ("refopt", "reference")]
+                ("uvloop", "c")]
 
 
 # -- building and running ----------------------------------------------------------

@@ -25,6 +25,9 @@ class SendUntilDoneServer(SelectEchoServer):
     queue is empty, spinning on EAGAIN, so a client that does not read keeps the
     loop inside one send forever. Breaks ECHO-7."""
 
+    #: The seed's way, where this bug lives: every echo waits in the queue.
+    send_at_once = False
+
     def _send(self, s: socket.socket) -> None:
         queue = self.message_queues[s]
         while queue:  # the defect: a blocking loop inside the event loop

@@ -39,6 +39,9 @@ class UncaughtSendErrorServer(SelectEchoServer):
     while echo is still queued for it makes send() raise BrokenPipeError or
     ConnectionResetError, and the server dies. Breaks ECHO-5."""
 
+    #: The seed's way, where this bug lives: every echo waits in the queue.
+    send_at_once = False
+
     def _send(self, s: socket.socket) -> None:
         queue = self.message_queues[s]
         try:
@@ -76,6 +79,9 @@ class RemoveTwiceAfterFlushServer(SelectEchoServer):
     already taken the socket out of ``inputs``, so remove() raises ValueError and the
     server dies, but only when the client's data and EOF arrived together (``printf
     ... | nc -N``) or it half-closed with echo still queued. Breaks ECHO-5."""
+
+    #: The seed's way, where this bug lives: every echo waits in the queue.
+    send_at_once = False
 
     def _send(self, s: socket.socket) -> None:
         queue = self.message_queues[s]

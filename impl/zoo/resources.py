@@ -36,6 +36,9 @@ class StaysInOutputsServer(SelectEchoServer):
     connection is always writable, so select() returns at once, every round, for
     ever. Breaks ECHO-9."""
 
+    #: The seed's way, where this bug lives: every echo waits in the queue.
+    send_at_once = False
+
     def _send(self, s: socket.socket) -> None:
         queue = self.message_queues[s]
         try:

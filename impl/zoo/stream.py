@@ -90,6 +90,9 @@ class CloseAfterReplyServer(SelectEchoServer):
     been sent once ("reply, then hang up"), though the client has not closed.
     Breaks ECHO-2."""
 
+    #: The seed's way, where this bug lives: every echo waits in the queue.
+    send_at_once = False
+
     def _send(self, s: socket.socket) -> None:
         super()._send(s)
         if s in self.message_queues and not self.message_queues[s]:
