@@ -1,27 +1,35 @@
 """How fast is the checker?  Prints figures; asserts nothing.
 
-    python bench/checker_speed.py            # all figures, about 2 minutes
-    python bench/checker_speed.py --quick    # fewer examples
+    python bench/checker_speed.py            # figures 1-3, about 6 minutes
+    python bench/checker_speed.py --suite    # and 4: the self-suite twice, 5 more minutes
+    python bench/checker_speed.py --quick    # fewer examples, one seed
 
 1. State-machine steps per second against the reference server, for each
    driver and each machine-checked requirement (a step is one rule run:
    connect, send, read, drain, half-close, abort, close, flood, burst).
 2. Seconds to find, shrink and report each seed defect (one worker), with the
    length of the shrunk program.
+3. Seconds to reject each zoo defect under its ID, median and max over 5
+   seeds (one worker, no shrinking: the time until the verdict is known; the
+   kill-rate table, ``python -m impl.zoo.killrate``, times the shrunk report).
+4. Wall time of the self-suite, ``CI=true pytest -n N`` with 1 and 2 workers.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hypothesis import settings
+from hypothesis import Phase, settings
 
+from impl.zoo import DEFECTS
 from spec.checker import check
 from spec.machine import RULES, EchoConformance
 from spec.measure import MEASURES
@@ -54,9 +62,48 @@ def steps_per_second(target: Target, examples: int, settle: float) -> list[tuple
     return rows
 
 
+def zoo_rejections(seeds: int) -> None:
+    print(f"# Zoo defects: seconds to reject under the expected ID ({seeds} seeds)\n")
+    print("| defect | requirement | rejected | median s | max s |")
+    print("|---|---|---:|---:|---:|")
+    # The default profile's budget, without shrinking.
+    budget = settings(max_examples=40, stateful_step_count=15, database=None,
+                      phases=[Phase.explicit, Phase.generate])
+    medians = []
+    for d in DEFECTS.values():
+        times, rejected = [], 0
+        for seed in range(seeds):
+            outcome = check(Target("impl", d.target), d.requirement, hypothesis_settings=budget,
+                            seed=seed)
+            rejected += (outcome.verdict == "fail" and outcome.violation is not None
+                         and outcome.violation.requirement == d.requirement)
+            times.append(outcome.seconds)
+        medians.append(statistics.median(times))
+        print(f"| {d.name} | {d.requirement} | {rejected}/{seeds} | "
+              f"{statistics.median(times):.2f} | {max(times):.2f} |", flush=True)
+    slow = sum(m >= 5 for m in medians)
+    print(f"\n{len(medians) - slow} of {len(medians)} defects rejected in under 5 s (median).\n")
+
+
+def suite_wall_times() -> None:
+    print("# Self-suite wall time (CI=true pytest -q -n N)\n")
+    walls = {}
+    for workers in (1, 2):
+        start = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", str(workers)],
+                              env={**os.environ, "CI": "true"}, capture_output=True, text=True,
+                              cwd=Path(__file__).resolve().parent.parent)
+        walls[workers] = time.perf_counter() - start
+        last = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else "(no output)"
+        print(f"- {workers} worker{'s' if workers > 1 else ''}: {walls[workers]:.0f} s ({last})")
+    print(f"\nScaling, 1 worker / 2 workers: {walls[1] / walls[2]:.2f}x\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer examples")
+    parser.add_argument("--quick", action="store_true", help="fewer examples, one seed")
+    parser.add_argument("--suite", action="store_true",
+                        help="also time the self-suite with 1 and 2 workers (~5 min)")
     args = parser.parse_args()
     examples = 10 if args.quick else 40
     py = sys.executable
@@ -86,6 +133,10 @@ def main() -> None:
             steps = len([line for line in outcome.program if line != "state.teardown()"])
             print(f"| {seed} | {req_id} | {outcome.verdict} | {outcome.seconds:.2f} | "
                   f"{steps if outcome.program else '-'} |")
+    print()
+    zoo_rejections(1 if args.quick else 5)
+    if args.suite:
+        suite_wall_times()
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import textwrap
 from pathlib import Path
 
 from spec.checker import DEFAULT_SETTLE
-from spec.machine import ConformanceFailure, EchoConformance, Payload
+from spec.machine import ConformanceFailure, Payload, machine_for
 from spec.model import Violation
 from spec.targets import Target, TargetError, impl, server_cmd
 
@@ -40,7 +40,7 @@ def run_program(target: Target, requirement: str, program: list[str],
         if not _LINE.match(line):
             raise ValueError(f"not a step of a conformance program: {line!r}")
     try:
-        machine = EchoConformance(target.driver(settle), requirement)
+        machine = machine_for(requirement)(target.driver(settle), requirement)
         namespace = {"state": machine, "Payload": Payload}
         try:
             for line in program:
