@@ -3,9 +3,9 @@
 Design note
 -----------
 Each rule is one thing a client does (connect, send, read, drain, half-close,
-send and half-close at once, abort, close, flood, burst).  After every rule the driver *settles* the
-server and `_judge()` asks, in a fixed order, what went wrong, so the same
-program is always reported the same way:
+send and half-close at once, abort, close, flood, burst).  After every rule
+the driver *settles* the server and `_judge()` asks, in a fixed order, what
+went wrong, so the same program is always reported the same way:
 
 1. the server died (or raised) -- ECHO-5, whatever the clients saw;
 2. the server blocked inside one step -- ECHO-7: while one connection holds
@@ -253,8 +253,9 @@ class EchoConformance(RuleBasedStateMachine):
     def send_and_half_close(self, client: Client, payload: Payload) -> None:
         """Send and shut down at once, as `printf ... | nc -N` does.
 
-        The data and the EOF reach the server together, so it reads the EOF
-        with the echo still queued: it must flush it before closing.
+        The data and the EOF reach the server in the same round, before it
+        has echoed: a server that queues echo for the next round reads the
+        EOF with it still queued, and must flush it before closing.
         """
         if client.model.state is not ClientState.OPEN:
             return
