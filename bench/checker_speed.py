@@ -90,12 +90,16 @@ def suite_wall_times() -> None:
     walls = {}
     for workers in (1, 2):
         start = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", str(workers)],
+        done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rf", "-n", str(workers)],
                               env={**os.environ, "CI": "true"}, capture_output=True, text=True,
-                              cwd=Path(__file__).resolve().parent.parent)
+                              stdin=subprocess.DEVNULL, cwd=Path(__file__).resolve().parent.parent)
         walls[workers] = time.perf_counter() - start
-        last = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else "(no output)"
-        print(f"- {workers} worker{'s' if workers > 1 else ''}: {walls[workers]:.0f} s ({last})")
+        lines = done.stdout.strip().splitlines() or ["(no output)"]
+        label = f"{workers} worker{'s' if workers > 1 else ''}"
+        print(f"- {label}: {walls[workers]:.0f} s ({lines[-1]})")
+        for line in lines:
+            if line.startswith("FAILED"):
+                print(f"  - {line}")
     print(f"\nScaling, 1 worker / 2 workers: {walls[1] / walls[2]:.2f}x\n")
 
 

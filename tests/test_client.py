@@ -59,6 +59,9 @@ class Terminal:
             try:
                 os.dup2(err_w, 2)
                 os.chdir(ROOT)
+                # A terminal delivers Ctrl-C: undo the SIG_IGN a non-interactive
+                # shell gives background jobs (`pytest ... &`), which exec keeps.
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
                 os.execve(sys.executable, argv, env)
             finally:
                 os._exit(127)
