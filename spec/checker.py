@@ -24,13 +24,7 @@ from hypothesis.stateful import run_state_machine_as_test
 from spec import measure
 from spec.drivers.base import HOST
 from spec.drivers.server_process import ServerProcess
-from spec.machine import (
-    CRASH_SCENARIOS,
-    RULES,
-    ConformanceFailure,
-    EchoConformance,
-    machine_for,
-)
+from spec.machine import RULES, ConformanceFailure, EchoConformance, machine_for
 from spec.model import Violation
 from spec.requirements import requirement
 from spec.targets import Target, TargetError, load_impl
@@ -127,8 +121,7 @@ def _check_by_machine(target: Target, req_id: str, settle: float,
     base = base or settings()
     s = settings(
         base,
-        # The ECHO-5 machine plays each of CRASH_SCENARIOS: each gets the budget.
-        max_examples=base.max_examples * (len(CRASH_SCENARIOS) if req_id == "ECHO-5" else 1),
+        max_examples=base.max_examples * machine_for(req_id).budget_factor,
         deadline=None,
         report_multiple_bugs=False,
         suppress_health_check=list(HealthCheck),

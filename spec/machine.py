@@ -154,6 +154,8 @@ class EchoConformance(RuleBasedStateMachine):
     clients = Bundle("clients")
     #: Clients connected at once (bursts come on top, briefly).
     max_clients = 5
+    #: The check runs this many times the settings' max_examples.
+    budget_factor = 1
 
     def __init__(self, driver: Driver, requirement: str,
                  failures: list[ConformanceFailure] | None = None) -> None:
@@ -531,6 +533,9 @@ class EchoConformance(RuleBasedStateMachine):
 
 class ResilienceConformance(EchoConformance):
     """The ECHO-5 machine: each program plays one requirement's scenario."""
+
+    #: Each scenario gets the whole example budget.
+    budget_factor = len(CRASH_SCENARIOS)
 
     @initialize(scenario=st.sampled_from(CRASH_SCENARIOS))
     def choose_scenario(self, scenario: str) -> None:

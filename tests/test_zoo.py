@@ -309,15 +309,21 @@ def _abort(c: socket.socket) -> None:
     c.close()
 
 
+def _hello_then_eof(rig: Rig) -> socket.socket:
+    """`printf hello | nc -N`: data and FIN arrive together, before any echo."""
+    c = rig.connect()
+    c.sendall(b"hello")
+    c.shutdown(socket.SHUT_WR)
+    return c
+
+
 @pytest.mark.parametrize(("name", "lost"), [("reference", False), ("close-at-eof", True)])
 def test_close_at_eof_is_real(rig_factory, name: str, lost: bool) -> None:
     """`printf hello | nc -N`: the data and the FIN arrive together; the echo is dropped."""
     cls = REFERENCE if name == "reference" else DEFECTS[name].load()
     rig = rig_factory(cls)
     with alarm_after(5.0):
-        c = rig.connect()
-        c.sendall(b"hello")
-        c.shutdown(socket.SHUT_WR)
+        c = _hello_then_eof(rig)
         got, eof = rig.exchange(c)
     assert eof
     assert got == (b"" if lost else b"HELLO")
@@ -329,9 +335,7 @@ def test_uncaught_send_error_is_real(rig_factory, name: str, dies: bool) -> None
     cls = REFERENCE if name == "reference" else DEFECTS[name].load()
     rig = rig_factory(cls)
     with alarm_after(5.0):
-        c = rig.connect()
-        c.sendall(b"hello")
-        c.shutdown(socket.SHUT_WR)
+        c = _hello_then_eof(rig)
         rig.clients.remove(c)
         _abort(c)
         raised = None
@@ -353,9 +357,7 @@ def test_remove_twice_after_flush_is_real(rig_factory, name: str, dies: bool) ->
     cls = REFERENCE if name == "reference" else DEFECTS[name].load()
     rig = rig_factory(cls)
     with alarm_after(5.0):
-        c = rig.connect()
-        c.sendall(b"hello")
-        c.shutdown(socket.SHUT_WR)
+        c = _hello_then_eof(rig)
         if dies:
             with pytest.raises(ValueError, match="not in list"):
                 rig.exchange(c)

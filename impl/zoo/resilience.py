@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 
-from impl.select_server import SelectEchoServer, _peer
+from impl.select_server import SelectEchoServer
 
 log = logging.getLogger("impl.zoo.resilience")
 
@@ -85,13 +85,8 @@ class RemoveTwiceAfterFlushServer(SelectEchoServer):
 
     def _send(self, s: socket.socket) -> None:
         queue = self.message_queues[s]
-        try:
-            sent = s.send(queue)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as e:
-            log.info("closing %s after send error: %s", _peer(s), e)
-            self._close(s)
+        sent = self._send_some(s, queue)
+        if not sent:
             return
         del queue[:sent]
         if queue:
