@@ -178,6 +178,20 @@ def test_defect_is_rejected(name: str) -> None:
         assert tuple(outcome.program) == budget.program
 
 
+def test_the_slow_final_drain_reaches_the_flush_path_of_a_server_sending_at_once() -> None:
+    """Sending at once, a server queues echo at EOF only after short sends: a
+    half-closed flooder that drains slowly at the end makes them short."""
+    outcome = check(Target("impl", "impl.zoo.resilience:RemoveTwiceAfterFlushSendAtOnceServer"),
+                    "ECHO-5", hypothesis_settings=Budget(10, 10).settings())
+    assert outcome.verdict == "fail", outcome.detail
+    assert outcome.detail.startswith("ECHO-5: "), outcome.detail
+    assert "ValueError" in outcome.detail
+    # A flood, then a half-close, and the crash comes in the final drain.
+    steps = outcome.program
+    assert steps[-2:] == ["state.half_close(c0)", "state.teardown()"], steps
+    assert any(line.startswith("state.flood(c0,") for line in steps), steps
+
+
 def test_dup_leak_is_rejected_as_a_process() -> None:
     """What the in-process driver misses, the process driver's descriptor count sees."""
     d = DEFECTS["dup-leak"]

@@ -97,3 +97,12 @@ class RemoveTwiceAfterFlushServer(SelectEchoServer):
             self._close(s)
         elif s not in self.inputs:
             self.inputs.append(s)
+
+
+class RemoveTwiceAfterFlushSendAtOnceServer(RemoveTwiceAfterFlushServer):
+    """The same bug in a server that sends straight after recv(), as the reference
+    does: echo is queued at EOF only when its sends came up short, after a flood
+    and a slow reader. Not a separate defect of the zoo: the self-suite's proof
+    that the checker's slow final drain reaches that path. Breaks ECHO-5."""
+
+    send_at_once = True
