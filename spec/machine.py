@@ -62,6 +62,13 @@ from spec.model import ClientState, Violation
 
 MiB = 1024 * 1024
 PAYLOAD_BLOCK = 64 * 1024
+#: A flooding client's send() size.  Smaller than one loopback segment (MSS
+#: 65,483), so a server's echo of one write fits one segment, which the
+#: kernel takes whole even into a nearly full send buffer: the buffer ends up
+#: over-full with nothing left queued, and the *next* echo meets EAGAIN on the
+#: send-at-once path.  64 KiB writes (53 bytes over a segment) always came up
+#: short first and never reached that path.
+FLOOD_WRITE = 65_483
 
 
 @dataclass(frozen=True)
@@ -305,7 +312,7 @@ class EchoConformance(RuleBasedStateMachine):
         self.program.append(f"state.flood({client}, {payload!r})")
         client.model.reading = False
         data = payload.data()
-        client.queue(data, writes=len(data) // (64 * 1024))
+        client.queue(data, writes=-(-len(data) // FLOOD_WRITE))
         base = self._nothing_owed
         stall = self.driver.flood_stall
         self._step(lambda: base() and (not client.pending

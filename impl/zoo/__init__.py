@@ -58,6 +58,7 @@ DEFECTS: dict[str, Defect] = {d.name: d for d in (
     _defect("lifo-queue", _Z + "stream:LifoQueueServer", "ECHO-2"),
     _defect("eager-send", _Z + "stream:EagerSendServer", "ECHO-2"),
     _defect("close-after-reply", _Z + "stream:CloseAfterReplyServer", "ECHO-2"),
+    _defect("eagain-drops-echo", _Z + "stream:EagainDropsEchoServer", "ECHO-2"),
     # ECHO-3: isolation
     _defect("shared-buffer", _Z + "isolation:SharedBufferServer", "ECHO-3", "ECHO-2", "ECHO-4"),
     _defect("last-accepted", _Z + "isolation:LastAcceptedServer", "ECHO-3", "ECHO-2"),

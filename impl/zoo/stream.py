@@ -123,3 +123,20 @@ class EagerSendServer(SelectEchoServer):
             pass
         except OSError:
             self._close(s)
+
+
+class EagainDropsEchoServer(SelectEchoServer):
+    """Sends the echo at once and takes BlockingIOError for "nothing to do"
+    (``except BlockingIOError: pass``): the echo of that recv() is never sent.
+    send() raises it only when the socket's buffer is already full while
+    nothing is queued for it, i.e. a client that goes on sending without
+    reading, at the moment its echo backs up. Breaks ECHO-2."""
+
+    def _send_some(self, s: socket.socket, data: bytes | bytearray) -> int | None:
+        try:
+            return s.send(data)
+        except (BlockingIOError, InterruptedError):
+            return len(data)  # the defect: as if it had all been sent
+        except OSError:
+            self._close(s)
+            return None
