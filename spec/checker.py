@@ -13,6 +13,7 @@ runs the machine first (the server out of descriptors).
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import time
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from spec import measure
 from spec.drivers.base import HOST
-from spec.drivers.server_process import ServerProcess
+from spec.drivers.server_process import ServerProcess, ServerSupply
 from spec.machine import RULES, ConformanceFailure, EchoConformance, machine_for
 from spec.model import Violation
 from spec.requirements import requirement
@@ -103,11 +104,13 @@ def preflight(target: Target) -> None:
 
 
 def machine_factory(target: Target, req_id: str, settle: float,
-                    failures: list[ConformanceFailure] | None = None, seed: int | None = None):
+                    failures: list[ConformanceFailure] | None = None, seed: int | None = None,
+                    supply: ServerSupply | None = None):
     """A machine factory for Hypothesis; `failures` collects every violation
-    of `req_id` seen, even ones a replay does not reproduce."""
+    of `req_id` seen, even ones a replay does not reproduce; a command's
+    servers come from `supply`."""
     def factory() -> EchoConformance:
-        return machine_for(req_id)(target.driver(settle), req_id, failures)
+        return machine_for(req_id)(target.driver(settle, supply), req_id, failures)
 
     # One example database entry per target and requirement.
     factory._hypothesis_internal_add_digest = f"{target.kind}|{target.spec}|{req_id}".encode()
@@ -127,9 +130,12 @@ def _check_by_machine(target: Target, req_id: str, settle: float,
         suppress_health_check=list(HealthCheck),
     )
     seen: list[ConformanceFailure] = []
+    # A fresh server per program, each launched while the program before runs.
+    supply = ServerSupply(target.spec) if target.kind == "cmd" else None
     try:
-        run_state_machine_as_test(machine_factory(target, req_id, settle, seen, seed),
-                                  settings=s)
+        with supply or contextlib.nullcontext():
+            run_state_machine_as_test(
+                machine_factory(target, req_id, settle, seen, seed, supply), settings=s)
     except ConformanceFailure as failure:
         return _failed(target, req_id, settle, failure, first=seen[0] if seen else failure)
     except Unsatisfiable:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from spec.drivers.base import Driver
 from spec.drivers.inprocess import InProcessDriver
 from spec.drivers.process import ProcessDriver
+from spec.drivers.server_process import ServerSupply
 
 #: Methods a class needs to be stepped in-process.
 STEPPABLE = ("poll", "close")
@@ -34,10 +35,11 @@ class Target:
     def label(self) -> str:
         return self.spec if self.kind == "cmd" else f"--impl {self.spec}"
 
-    def driver(self, settle: float) -> Driver:
+    def driver(self, settle: float, supply: ServerSupply | None = None) -> Driver:
+        """A driver for one program; a command's servers come from `supply` if given."""
         if self.kind == "impl":
             return InProcessDriver(load_impl(self.spec), target=self.spec)
-        return ProcessDriver(self.spec, settle=settle, target=self.spec)
+        return ProcessDriver(self.spec, settle=settle, target=self.spec, supply=supply)
 
     def command(self) -> str:
         """A shell command that runs this target as a server on {port}."""

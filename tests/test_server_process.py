@@ -11,7 +11,7 @@ import time
 import psutil
 import pytest
 
-from spec.drivers.server_process import ServerProcess, ServerStartError
+from spec.drivers.server_process import ServerProcess, ServerStartError, ServerSupply
 
 PY = sys.executable
 REFERENCE = f"{PY} -m impl.select_server --port {{port}} --log-level WARNING"
@@ -97,3 +97,55 @@ def test_the_server_dies_with_a_killed_checker() -> None:
         checker.wait()
         with contextlib.suppress(psutil.NoSuchProcess):
             server.kill()
+
+
+# -- ServerSupply: the next server starts while the current one is used ------------------
+
+
+def _running(servers: list[ServerProcess]) -> list[int]:
+    return [s.process.pid for s in servers
+            if s.process is not None and psutil.pid_exists(s.process.pid)
+            and psutil.Process(s.process.pid).status() != psutil.STATUS_ZOMBIE]
+
+
+def test_a_supply_hands_out_fresh_servers_and_ends_them_all() -> None:
+    with ServerSupply(REFERENCE) as supply:
+        first = supply.take()
+        launched = supply._next
+        assert launched is not None and launched.alive  # starting while `first` is used
+        with socket.create_connection(first.address, timeout=5) as c:
+            c.sendall(b"abc")
+            assert c.recv(3) == b"ABC"
+        supply.give_back(first)
+        second = supply.take()
+        assert second is launched and second.port != first.port
+        assert first.wait_dead(5)
+        supply.give_back(second)
+        everything = [first, second, supply._next]
+    assert _running(everything) == []
+    assert all(s.process.returncode is not None for s in everything)  # reaped
+
+
+def test_a_supply_reports_a_server_that_cannot_start_and_leaves_nothing() -> None:
+    command = f"{PY} -c 'import sys; sys.stderr.write(\"no good\"); sys.exit(3)' {{port}}"
+    with ServerSupply(command) as supply, pytest.raises(ServerStartError, match="no good"):
+        supply.take()
+    assert supply._next is None
+
+
+def test_a_server_given_back_that_ignores_sigterm_is_killed() -> None:
+    command = (f"{PY} -c 'import signal, socket, sys, time; signal.signal(signal.SIGTERM, "
+               f"signal.SIG_IGN); s = socket.create_server((\"127.0.0.1\", int(sys.argv[1]))); "
+               f"time.sleep(60)' {{port}}")
+    supply = ServerSupply(command)
+    try:
+        server = supply.take()
+        server.stop_timeout = 0.2
+        supply.give_back(server)
+        time.sleep(0.3)
+        assert server.alive  # SIGTERM ignored
+    finally:
+        start = time.monotonic()
+        supply.close()
+    assert time.monotonic() - start < 5
+    assert server.exit_description() == "signal SIGKILL"

@@ -24,11 +24,12 @@ class Driver(abc.ABC):
     #: Shown in reports: what is being checked.
     target: str
     address: tuple[str, int]
-    #: Seconds without a write after which a flooding client counts as backed up.
-    flood_stall: float
     #: After each settle, prove with a round trip on a spare connection that
     #: the server has processed everything before it (see ProcessDriver).
     barrier: bool = False
+    #: Without a barrier: seconds without a write after which a flooding
+    #: client counts as backed up.
+    flood_stall: float = 0.0
     #: Can the machine run the server out of descriptors (InProcessDriver)?
     can_exhaust_descriptors: bool = False
 

@@ -65,6 +65,8 @@ class Client:
         self.active = True
         #: When the kernel last took bytes from this client (flood back-up detection).
         self.last_write = time.monotonic()
+        #: The last send() found the socket's buffer full (EAGAIN).
+        self.write_blocked = False
         #: Bytes a reading client reads per pump (`SLOW_READ` for a slow reader).
         self.read_per_pump = RECV_SIZE * MAX_READS_PER_PUMP
         self._others = others
@@ -136,12 +138,14 @@ class Client:
         try:
             n = self.sock.send(chunk)
         except (BlockingIOError, InterruptedError):
+            self.write_blocked = True
             return False
         except OSError:  # reset or broken pipe: the server's doing
             self._reset()
             return True
         m.record_sent(chunk[:n])
         self.last_write = time.monotonic()
+        self.write_blocked = False
         if n == len(chunk):
             self.pending.pop(0)
         else:

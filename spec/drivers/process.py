@@ -38,7 +38,7 @@ from collections.abc import Callable, Sequence
 
 from spec.drivers.base import Driver
 from spec.drivers.clients import Client, connect
-from spec.drivers.server_process import ServerProcess
+from spec.drivers.server_process import ServerProcess, ServerSupply
 from spec.model import Violation
 
 
@@ -49,18 +49,23 @@ class ProcessDriver(Driver):
     death_grace = 0.5
     #: Seconds between two looks at the server's descriptors and connections.
     leak_poll_interval = 0.005
-    #: Seconds without a write after which a flooding client counts as backed up.
-    flood_stall = 0.1
 
-    def __init__(self, command: str, *, settle: float = 2.0, target: str | None = None) -> None:
+    def __init__(self, command: str, *, settle: float = 2.0, target: str | None = None,
+                 supply: ServerSupply | None = None) -> None:
         self.command = command
         self.settle_time = settle
         self.target = target or command
-        self.process = ServerProcess(command)
+        #: Where started servers come from (one launched in advance), if given.
+        self.supply = supply
+        self.process: ServerProcess | None = None
         self.baseline_sockets = 0
 
     def start(self) -> None:
-        self.process.start()
+        if self.supply is not None:
+            self.process = self.supply.take()
+        else:
+            self.process = ServerProcess(self.command)
+            self.process.start()
         self.address = self.process.address
 
     def mark_baseline(self, connections: int) -> None:
@@ -103,7 +108,7 @@ class ProcessDriver(Driver):
     # -- verdicts ------------------------------------------------------------------
 
     def crash(self, wait: bool = False) -> Violation | None:
-        if self.process.process is None:
+        if self.process is None or self.process.process is None:
             return None
         if not self.process.wait_dead(self.death_grace if wait else 0):
             return None
@@ -149,4 +154,8 @@ class ProcessDriver(Driver):
                          connection=", ".join(c.name for c in ended))
 
     def close(self) -> None:
-        self.process.close()  # nothing to judge: the process is simply ended
+        # Nothing to judge: the process is simply ended.
+        if self.process is not None and self.supply is not None:
+            self.supply.give_back(self.process)
+        elif self.process is not None:
+            self.process.close()

@@ -80,22 +80,38 @@ class ServerProcess:
     # -- life cycle ------------------------------------------------------------
 
     def start(self) -> ServerProcess:
+        """Run the command and wait (bounded) until it accepts connections."""
+        return self.launch().ready()
+
+    def launch(self) -> ServerProcess:
+        """Run the command on a free port, without waiting for it to listen."""
+        self.port = free_port()
+        argv = shlex.split(self.command.replace("{port}", str(self.port)))
+        self._stderr.seek(0)
+        self._stderr.truncate()
+        try:
+            self.process = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=self._stderr, start_new_session=True,
+                preexec_fn=_die_with_parent)
+        except FileNotFoundError:
+            raise ServerStartError(
+                f"cannot run {argv[0]!r}: no such program (check the server command "
+                f"{self.command!r})") from None
+        except PermissionError:
+            raise ServerStartError(f"cannot run {argv[0]!r}: permission denied") from None
+        return self
+
+    def ready(self) -> ServerProcess:
+        """Wait until the launched command accepts connections.
+
+        A command that exits before it listens is launched again on a fresh
+        port (another process may have taken the free port in between), up to
+        `start_attempts` times in all.
+        """
         for attempt in range(self.start_attempts):
-            self.port = free_port()
-            argv = shlex.split(self.command.replace("{port}", str(self.port)))
-            self._stderr.seek(0)
-            self._stderr.truncate()
-            try:
-                self.process = subprocess.Popen(
-                    argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                    stderr=self._stderr, start_new_session=True,
-                    preexec_fn=_die_with_parent)
-            except FileNotFoundError:
-                raise ServerStartError(
-                    f"cannot run {argv[0]!r}: no such program (check the server command "
-                    f"{self.command!r})") from None
-            except PermissionError:
-                raise ServerStartError(f"cannot run {argv[0]!r}: permission denied") from None
+            if attempt:
+                self.launch()
             try:
                 self._wait_until_listening()
                 return self
@@ -146,6 +162,12 @@ class ServerProcess:
                         os.killpg(self.process.pid, signal.SIGKILL)
                 break
         self.process.wait()
+
+    def terminate(self) -> None:
+        """Ask the whole process group to end (SIGTERM) without waiting; `stop()` finishes."""
+        if self.process is not None and self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGTERM)
 
     def close(self) -> None:
         self.stop()
@@ -268,3 +290,82 @@ class ServerProcess:
         for p in self.tree():
             with contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess):
                 yield from p.net_connections(kind="tcp")
+
+
+class ServerSupply:
+    """Fresh servers, one per program, the next one already starting.
+
+    The process driver runs every program against a server of its own, so
+    that no program meets what an earlier one left behind.  Starting one
+    (fork, exec, the interpreter's imports, listen) takes 50-150 ms, more
+    than a whole program of steps against a running server.  So when the
+    supply hands out a server it launches the next one at once: that one
+    starts while the program runs, on the other core, and is listening by
+    the time it is asked for.  Likewise a server given back is told to end
+    (SIGTERM to its group) and reaped at a later `take()`.  The servers are
+    as fresh as before; only their start and their end are not waited for.
+
+        supply = ServerSupply("./my_server --port {port}")
+        try:
+            server = supply.take()   # listening; the next one is launched
+            ...
+            supply.give_back(server) # told to end; reaped later
+        finally:
+            supply.close()           # ends and reaps every server
+    """
+
+    def __init__(self, command: str, *, start_timeout: float | None = None) -> None:
+        self.command = command
+        self.start_timeout = start_timeout
+        self._next: ServerProcess | None = None
+        #: Servers given back, told to end, not yet reaped: (server, when told).
+        self._ending: list[tuple[ServerProcess, float]] = []
+
+    def _launch(self) -> ServerProcess:
+        server = ServerProcess(self.command, start_timeout=self.start_timeout)
+        try:
+            return server.launch()
+        except BaseException:
+            server.close()
+            raise
+
+    def take(self) -> ServerProcess:
+        """A server that accepts connections, for the caller to give back."""
+        server, self._next = self._next or self._launch(), None
+        try:
+            server.ready()
+        except BaseException:
+            server.close()
+            raise
+        self._next = self._launch()
+        self._reap()
+        return server
+
+    def give_back(self, server: ServerProcess) -> None:
+        """End a server taken from the supply, without waiting for it to exit."""
+        server.terminate()
+        self._ending.append((server, time.monotonic()))
+
+    def _reap(self) -> None:
+        """Close the given-back servers that have exited, or had their time to."""
+        ending, self._ending = self._ending, []
+        for server, told in ending:
+            if server.exit_code() is not None or time.monotonic() - told > server.stop_timeout:
+                server.close()  # SIGKILL for whatever is left of its group, then reap
+            else:
+                self._ending.append((server, told))
+
+    def close(self) -> None:
+        """End every server: the one launched in advance and those given back."""
+        servers = [server for server, _ in self._ending]
+        if self._next is not None:
+            servers.append(self._next)
+        self._ending, self._next = [], None
+        for server in servers:
+            server.close()
+
+    def __enter__(self) -> ServerSupply:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
