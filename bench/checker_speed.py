@@ -6,7 +6,9 @@
 
 1. State-machine steps per second against the reference server, for each
    driver and each machine-checked requirement (a step is one rule run:
-   connect, send, read, drain, half-close, abort, close, flood, burst).
+   connect, send, read, drain, half-close, abort, close, flood, burst), and
+   the ceiling: Hypothesis alone, drawing the same rules and arguments for
+   steps that do nothing.
 2. Seconds to find, shrink and report each seed defect (one worker), with the
    length of the shrunk program.
 3. Seconds to reject each zoo defect under its ID, median and max over 5
@@ -28,10 +30,19 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hypothesis import Phase, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    consumes,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from impl.zoo import DEFECTS
 from spec.checker import check
-from spec.machine import RULES, EchoConformance
+from spec.machine import FLOODS, PAYLOADS, RULES, SMALL, EchoConformance
 from spec.measure import MEASURES
 from spec.targets import BUNDLED, Target
 
@@ -60,6 +71,74 @@ def steps_per_second(target: Target, examples: int, settle: float) -> list[tuple
         assert outcome.verdict == "pass", outcome.detail
         rows.append((req_id, STEPS["n"] / elapsed))
     return rows
+
+
+class EmptySteps(RuleBasedStateMachine):
+    """The checker's rules, strategies and client limit, with steps that do nothing."""
+
+    clients = Bundle("clients")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.connected = 0
+
+    def _step(self) -> None:
+        STEPS["n"] += 1
+
+    @precondition(lambda self: self.connected < EchoConformance.max_clients)
+    @rule(target=clients)
+    def connect(self) -> int:
+        self._step()
+        self.connected += 1
+        return self.connected
+
+    @rule(client=clients, payload=PAYLOADS, writes=st.integers(1, 4))
+    def send(self, client: int, payload: object, writes: int) -> None:
+        self._step()
+
+    @rule(client=clients, size=st.integers(1, 64 * 1024))
+    def read(self, client: int, size: int) -> None:
+        self._step()
+
+    @rule(client=clients)
+    def drain(self, client: int) -> None:
+        self._step()
+
+    @rule(client=clients)
+    def half_close(self, client: int) -> None:
+        self._step()
+
+    @rule(client=clients, payload=SMALL)
+    def send_and_half_close(self, client: int, payload: object) -> None:
+        self._step()
+
+    @rule(client=consumes(clients))
+    def abort(self, client: int) -> None:
+        self._step()
+        self.connected -= 1
+
+    @rule(client=consumes(clients))
+    def close(self, client: int) -> None:
+        self._step()
+        self.connected -= 1
+
+    @rule(client=clients, payload=FLOODS)
+    def flood(self, client: int, payload: object) -> None:
+        self._step()
+
+    @rule(n=st.integers(2, 6), payload=SMALL)
+    def burst(self, n: int, payload: object) -> None:
+        self._step()
+
+
+def hypothesis_alone(examples: int) -> float:
+    """Steps per second of `EmptySteps`: what drawing the steps costs, no I/O at all."""
+    STEPS["n"] = 0
+    start = time.perf_counter()
+    run_state_machine_as_test(EmptySteps, settings=settings(
+        max_examples=examples * len(MACHINE), stateful_step_count=15, derandomize=True,
+        database=None))
+    return STEPS["n"] / (time.perf_counter() - start)
 
 
 def zoo_rejections(seeds: int) -> None:
@@ -125,6 +204,8 @@ def main() -> None:
         print(f"| {name} | " + " | ".join(f"{r:,.0f}" for r in rates)
               + f" | **{statistics.median(rates):,.0f}** |")
     print("\n(steps per second, one worker)\n")
+    print(f"The ceiling, Hypothesis alone (the same rules and arguments, steps that do "
+          f"nothing): {hypothesis_alone(examples):,.0f} steps/s\n")
     print("# Seed defects: found, shrunk and reported\n")
     print("| server | requirement | verdict | seconds | shrunk steps |")
     print("|---|---|---|---|---|")
