@@ -28,10 +28,6 @@ RECV_SIZE = 256 * 1024
 BUFFER_SIZE = 256 * 1024
 #: At most this many recv() calls per pump, so one client cannot hog a round.
 MAX_READS_PER_PUMP = 8
-#: What a slow reader takes per pump: so little (loopback lets a server send
-#: 100 KiB and more at once) that the server's send()s come up short and its
-#: queue stays non-empty while it reads on (16 KiB did not, measured).
-SLOW_READ = 4 * 1024
 _LINGER_ABORT = struct.pack("ii", 1, 0)
 
 
@@ -67,8 +63,6 @@ class Client:
         self.last_write = time.monotonic()
         #: The last send() found the socket's buffer full (EAGAIN).
         self.write_blocked = False
-        #: Bytes a reading client reads per pump (`SLOW_READ` for a slow reader).
-        self.read_per_pump = RECV_SIZE * MAX_READS_PER_PUMP
         self._others = others
 
     def __repr__(self) -> str:
@@ -127,7 +121,7 @@ class Client:
             return False
         progress = self._write() if self.pending else False
         if self.model.reading:
-            progress |= self.read(self.read_per_pump)
+            progress |= self.read(RECV_SIZE * MAX_READS_PER_PUMP)
         return progress
 
     def _write(self) -> bool:
