@@ -149,3 +149,22 @@ def test_a_server_given_back_that_ignores_sigterm_is_killed() -> None:
         supply.close()
     assert time.monotonic() - start < 5
     assert server.exit_description() == "signal SIGKILL"
+
+
+@pytest.mark.parametrize("module", ["impl.select_server", "impl.seed_upper_server"])
+def test_a_process_check_leaves_no_process_behind(module: str) -> None:
+    """Passing or failing, a check ends and reaps every server it started,
+    the one launched in advance included."""
+    from hypothesis import settings
+
+    from spec.checker import check
+    from spec.targets import Target
+
+    me = psutil.Process()
+    before = {p.pid for p in me.children(recursive=True)}
+    outcome = check(Target("cmd", f"{PY} -m {module} --port {{port}}"), "ECHO-5", settle=1.0,
+                    hypothesis_settings=settings(max_examples=5, stateful_step_count=5,
+                                                 derandomize=True, database=None))
+    assert outcome.verdict == ("pass" if module == "impl.select_server" else "fail")
+    left = [p for p in me.children(recursive=True) if p.pid not in before]
+    assert left == [], f"left behind (running or unreaped): {left}"
