@@ -62,8 +62,8 @@ from spec.model import ClientState, Violation
 
 MiB = 1024 * 1024
 PAYLOAD_BLOCK = 64 * 1024
-#: A flooding client's send() size.  Smaller than one loopback segment (MSS
-#: 65,483), so a server's echo of one write fits one segment, which the
+#: A flooding client's send() size: no larger than one loopback segment (the
+#: MSS with TCP timestamps, 65,483), so a server's echo of one write fits one segment, which the
 #: kernel takes whole even into a nearly full send buffer: the buffer ends up
 #: over-full with nothing left queued, and the *next* echo meets EAGAIN on the
 #: send-at-once path.  64 KiB writes (53 bytes over a segment) always came up
@@ -316,7 +316,7 @@ class EchoConformance(RuleBasedStateMachine):
         data = payload.data()
         client.queue(data, writes=-(-len(data) // FLOOD_WRITE))
         base = self._nothing_owed
-        if self.barrier is None:
+        if not self.driver.barrier:
             # Stepped in-process: a settle ends when nothing moves any more.
             stall = self.driver.flood_stall
             self._step(lambda: base() and (not client.pending
@@ -550,7 +550,6 @@ class EchoConformance(RuleBasedStateMachine):
             last.queue(b"last")
             self._step()
 
-
     def _sip(self, clients: list[Client]) -> None:
         """Half-closed flooders take their echo in sips, the server settling after each.
 
@@ -563,6 +562,7 @@ class EchoConformance(RuleBasedStateMachine):
         while clients:
             clients = [c for c in clients if c.active and c.read(SIP)]
             self._step()
+
 
 class ResilienceConformance(EchoConformance):
     """The ECHO-5 machine: each program plays one requirement's scenario."""

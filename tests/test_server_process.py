@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import subprocess
 import sys
@@ -168,3 +169,39 @@ def test_a_process_check_leaves_no_process_behind(module: str) -> None:
     assert outcome.verdict == ("pass" if module == "impl.select_server" else "fail")
     left = [p for p in me.children(recursive=True) if p.pid not in before]
     assert left == [], f"left behind (running or unreaped): {left}"
+
+
+def test_a_stranger_listening_on_the_port_is_not_taken_for_the_server(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process may bind the free port before the server does: the
+    server then exits (EADDRINUSE), and the stranger's listener must not be
+    taken for it."""
+    with socket.create_server(("127.0.0.1", 0)) as stranger:
+        monkeypatch.setattr("spec.drivers.server_process.free_port",
+                            lambda: stranger.getsockname()[1])
+        command = f"{PY} -c 'import sys, time; time.sleep(0.3); sys.exit(3)' {{port}}"
+        with pytest.raises(ServerStartError, match="exit status 3"):
+            ServerProcess(command).start()
+
+
+def test_listening_inodes_names_only_the_listener() -> None:
+    from spec.drivers._listeners import listening_inodes
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+            accepted, _ = listener.accept()
+            with accepted:
+                found = listening_inodes(port)
+                assert found == {os.fstat(listener.fileno()).st_ino}
+                assert os.fstat(client.fileno()).st_ino not in found
+    assert listening_inodes(port) == set()
+
+
+@pytest.mark.parametrize("sock_diag", [True, False])
+def test_the_server_is_recognised_as_the_listener(monkeypatch: pytest.MonkeyPatch,
+                                                  sock_diag: bool) -> None:
+    if not sock_diag:  # the fallback: psutil's connection table
+        monkeypatch.setattr("spec.drivers.server_process.listening_inodes", lambda port: None)
+    with ServerProcess(REFERENCE) as server:
+        assert server._listens()

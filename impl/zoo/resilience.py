@@ -102,7 +102,8 @@ class RemoveTwiceAfterFlushServer(SelectEchoServer):
 class RemoveTwiceAfterFlushSendAtOnceServer(RemoveTwiceAfterFlushServer):
     """The same bug in a server that sends straight after recv(), as the reference
     does: echo is queued at EOF only when its sends came up short, after a flood
-    and a slow reader. Not a separate defect of the zoo: the self-suite's proof
-    that the checker's slow final drain reaches that path. Breaks ECHO-5."""
+    to a client that reads little. Not a separate defect of the zoo: the
+    self-suite's proof that the checker's sips at the end of a program reach
+    that path. Breaks ECHO-5."""
 
     send_at_once = True

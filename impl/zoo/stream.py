@@ -126,11 +126,11 @@ class EagerSendServer(SelectEchoServer):
 
 
 class EagainDropsEchoServer(SelectEchoServer):
-    """Sends the echo at once and takes BlockingIOError for "nothing to do"
-    (``except BlockingIOError: pass``): the echo of that recv() is never sent.
-    send() raises it only when the socket's buffer is already full while
-    nothing is queued for it, i.e. a client that goes on sending without
-    reading, at the moment its echo backs up. Breaks ECHO-2."""
+    """Takes send()'s BlockingIOError for "all sent" (``except BlockingIOError:
+    pass``): what it was sending is dropped. Sending echo at once, send() raises
+    it when the socket's buffer is already full while nothing is queued, i.e.
+    for a client that goes on sending without reading, the moment its echo
+    backs up. Breaks ECHO-2."""
 
     def _send_some(self, s: socket.socket, data: bytes | bytearray) -> int | None:
         try:

@@ -28,8 +28,8 @@ class Driver(abc.ABC):
     #: the server has processed everything before it (see ProcessDriver).
     barrier: bool = False
     #: Without a barrier: seconds without a write after which a flooding
-    #: client counts as backed up.
-    flood_stall: float = 0.0
+    #: client counts as backed up (a driver without a barrier must set it).
+    flood_stall: float
     #: Can the machine run the server out of descriptors (InProcessDriver)?
     can_exhaust_descriptors: bool = False
 

@@ -155,7 +155,8 @@ class ProcessDriver(Driver):
 
     def close(self) -> None:
         # Nothing to judge: the process is simply ended.
-        if self.process is not None and self.supply is not None:
-            self.supply.give_back(self.process)
-        elif self.process is not None:
-            self.process.close()
+        process, self.process = self.process, None
+        if process is not None and self.supply is not None:
+            self.supply.give_back(process)
+        elif process is not None:
+            process.close()

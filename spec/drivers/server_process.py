@@ -29,6 +29,8 @@ from collections.abc import Iterator
 
 import psutil
 
+from spec.drivers._listeners import listening_inodes
+
 HOST = "127.0.0.1"
 
 _PR_SET_PDEATHSIG = 1
@@ -84,7 +86,13 @@ class ServerProcess:
         return self.launch().ready()
 
     def launch(self) -> ServerProcess:
-        """Run the command on a free port, without waiting for it to listen."""
+        """Run the command on a free port, without waiting for it to listen.
+
+        The port is free now; the server binds it a moment later.  Meanwhile
+        a connect() elsewhere could take it as its local port, but Linux
+        gives connect() odd ports first and bind(port 0) even ones; and a
+        server that exits on EADDRINUSE is launched again (`ready()`).
+        """
         self.port = free_port()
         argv = shlex.split(self.command.replace("{port}", str(self.port)))
         self._stderr.seek(0)
@@ -132,9 +140,14 @@ class ServerProcess:
                     f"listened on {HOST}:{self.port}{self._tail_note()}")
             try:
                 socket.create_connection(self.address, timeout=0.5).close()
-                return
             except OSError:
                 time.sleep(0.005)
+                continue
+            if self._listens():
+                return
+            # Another process took the port between free_port() and the
+            # server's bind(): ours exits (EADDRINUSE) and is launched again.
+            time.sleep(0.005)
         raise ServerStartError(
             f"the server command did not accept connections on {HOST}:{self.port} within "
             f"{self.start_timeout:g} s (does it listen on the port given for {{port}}, on "
@@ -165,9 +178,16 @@ class ServerProcess:
 
     def terminate(self) -> None:
         """Ask the whole process group to end (SIGTERM) without waiting; `stop()` finishes."""
-        if self.process is not None and self.process.returncode is None:
+        self._signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        """Kill the whole process group (SIGKILL) without waiting; `stop()` reaps."""
+        self._signal(signal.SIGKILL)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        if self.process is not None and self.process.returncode is None:  # see stop()
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.process.pid, signal.SIGTERM)
+                os.killpg(self.process.pid, sig)
 
     def close(self) -> None:
         self.stop()
@@ -258,6 +278,9 @@ class ServerProcess:
     def num_sockets(self) -> int:
         """Distinct sockets open in the server's tree (a forked child shares its
         parent's, and its stdio and pipes are not sockets)."""
+        return len(self._socket_inodes())
+
+    def _socket_inodes(self) -> set[int]:
         inodes = set()
         for p in self.tree():
             fd_dir = f"/proc/{p.pid}/fd"
@@ -271,8 +294,8 @@ class ServerProcess:
                 except OSError:
                     continue
                 if link.startswith("socket:["):
-                    inodes.add(link)
-        return len(inodes)
+                    inodes.add(int(link[8:-1]))
+        return inodes
 
     def memory_rss(self) -> int:
         return self._sum(lambda p: p.memory_info().rss)
@@ -284,6 +307,14 @@ class ServerProcess:
                 t = p.cpu_times()
                 total += t.user + t.system
         return total
+
+    def _listens(self) -> bool:
+        """Is it this server's tree that listens on the port (not a stranger's)?"""
+        listeners = listening_inodes(self.port)
+        if listeners is None:  # no sock_diag: psutil reads the whole TCP table
+            return any(conn.status == psutil.CONN_LISTEN and conn.laddr.port == self.port
+                       for conn in self.connections())
+        return bool(listeners & self._socket_inodes())
 
     def connections(self) -> Iterator[psutil._common.pconn]:
         """TCP connections held by any process of the server's tree."""
@@ -334,11 +365,11 @@ class ServerSupply:
         server, self._next = self._next or self._launch(), None
         try:
             server.ready()
+            self._reap()
+            self._next = self._launch()
         except BaseException:
             server.close()
             raise
-        self._next = self._launch()
-        self._reap()
         return server
 
     def give_back(self, server: ServerProcess) -> None:
@@ -347,13 +378,15 @@ class ServerSupply:
         self._ending.append((server, time.monotonic()))
 
     def _reap(self) -> None:
-        """Close the given-back servers that have exited, or had their time to."""
-        ending, self._ending = self._ending, []
-        for server, told in ending:
-            if server.exit_code() is not None or time.monotonic() - told > server.stop_timeout:
-                server.close()  # SIGKILL for whatever is left of its group, then reap
-            else:
-                self._ending.append((server, told))
+        """Reap the given-back servers that have exited; kill those past their time."""
+        for entry in list(self._ending):
+            server, told = entry
+            if server.exit_code() is None:
+                if time.monotonic() - told < server.stop_timeout:
+                    continue
+                server.kill()
+            server.close()
+            self._ending.remove(entry)
 
     def close(self) -> None:
         """End every server: the one launched in advance and those given back."""
@@ -362,7 +395,10 @@ class ServerSupply:
             servers.append(self._next)
         self._ending, self._next = [], None
         for server in servers:
-            server.close()
+            server.terminate()  # all at once: their stop_timeouts run side by side
+        with contextlib.ExitStack() as closing:  # each one closed, whatever the others raise
+            for server in servers:
+                closing.callback(server.close)
 
     def __enter__(self) -> ServerSupply:
         return self
