@@ -63,11 +63,11 @@ from spec.model import ClientState, Violation
 MiB = 1024 * 1024
 PAYLOAD_BLOCK = 64 * 1024
 #: A flooding client's send() size: no larger than one loopback segment (the
-#: MSS with TCP timestamps, 65,483), so a server's echo of one write fits one segment, which the
-#: kernel takes whole even into a nearly full send buffer: the buffer ends up
-#: over-full with nothing left queued, and the *next* echo meets EAGAIN on the
-#: send-at-once path.  64 KiB writes (53 bytes over a segment) always came up
-#: short first and never reached that path.
+#: MSS with TCP timestamps, 65,483), so a server's echo of one write fits one
+#: segment, which the kernel takes whole even into a nearly full send buffer:
+#: the buffer ends up over-full with nothing left queued, and the *next* echo
+#: meets EAGAIN on the send-at-once path.  64 KiB writes (53 bytes over a
+#: segment) always came up short first and never reached that path.
 FLOOD_WRITE = 65_483
 #: What a half-closed flooder reads per sip at the end of a program (`_sip`).
 SIP = 64 * 1024

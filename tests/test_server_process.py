@@ -11,8 +11,12 @@ import time
 
 import psutil
 import pytest
+from hypothesis import settings
 
+from spec.checker import check
+from spec.drivers._listeners import listening_inodes
 from spec.drivers.server_process import ServerProcess, ServerStartError, ServerSupply
+from spec.targets import Target
 
 PY = sys.executable
 REFERENCE = f"{PY} -m impl.select_server --port {{port}} --log-level WARNING"
@@ -156,11 +160,6 @@ def test_a_server_given_back_that_ignores_sigterm_is_killed() -> None:
 def test_a_process_check_leaves_no_process_behind(module: str) -> None:
     """Passing or failing, a check ends and reaps every server it started,
     the one launched in advance included."""
-    from hypothesis import settings
-
-    from spec.checker import check
-    from spec.targets import Target
-
     me = psutil.Process()
     before = {p.pid for p in me.children(recursive=True)}
     outcome = check(Target("cmd", f"{PY} -m {module} --port {{port}}"), "ECHO-5", settle=1.0,
@@ -185,8 +184,6 @@ def test_a_stranger_listening_on_the_port_is_not_taken_for_the_server(
 
 
 def test_listening_inodes_names_only_the_listener() -> None:
-    from spec.drivers._listeners import listening_inodes
-
     with socket.create_server(("127.0.0.1", 0)) as listener:
         port = listener.getsockname()[1]
         with socket.create_connection(("127.0.0.1", port), timeout=5) as client:

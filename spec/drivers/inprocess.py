@@ -60,6 +60,7 @@ from typing import Any
 
 from spec.drivers.base import HOST, Driver
 from spec.drivers.clients import Client, connect
+from spec.drivers.server_process import socket_descriptors
 from spec.model import Violation
 
 #: The server sockets' kernel buffers (see `_fix_buffers`); the kernel doubles
@@ -112,23 +113,6 @@ def _is_open(fd: int) -> bool:
     except OSError:
         return False
     return True
-
-
-def _open_socket_inodes() -> dict[int, int]:
-    """{socket inode: descriptor} for every socket this process has open (Linux /proc)."""
-    found: dict[int, int] = {}
-    try:
-        fds = os.listdir("/proc/self/fd")
-    except OSError:
-        return found
-    for fd in fds:
-        try:
-            link = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue  # closed meanwhile (the listing's own descriptor)
-        if link.startswith("socket:["):
-            found[int(link[8:-1])] = int(fd)
-    return found
 
 
 def _unacknowledged(s: socket.socket) -> int:
@@ -367,7 +351,7 @@ class InProcessDriver(Driver):
                                  connection=c.name)
         # The socket object is closed, but a dup()ed descriptor (or one kept
         # by fileno() alone) holds the connection open just the same.
-        open_sockets = _open_socket_inodes()
+        open_sockets = socket_descriptors()
         for c in ended:
             fd = open_sockets.get(self._server_inodes.get(c.name, -1))
             if fd is not None:

@@ -46,6 +46,24 @@ class ServerStartError(Exception):
     """The server command could not be started or never listened."""
 
 
+def socket_descriptors(pid: int | str = "self") -> dict[int, int]:
+    """{socket inode: descriptor} for the sockets process `pid` has open (Linux /proc)."""
+    fd_dir = f"/proc/{pid}/fd"
+    found: dict[int, int] = {}
+    try:
+        names = os.listdir(fd_dir)
+    except OSError:
+        return found
+    for name in names:
+        try:
+            link = os.readlink(f"{fd_dir}/{name}")
+        except OSError:
+            continue  # closed meanwhile (the listing's own descriptor)
+        if link.startswith("socket:["):
+            found[int(link[8:-1])] = int(name)
+    return found
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
@@ -281,20 +299,9 @@ class ServerProcess:
         return len(self._socket_inodes())
 
     def _socket_inodes(self) -> set[int]:
-        inodes = set()
+        inodes: set[int] = set()
         for p in self.tree():
-            fd_dir = f"/proc/{p.pid}/fd"
-            try:
-                names = os.listdir(fd_dir)
-            except OSError:
-                continue
-            for name in names:
-                try:
-                    link = os.readlink(f"{fd_dir}/{name}")
-                except OSError:
-                    continue
-                if link.startswith("socket:["):
-                    inodes.add(int(link[8:-1]))
+            inodes |= socket_descriptors(p.pid).keys()
         return inodes
 
     def memory_rss(self) -> int:
