@@ -1,37 +1,32 @@
-"""Fix the constants Hypothesis mixes into generated programs, once per process.
+"""Programs drawn from the checker's strategies alone, not from the literals of loaded code.
 
 Hypothesis draws about 1 value in 20 from the literals of the *local* modules
 imported so far (``hypothesis.internal.constants_ast``: code outside
 site-packages and the standard library), and it rescans whenever
-``sys.modules`` grows.  So a derandomized program depends on what the process
-happened to import before it: which tests an xdist worker ran first, whether
-an earlier check failed and imported the replay helpers.  The same target and
-seed then gave different verdicts in the self-suite than alone (a zoo defect
-missed after `tests/test_verdicts.py` had imported the other servers).
+``sys.modules`` grows.  For a conformance checker that is wrong three ways:
+a derandomized program would depend on what the process imported before the
+check (which tests an xdist worker ran first), on whether the checker runs
+from a checkout or from site-packages, and the checker's own literals
+(bytes it uses internally) would turn up inside generated payloads.
 
-`import_local_modules()` imports every module of this distribution (`spec`,
-`impl`) before the first program is drawn, so the pool is the same for every
-check of a run, whatever ran before it.  A user's own `--impl` module is
-imported when the target is named, before any check.
+`no_local_constants()` empties that pool for the checker's draws, so the
+same seed gives the same program everywhere.  It uses a Hypothesis internal;
+if that moves, the checker still works and only this guarantee is lost,
+which `tests/test_generation_constants.py` would show.
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
-#: The distribution's packages; test modules are left out (Hypothesis ignores them).
-PACKAGES = ("spec", "impl")
-_done = False
+import contextlib
 
 
-def import_local_modules() -> None:
-    global _done
-    if _done:
-        return
-    for name in PACKAGES:
-        package = importlib.import_module(name)
-        for module in pkgutil.walk_packages(package.__path__, f"{name}."):
-            if not module.name.rpartition(".")[2].startswith("test_"):
-                importlib.import_module(module.name)
-    _done = True
+def no_local_constants() -> None:
+    """Make Hypothesis mix no local-module literals into generated values (idempotent)."""
+    with contextlib.suppress(ImportError, AttributeError):
+        from hypothesis.internal.conjecture import providers
+
+        if getattr(providers, "_echo_conformance_patched", False):
+            return
+        empty = providers.Constants()
+        providers._get_local_constants = lambda: empty
+        providers._echo_conformance_patched = True

@@ -23,7 +23,7 @@ from hypothesis.errors import Flaky, Unsatisfiable
 from hypothesis.stateful import run_state_machine_as_test
 
 from spec import measure
-from spec._constants import import_local_modules
+from spec._constants import no_local_constants
 from spec.drivers.base import HOST
 from spec.drivers.server_process import ServerProcess, ServerSupply
 from spec.machine import RULES, ConformanceFailure, EchoConformance, machine_for
@@ -65,7 +65,7 @@ def check(target: Target, req_id: str, *, settle: float = DEFAULT_SETTLE,
     """
     level = requirement(req_id).level.value
     start = time.monotonic()
-    import_local_modules()
+    no_local_constants()
     preflight(target)
     outcome = None
     # ECHO-10 has a machine part only in-process (the server's own descriptor

@@ -56,9 +56,12 @@ from hypothesis.stateful import (
     rule,
 )
 
+from spec._constants import no_local_constants
 from spec.drivers.base import Driver
 from spec.drivers.clients import Client
 from spec.model import ClientState, Violation
+
+no_local_constants()
 
 MiB = 1024 * 1024
 PAYLOAD_BLOCK = 64 * 1024

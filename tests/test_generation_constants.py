@@ -1,10 +1,10 @@
 """A derandomized check draws the same programs whatever the process imported before.
 
 Hypothesis mixes the literals of the local modules imported so far into what
-it generates (see spec/_constants.py).  Without `import_local_modules()` this
-check found the defect in a fresh interpreter and missed it once the other
-servers and the replay helpers had been imported, as they are when other
-tests have run first in the same xdist worker.
+it generates; the checker turns that off (see spec/_constants.py).  Without
+it this check found the defect in a fresh interpreter and missed it once the
+other servers and the replay helpers had been imported, as they are when
+other tests have run first in the same xdist worker.
 """
 
 from __future__ import annotations
