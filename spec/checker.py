@@ -25,6 +25,7 @@ from hypothesis.stateful import run_state_machine_as_test
 from spec import measure
 from spec._constants import no_local_constants
 from spec.drivers.base import HOST
+from spec.drivers.network import PrivateNetwork
 from spec.drivers.server_process import ServerProcess, ServerSupply
 from spec.machine import RULES, ConformanceFailure, EchoConformance, machine_for
 from spec.model import Violation
@@ -133,7 +134,8 @@ def _check_by_machine(target: Target, req_id: str, settle: float,
     )
     seen: list[ConformanceFailure] = []
     # A fresh server per program, each launched while the program before runs.
-    supply = ServerSupply(target.spec) if target.kind == "cmd" else None
+    supply = (ServerSupply(target.spec, network=PrivateNetwork.shared())
+              if target.kind == "cmd" else None)
     try:
         with supply or contextlib.nullcontext():
             run_state_machine_as_test(

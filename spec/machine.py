@@ -184,18 +184,6 @@ class EchoConformance(RuleBasedStateMachine):
         self.last_violation: Violation | None = None
         self._failures = failures
         driver.start()
-        self.barrier = None
-        try:
-            if driver.barrier:
-                self.barrier = self._connect("barrier")
-                self._step()
-            driver.mark_baseline(connections=len(self.live))
-        except BaseException:
-            # Hypothesis only tears down machines it managed to build.
-            for c in self.live:
-                c.close()
-            driver.close()
-            raise
 
     def __repr__(self) -> str:
         return f"EchoConformance({self.driver.target!r}, {self.requirement!r})"
@@ -204,15 +192,10 @@ class EchoConformance(RuleBasedStateMachine):
     def live(self) -> list[Client]:
         return [c for c in self.all if c.active]
 
-    @property
-    def programmed(self) -> list[Client]:
-        """The live clients the program made (not the barrier)."""
-        return [c for c in self.live if c is not self.barrier]
-
     # -- rules -----------------------------------------------------------------------
 
     @precondition(lambda self: "connect" in self.actions
-                  and len(self.programmed) < self.max_clients)
+                  and len(self.live) < self.max_clients)
     @rule(target=clients)
     def connect(self) -> Client:
         c = self._connect(self._next_name())
@@ -314,26 +297,20 @@ class EchoConformance(RuleBasedStateMachine):
         """Stop reading and send more than the kernel buffers hold."""
         if client.model.state is not ClientState.OPEN:
             return
+        limit = self.driver.flood_limit
+        if limit is not None and payload.size is not None and payload.size > limit:
+            payload = Payload(payload.pattern, limit)  # as much backs up, with less to move
         self.program.append(f"state.flood({client}, {payload!r})")
         client.model.reading = False
         data = payload.data()
         client.queue(data, writes=-(-len(data) // FLOOD_WRITE))
         base = self._nothing_owed
-        if not self.driver.barrier:
-            # Stepped in-process: a settle ends when nothing moves any more.
-            stall = self.driver.flood_stall
-            self._step(lambda: base() and (not client.pending
-                                           or time.monotonic() - client.last_write > stall))
+        stall = self.driver.flood_stall
+        if stall is None:  # settle() returns once the server is done: the flood has backed up
+            self._step(lambda: base() and not client.pending)
             return
-        # Against a process: the flood has backed up once a barrier round trip
-        # (the server has run the rounds everything before it caused) passes
-        # without the kernel taking one more byte of it.  A fixed wait for
-        # writes to stop cost 0.1 s per flood and proved less.
-        while True:
-            sent = len(client.model.sent)
-            self._step(lambda: base() and (not client.pending or client.write_blocked))
-            if not client.pending or len(client.model.sent) == sent:
-                return
+        self._step(lambda: base() and (not client.pending
+                                       or time.monotonic() - client.last_write > stall))
 
     @precondition(lambda self: "connect_out_of_descriptors" in self.actions
                   and self.driver.can_exhaust_descriptors)
@@ -408,12 +385,12 @@ class EchoConformance(RuleBasedStateMachine):
         except OSError as e:
             self._fail(self.driver.crash(wait=True) or Violation(
                 "ECHO-5", f"a new connection failed ({e}): the server no longer accepts"))
-        c = Client(name, sock, lambda: self._others(c))
+        c = Client(name, sock, lambda: self._others(c), quickack=self.driver.quickack)
         self.all.append(c)
         return c
 
     def _next_name(self) -> str:
-        return f"c{sum(1 for c in self.all if c is not self.barrier)}"
+        return f"c{len(self.all)}"
 
     def _others(self, me: Client) -> Iterable[bytes]:
         return [bytes(c.model.expected) for c in self.all if c is not me]
@@ -423,11 +400,6 @@ class EchoConformance(RuleBasedStateMachine):
 
     def _step(self, done: Callable[[], bool] | None = None) -> None:
         self.driver.settle(self.live, done or self._nothing_owed)
-        if self.barrier is not None and self.barrier.active and self.driver.crash() is None:
-            # Bytes the transform leaves alone: the barrier only orders events,
-            # it must not itself expose (and blame the barrier for) ECHO-1.
-            self.barrier.queue(b"BARRIER.")
-            self.driver.settle(self.live, lambda: not self.barrier.expects_more)
         self._judge()
 
     def _judge(self) -> None:
@@ -539,12 +511,12 @@ class EchoConformance(RuleBasedStateMachine):
             c.model.reading = True
         self._step()
         if self.requirement in ("ECHO-4", "ECHO-6"):
-            for c in self.programmed:
+            for c in self.live:
                 if c.model.state is ClientState.OPEN and not c.pending:
                     c.half_close()
             self._step()
         if self.requirement == "ECHO-6":
-            for c in self.programmed:
+            for c in self.live:
                 c.close()
             self._step()
             # Last, the server is closed while it still serves a connection:

@@ -1,18 +1,20 @@
 """What the checker needs from a driver, whatever runs the server.
 
-The state machine only ever asks a driver five things: start the server,
-connect a client, *settle* (let the server work while the clients pump, until
-nothing more is owed or nothing more will happen), say whether the server has
-died, and say whether the server still holds anything for connections that
-have ended.  `InProcessDriver` answers by stepping the server's own loop;
-`ProcessDriver` answers from outside the process with psutil and the clock.
+The state machine (spec/machine.py) asks a driver only what `Driver`
+declares here: start the server, connect a client, *settle* (let the server
+work while the clients pump, until nothing more is owed or the server has
+done all it will do), and the verdicts only the driver can see: the server
+died, it blocked, it still holds an ended connection.  `InProcessDriver`
+answers by stepping the server's own loop; `ProcessDriver` from outside the
+process, with the kernel as witness.
 """
 
 from __future__ import annotations
 
 import abc
+import contextlib
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from spec.drivers.clients import Client
 from spec.model import Violation
@@ -23,22 +25,27 @@ HOST = "127.0.0.1"
 class Driver(abc.ABC):
     #: Shown in reports: what is being checked.
     target: str
+    #: Where the server listens; set by `start()`.
     address: tuple[str, int]
-    #: After each settle, prove with a round trip on a spare connection that
-    #: the server has processed everything before it (see ProcessDriver).
-    barrier: bool = False
-    #: Without a barrier: seconds without a write after which a flooding
-    #: client counts as backed up (a driver without a barrier must set it).
-    flood_stall: float
-    #: Can the machine run the server out of descriptors (InProcessDriver)?
+    #: Seconds without a write after which a flooding client counts as backed
+    #: up; None: `settle()` itself returns once the server has done all it
+    #: will do, so a flood still pending then has backed up.
+    flood_stall: float | None = None
+    #: The largest flood worth sending: more than every buffer between a client
+    #: and the server holds (None: the machine's own sizes are all needed).
+    flood_limit: int | None = None
+    #: Clients acknowledge what they read at once (TCP_QUICKACK), so that no
+    #: delayed ACK holds the server's next send back.
+    quickack: bool = False
+    #: Can the machine run the server out of descriptors (`descriptors_exhausted`)?
     can_exhaust_descriptors: bool = False
+    #: The last settle was cut off while the server kept handling events that
+    #: moved nothing (a busy loop).
+    spinning: bool = False
 
     @abc.abstractmethod
     def start(self) -> None:
         """Start the server; raise a user-facing error if it cannot start."""
-
-    def mark_baseline(self, connections: int) -> None:  # noqa: B027 (optional hook)
-        """The server now holds only `connections` clients: remember its resources."""
 
     @abc.abstractmethod
     def connect(self) -> socket.socket:
@@ -46,7 +53,9 @@ class Driver(abc.ABC):
 
     @abc.abstractmethod
     def settle(self, clients: Sequence[Client], done: Callable[[], bool]) -> None:
-        """Let the server run and the clients pump until `done()` or quiescence."""
+        """Let the server run and the clients pump until `done()`, or until the
+        server has done everything it will do without a client acting (or a
+        bound for a server that never stops working)."""
 
     @abc.abstractmethod
     def crash(self, wait: bool = False) -> Violation | None:
@@ -56,7 +65,8 @@ class Driver(abc.ABC):
         """
 
     def blocked(self) -> str | None:
-        """A description if the server was caught blocking inside one step."""
+        """A description if the last settle caught the server blocked inside one
+        call while a client was owed echo (ECHO-7)."""
         return None
 
     @abc.abstractmethod
@@ -65,6 +75,16 @@ class Driver(abc.ABC):
 
         `live` is how many connections the server may legitimately hold.
         """
+
+    @contextlib.contextmanager
+    def descriptors_exhausted(self) -> Iterator[None]:
+        """Inside: the server has no descriptor left (only if `can_exhaust_descriptors`)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot exhaust descriptors")
+        yield  # pragma: no cover
+
+    def environment(self) -> dict[str, object]:
+        """How the server was run and judged, for the report."""
+        return {}
 
     @abc.abstractmethod
     def close(self) -> Violation | None:

@@ -31,12 +31,20 @@ MAX_READS_PER_PUMP = 8
 _LINGER_ABORT = struct.pack("ii", 1, 0)
 
 
-def connect(address: tuple[str, int], timeout: float) -> socket.socket:
-    """A socket connected to `address`, with the checker's buffer sizes."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+def connect(address: tuple[str, int], timeout: float, *,
+            new_socket: Callable[..., socket.socket] = socket.socket,
+            fixed_buffers: bool = True) -> socket.socket:
+    """A socket connected to `address`.
+
+    `new_socket` makes it (in the network the server runs in);
+    `fixed_buffers` gives it the checker's buffer sizes (not needed where the
+    network fixes them, see spec.drivers.network).
+    """
+    sock = new_socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, BUFFER_SIZE)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, BUFFER_SIZE)
+        if fixed_buffers:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, BUFFER_SIZE)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, BUFFER_SIZE)
         sock.settimeout(timeout)
         sock.connect(address)
     except BaseException:
@@ -47,7 +55,7 @@ def connect(address: tuple[str, int], timeout: float) -> socket.socket:
 
 class Client:
     def __init__(self, name: str, sock: socket.socket,
-                 others: Callable[[], Iterable[bytes]]) -> None:
+                 others: Callable[[], Iterable[bytes]], *, quickack: bool = False) -> None:
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.name = name
@@ -63,6 +71,8 @@ class Client:
         self.last_write = time.monotonic()
         #: The last send() found the socket's buffer full (EAGAIN).
         self.write_blocked = False
+        #: Acknowledge what is read at once (TCP_QUICKACK), not on the delayed-ACK timer.
+        self.quickack = quickack
         self._others = others
 
     def __repr__(self) -> str:
@@ -165,6 +175,8 @@ class Client:
                 self._reset()
                 return True
             progress = True
+            if self.quickack:
+                self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
             if not data:
                 m.eof = True
                 self.violation = m.diagnose(others=self._others())

@@ -1,32 +1,41 @@
-"""Drive any server, in any language, as a process: black-box, with psutil.
+"""Drive any server, in any language, as a process: black-box, with the kernel as witness.
 
 Design note
 -----------
-From outside, the checker cannot step the server, so every judgement that
-involves time is an *eventual* one with an explicit bound, `settle` seconds:
-"the echo arrives", "the server releases the ended connection".  The driver
-polls the condition and returns as soon as it holds, so a correct server is
-checked at its own speed and only a failing check waits the whole bound.  A
-verdict therefore flips only if a correct server needs longer than `settle`
-(raise ``--settle`` on a slow machine), never with the order of events.
+From outside, the checker cannot step the server, so it must know another
+way when the server has done everything a step caused.  The clock cannot
+tell (a loaded machine delays a correct server past any fixed wait); the
+kernel can.  After a step the driver pumps its clients until no byte moves,
+then *looks* (`_look`): at every thread of the server's process tree
+(/proc: asleep or runnable, how often it has run, the system call it sleeps
+in) and at every TCP socket of the server's port, both ends of every
+connection (sock_diag: queues, bytes in and out, unacknowledged segments).
+The server is **at rest** when two consecutive looks are the same, every
+thread is asleep, and nothing is in flight (no segment unacknowledged, no
+byte sent that the other end has not received).  Only at rest are "echo
+lost", "no EOF" and "still held" judged: a loaded machine makes a check
+slower, never wrong.  Bytes in flight move on the kernel's own timers
+(delayed ACKs), so a look that stays the same while they are in flight is
+accepted only after `stall` seconds.  A server that never comes to rest (a
+busy loop) is judged when no byte has moved for `settle` seconds, as a
+clock-based checker would; `environment()` says which way verdicts were made.
+
+At rest, with a client still owed echo, the looks also say *where* the
+server sleeps.  If no thread waits for readiness (select, poll, epoll) or
+works on the owed client's connection, and one is asleep in a call on
+another connection (a blocking send() to a client that does not read), the
+server is starving the owed client: ECHO-7, at once (`blocked()`).
+
+Cleanup (ECHO-6) is exact: the driver notes, for each client, the inode of
+the server's socket for that connection (sock_diag, by the client's port),
+and an ended connection is still held exactly when a descriptor of a process
+in the server's tree still refers to that inode.  Forking servers,
+socketpairs, log files and listeners do not count; a CLOSE_WAIT socket, a
+descriptor a reset connection never had closed, a dup() do.
 
 A server that dies is one failure (ECHO-5), whatever socket error each client
-happened to see first: before any violation is reported, `crash()` gives the
-process `death_grace` seconds to finish dying, so a replay classifies it the
-same way.
-
-Cleanup (ECHO-6) is judged over the server's whole process tree (forking
-servers exist): no connection to an ended client's address in any state, and
-no more sockets than the baseline (taken after the first barrier round trip)
-plus the connections not yet ended; the connections themselves (a socket left
-in CLOSE_WAIT) are listed to explain a failure.
-
-Ordering: a step's events reach a single-threaded server in one select()
-round, but their consequences (e.g. dropping a socket from `outputs` once its
-queue is empty) can take another round.  So after each settle the machine
-makes one round trip on a dedicated *barrier* connection (`barrier = True`):
-when its echo is back, the server has finished the rounds the step caused,
-and the next step meets it in the same state every time.
+happened to see first: `crash()` gives the process `death_grace` seconds to
+finish dying, so a replay classifies it the same way.
 """
 
 from __future__ import annotations
@@ -35,51 +44,191 @@ import select
 import socket
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
+from spec.drivers import sock_diag, threads
 from spec.drivers.base import Driver
 from spec.drivers.clients import Client, connect
-from spec.drivers.server_process import ServerProcess, ServerSupply
+from spec.drivers.network import PrivateNetwork, host_description
+from spec.drivers.server_process import ServerProcess, ServerSupply, containment, socket_descriptors
 from spec.model import Violation
 
 
+@dataclass(frozen=True)
+class Look:
+    """The server's threads and its clients' connections (both ends) at one moment."""
+
+    threads: tuple[threads.Thread, ...]
+    sockets: tuple[sock_diag.TcpSocket, ...]
+    #: The ends of connections whose client reads (echo is owed to it).
+    reading: frozenset[tuple[int, int]] = frozenset()
+
+    def same(self, other: Look) -> bool:
+        return ([(t.tid, t.state, t.runs) for t in self.threads]
+                == [(t.tid, t.state, t.runs) for t in other.threads]
+                and [(s.local, s.remote, s.queues, s.bytes_in, s.bytes_out) for s in self.sockets]
+                == [(s.local, s.remote, s.queues, s.bytes_in, s.bytes_out)
+                    for s in other.sockets])
+
+    @property
+    def asleep(self) -> bool:
+        return all(t.asleep for t in self.threads)
+
+    @property
+    def in_flight(self) -> bool:
+        """Will the kernel still move bytes on its own (softirqs, ACK timers)?
+
+        Bytes sent that the other end has not received, or not yet
+        acknowledged: an acknowledgement frees the sender's buffer, so the
+        sender may go on (a delayed ACK waits up to 40 ms on a timer; the
+        private network has none, see spec.drivers.network).
+        """
+        ends = {(s.local, s.remote): s for s in self.sockets}
+        for s in self.sockets:
+            if s.unacked:
+                return True
+            peer = ends.get((s.remote, s.local))
+            if (peer is not None and s.bytes_out is not None and peer.bytes_in is not None
+                    and s.bytes_out > peer.bytes_in):
+                return True
+        return False
+
+
 class ProcessDriver(Driver):
-    #: The machine makes a barrier round trip after every settle.
-    barrier = True
+    quickack = True
     #: Seconds a dying server gets to be seen dead before a violation is classified.
     death_grace = 0.5
-    #: Seconds between two looks at the server's descriptors and connections.
-    leak_poll_interval = 0.005
+    #: Seconds a look may stay the same while the kernel holds bytes in flight.
+    stall = 1.0
+    #: Seconds between the first two looks; the pause doubles up to `longest_pause`.
+    first_pause = 0.0005
+    longest_pause = 0.01
 
     def __init__(self, command: str, *, settle: float = 2.0, target: str | None = None,
-                 supply: ServerSupply | None = None) -> None:
+                 supply: ServerSupply | None = None, private_network: bool = True) -> None:
         self.command = command
         self.settle_time = settle
         self.target = target or command
         #: Where started servers come from (one launched in advance), if given.
         self.supply = supply
+        self.network = (supply.network if supply is not None
+                        else PrivateNetwork.shared() if private_network else None)
+        if self.network is not None:
+            self.flood_limit = self.network.flood_limit
         self.process: ServerProcess | None = None
-        self.baseline_sockets = 0
+        #: The kernel can be asked (/proc and sock_diag); else the clock judges.
+        self.witness = False
+        self._blocked: str | None = None
+        self._clients: Sequence[Client] = ()
+        #: Client name -> inode of the server's socket for that connection.
+        self._server_inodes: dict[str, int] = {}
+        #: Client name -> the client's address (the remote end of that socket).
+        self._server_ends: dict[str, tuple[str, int]] = {}
+        #: A settle ended on the clock: the server never came to rest.
+        self.restless = False
+        self._netlink: socket.socket | None = None
 
     def start(self) -> None:
         if self.supply is not None:
             self.process = self.supply.take()
         else:
-            self.process = ServerProcess(self.command)
+            self.process = ServerProcess(self.command, network=self.network)
             self.process.start()
         self.address = self.process.address
-
-    def mark_baseline(self, connections: int) -> None:
-        """Take the descriptor baseline now, with `connections` clients connected.
-
-        Called after the first barrier round trip: by then a single-threaded
-        server has also released the start-up probe's connection.
-        """
-        self.baseline_sockets = self.process.num_sockets() - connections
+        self.witness = self._look() is not None
 
     def connect(self) -> socket.socket:
-        return connect(self.address, self.settle_time)
+        return connect(self.address, self.settle_time,
+                       new_socket=self.network.socket if self.network else socket.socket,
+                       fixed_buffers=self.network is None)
+
+    def environment(self) -> dict[str, object]:
+        network = (self.network.describe() if self.network
+                   else host_description(PrivateNetwork.refused()))
+        judged = ("at rest, as the kernel reports it (/proc threads, sock_diag queues)"
+                  if self.witness else
+                  f"by the clock (--settle {self.settle_time:g} s): /proc or sock_diag "
+                  "cannot be read here")
+        return {"network": network, "containment": containment(), "judged": judged}
+
+    # -- looking -------------------------------------------------------------------
+
+    def _look(self) -> Look | None:
+        """The server's threads and sockets now; None if the kernel cannot be asked."""
+        assert self.process is not None
+        seen = threads.look(self.process.pids())
+        if seen is None:
+            return None
+        sockets, reading = [], set()
+        try:
+            for c in self._clients:
+                for ends in ((c.local_address, self.address), (self.address, c.local_address)):
+                    found = self._lookup(*ends)
+                    if found is not None:
+                        sockets.append(found)
+                    if c.model.reading:
+                        reading.add((ends[0][1], ends[1][1]))
+        except OSError:
+            return None
+        return Look(seen, tuple(sockets), frozenset(reading))
+
+    def _lookup(self, local: tuple[str, int],
+                remote: tuple[str, int]) -> sock_diag.TcpSocket | None:
+        """The socket with these ends, asked of the kernel of the server's network."""
+        if self._netlink is None:
+            new_socket = self.network.socket if self.network else socket.socket
+            self._netlink = sock_diag.open_netlink(new_socket)
+        return sock_diag.lookup(self._netlink, local, remote)
+
+    # -- settling ------------------------------------------------------------------
 
     def settle(self, clients: Sequence[Client], done: Callable[[], bool]) -> None:
+        """Pump until the server is at rest, even when nothing more is owed.
+
+        Returning as soon as nothing is owed would let the server's reaction
+        to a step (dropping a reset connection, dying on it) land in whichever
+        later step happens to be running: the same program would then be
+        judged differently from run to run.
+        """
+        self._clients = clients
+        self._blocked = None
+        if not self.witness:
+            self._settle_by_clock(clients, done)
+            return
+        last_progress = time.monotonic()
+        previous: Look | None = None
+        stable_since: float | None = None
+        pause = self.first_pause
+        assert self.process is not None
+        while True:
+            moved = False
+            for c in clients:
+                moved |= c.pump()
+            now = time.monotonic()
+            if moved:
+                last_progress, previous, stable_since, pause = now, None, None, self.first_pause
+                continue
+            look = self._look() if self.process.alive else None
+            if look is None:  # the server has exited: nothing more will happen
+                break
+            if previous is not None and look.asleep and look.same(previous):
+                stable_since = stable_since or now
+                if not look.in_flight or now - stable_since > self.stall:
+                    self._at_rest(look, clients)
+                    break
+            else:
+                stable_since = None
+            previous = look
+            if now - last_progress > self.settle_time:
+                self.restless = True
+                break
+            self._wait_for_io(clients, pause)
+            pause = min(2 * pause, self.longest_pause)
+        self._note_server_sockets(clients)
+
+    def _settle_by_clock(self, clients: Sequence[Client], done: Callable[[], bool]) -> None:
+        """Without the kernel as witness: until done, or no byte moved for `settle` seconds."""
+        assert self.process is not None
         last_progress = time.monotonic()
         while True:
             moved = False
@@ -95,6 +244,10 @@ class ProcessDriver(Driver):
             else:
                 self._wait_for_io(clients, min(0.01, self.settle_time))
 
+    def rest(self) -> None:
+        """Let the server come to rest with the clients of the last settle."""
+        self.settle(self._clients, lambda: False)
+
     @staticmethod
     def _wait_for_io(clients: Sequence[Client], timeout: float) -> None:
         readers = [c.sock for c in clients if c.active and c.model.reading
@@ -104,6 +257,46 @@ class ProcessDriver(Driver):
             select.select(readers, writers, [], timeout)
         else:
             time.sleep(timeout)
+
+    def _at_rest(self, look: Look, clients: Sequence[Client]) -> None:
+        """At rest with echo owed: is the server asleep inside one call on another socket?"""
+        owed = [c for c in clients if c.expects_more]
+        if not owed:
+            return
+        self._note_server_sockets(clients)
+        owed_inodes = {self._server_inodes.get(c.name) for c in owed}
+        serving = [t for t in look.threads
+                   if t.in_readiness_wait or (t.fd is not None and t.socket_inode() in owed_inodes)]
+        if serving:
+            return
+        names = {inode: name for name, inode in self._server_inodes.items()}
+        for t in look.threads:
+            inode = t.socket_inode() if t.syscall else None
+            if inode is None:
+                continue
+            name = names.get(inode)
+            peer = next((c for c in clients if c.name == name), None)
+            where = (f"{name}'s connection" + ("" if peer is None or peer.model.reading
+                                                else f" ({name} is not reading)")
+                     if name else "a socket that is not an owed client's")
+            self._blocked = (f"the server is asleep in {t.syscall}() on {where} while echo is "
+                             f"owed to {owed[0]}, and no thread of it waits for other sockets")
+            return
+
+    def _note_server_sockets(self, clients: Sequence[Client]) -> None:
+        """Note the server's socket (its inode) for each client not yet matched."""
+        if not self.witness:
+            return
+        for c in clients:
+            if c.name in self._server_inodes:
+                continue
+            try:
+                found = self._lookup(self.address, c.local_address)
+            except OSError:
+                return
+            if found is not None and found.inode:
+                self._server_inodes[c.name] = found.inode
+                self._server_ends[c.name] = c.local_address
 
     # -- verdicts ------------------------------------------------------------------
 
@@ -116,45 +309,45 @@ class ProcessDriver(Driver):
         return Violation("ECHO-5", f"the server died ({self.process.exit_description()})"
                          + (f"; its stderr ends with:\n{tail}" if tail else ""))
 
-    def _connections_to(self, addresses: set[tuple[str, int]]) -> list[str]:
-        found = []
-        for conn in self.process.connections():
-            if conn.raddr and (conn.raddr.ip, conn.raddr.port) in addresses:
-                found.append(f"{conn.status} {conn.laddr.ip}:{conn.laddr.port} -> "
-                             f"{conn.raddr.ip}:{conn.raddr.port}")
-        return found
+    def blocked(self) -> str | None:
+        return self._blocked
 
-    def _eventually(self, condition: Callable[[], bool]) -> bool:
-        deadline = time.monotonic() + self.settle_time
-        while not condition():
-            if time.monotonic() > deadline or not self.process.alive:
-                return False
-            time.sleep(self.leak_poll_interval)
-        return True
+    def _held(self, ended: Sequence[Client]) -> list[tuple[Client, str]]:
+        """The ended clients whose connection a process of the server still holds, and how."""
+        assert self.process is not None
+        descriptors = {inode: (pid, fd) for pid in self.process.pids()
+                       for inode, fd in socket_descriptors(pid).items()}
+        held = []
+        for c in ended:
+            inode = self._server_inodes.get(c.name)
+            if inode in descriptors:
+                pid, fd = descriptors[inode]
+                found = self._lookup(self.address, self._server_ends[c.name])
+                state = found.state.name if found is not None and found.inode == inode else "CLOSE"
+                held.append((c, f"its socket is still open ({state}, descriptor {fd} of "
+                                f"process {pid})"))
+        return held
 
     def leaks(self, ended: Sequence[Client], live: int) -> Violation | None:
-        # Counting sockets is cheap; listing connections parses the whole
-        # system's TCP table, so it only explains a failure.  A socket kept for
-        # an ended client is one socket over the limit.
-        limit = self.baseline_sockets + live
-        if self._eventually(lambda: self.process.num_sockets() <= limit):
+        if not self.witness or self.process is None:
             return None
-        addresses = {tuple(c.local_address[:2]) for c in ended}
+        if not self._held(ended):
+            return None
+        self.rest()  # released only once the server has run: judge at rest
         if not self.process.alive:
             return self.crash(wait=True)
-        held = self._connections_to(addresses)
-        if held:
-            return Violation("ECHO-6", f"{self.settle_time:g} s after the connection ended the "
-                             f"server still holds it: {'; '.join(held)}",
-                             connection=", ".join(c.name for c in ended))
-        return Violation("ECHO-6", f"{self.settle_time:g} s after a connection ended the "
-                         f"server holds {self.process.num_sockets()} sockets; expected at most "
-                         f"{limit} (baseline {self.baseline_sockets} + {live} open connections): "
-                         "a leaked socket (e.g. one reset by its client and never closed)",
-                         connection=", ".join(c.name for c in ended))
+        held = self._held(ended)
+        if not held:
+            return None
+        c, how = held[0]
+        return Violation("ECHO-6", f"after the connection ended ({c.model.state.value}) and the "
+                         f"server came to rest, it still holds it: {how}", connection=c.name)
 
     def close(self) -> None:
         # Nothing to judge: the process is simply ended.
+        if self._netlink is not None:
+            self._netlink.close()
+            self._netlink = None
         process, self.process = self.process, None
         if process is not None and self.supply is not None:
             self.supply.give_back(process)

@@ -4,34 +4,54 @@
         socket.create_connection(server.address)
         server.memory_rss(), server.num_fds(), server.connections()
 
-The command runs in its own session (process group), so ending it ends every
-process it forked too.  On Linux it is also killed if the checker dies first
-(PR_SET_PDEATHSIG), so a checker killed mid-run leaves no server listening.
+Containment: the command runs as the child of a small init (`_init.py`) in a
+PID namespace of its own (util-linux ``unshare --pid --fork --kill-child``).
+When that init ends, the kernel kills everything in the namespace: forked
+children, daemons that left the session, a server behind a launcher script.
+The chain hangs on the checker: ``unshare`` gets SIGKILL when the checker's
+thread that started it dies (PR_SET_PDEATHSIG), the init when ``unshare``
+dies (``--kill-child``).  So a checker that exits, is interrupted or is
+killed leaves nothing running.  Where PID namespaces are not allowed, the
+command runs in its own session instead (a process group kill, which a
+daemon escapes); `containment()` says which.
+
+With a `network` (spec.drivers.network), the server runs in the checker's
+private network namespace, and its port, its listener and every connection
+to it live there.
+
 Starting is bounded: the command must accept a TCP connection on
 127.0.0.1:{port} within `start_timeout`, or `ServerStartError` says why, with
-the tail of its stderr.  Errors a user can cause (no
-``{port}`` in the command, a program that does not exist, a command that exits
-at once) become one-line `ServerStartError`s that say what to do.
+the tail of its stderr.  Errors a user can cause (no ``{port}`` in the
+command, a program that does not exist, a command that exits at once or goes
+into the background) become one-line `ServerStartError`s that say what to do.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ctypes
+import functools
 import os
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import psutil
 
-from spec.drivers._listeners import listening_inodes
+from spec.drivers import threads
+from spec.drivers.network import PrivateNetwork
+from spec.drivers.sock_diag import listening_inodes
 
 HOST = "127.0.0.1"
+_INIT = Path(__file__).with_name("_init.py")
 
 _PR_SET_PDEATHSIG = 1
 
@@ -40,6 +60,29 @@ def _die_with_parent() -> None:
     """In the child, before exec: SIGKILL when the checker's thread that started it dies."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+@functools.cache
+def _namespace_prefix() -> tuple[str, ...] | None:
+    """The argv that runs a command under its own init in a new PID namespace, if allowed."""
+    unshare = shutil.which("unshare")
+    if unshare is None or not sys.platform.startswith("linux"):
+        return None
+    prefix = (unshare, "--pid", "--fork", "--kill-child", "--", sys.executable, "-I",
+              "-S", str(_INIT))
+    try:
+        done = subprocess.run([*prefix, "true"], stdin=subprocess.DEVNULL,
+                              capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return prefix if done.returncode == 0 else None
+
+
+def containment() -> str:
+    """How server processes are contained here, for the report."""
+    if _namespace_prefix() is not None:
+        return "PID namespace (everything the server starts ends with it)"
+    return "process group (a server that leaves its session can outlive the checker)"
 
 
 class ServerStartError(Exception):
@@ -64,8 +107,9 @@ def socket_descriptors(pid: int | str = "self") -> dict[int, int]:
     return found
 
 
-def free_port() -> int:
-    with socket.socket() as s:
+def free_port(network: PrivateNetwork | None = None) -> int:
+    new_socket = network.socket if network else socket.socket
+    with new_socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]
 
@@ -74,14 +118,15 @@ class ServerProcess:
     #: Seconds the command has to start accepting connections.
     start_timeout = 10.0
     #: Seconds between SIGTERM and SIGKILL when stopping.
-    stop_timeout = 3.0
+    stop_timeout = 1.0
     #: Bytes of stderr kept for error messages.
     tail_bytes = 2000
     #: Attempts with a fresh port when the command dies before listening
     #: (another process may have taken the free port in between).
     start_attempts = 3
 
-    def __init__(self, command: str, *, start_timeout: float | None = None) -> None:
+    def __init__(self, command: str, *, start_timeout: float | None = None,
+                 network: PrivateNetwork | None = None) -> None:
         if "{port}" not in command:
             raise ServerStartError(
                 f"the server command {command!r} has no '{{port}}' placeholder; write where the "
@@ -89,8 +134,12 @@ class ServerProcess:
         self.command = command
         if start_timeout is not None:
             self.start_timeout = start_timeout
+        #: The private network the server runs in; None: the host's.
+        self.network = network
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
+        #: Runs under its own init in a PID namespace (see the module's note).
+        self.contained = False
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as self)
 
     @property
@@ -111,19 +160,29 @@ class ServerProcess:
         gives connect() odd ports first and bind(port 0) even ones; and a
         server that exits on EADDRINUSE is launched again (`ready()`).
         """
-        self.port = free_port()
+        self.port = free_port(self.network)
         argv = shlex.split(self.command.replace("{port}", str(self.port)))
+        program = shutil.which(argv[0]) if argv else None
+        if program is None:
+            problem = ("permission denied" if argv and os.path.exists(argv[0])
+                       else "no such program")
+            raise ServerStartError(f"cannot run {argv[0] if argv else ''!r}: {problem} (check "
+                                   f"the server command {self.command!r})")
+        prefix = _namespace_prefix()
+        self.contained = prefix is not None
         self._stderr.seek(0)
         self._stderr.truncate()
+        network = self.network
+
+        def in_the_child() -> None:
+            _die_with_parent()
+            if network is not None:
+                network.enter_in_child()
+
         try:
             self.process = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=self._stderr, start_new_session=True,
-                preexec_fn=_die_with_parent)
-        except FileNotFoundError:
-            raise ServerStartError(
-                f"cannot run {argv[0]!r}: no such program (check the server command "
-                f"{self.command!r})") from None
+                [*(prefix or ()), *argv], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=self._stderr, start_new_session=True, preexec_fn=in_the_child)
         except PermissionError:
             raise ServerStartError(f"cannot run {argv[0]!r}: permission denied") from None
         return self
@@ -153,11 +212,14 @@ class ServerProcess:
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             if self.exit_code() is not None:
+                background = (" (a server that goes into the background, daemonizes, is ended "
+                              "with its command: run it in the foreground)"
+                              if self.exit_code() == 0 else "")
                 raise ServerStartError(
                     f"the server command exited with {self.exit_description()} before it "
-                    f"listened on {HOST}:{self.port}{self._tail_note()}")
+                    f"listened on {HOST}:{self.port}{background}{self._tail_note()}")
             try:
-                socket.create_connection(self.address, timeout=0.5).close()
+                self.connect(timeout=0.5).close()
             except OSError:
                 time.sleep(0.005)
                 continue
@@ -171,14 +233,25 @@ class ServerProcess:
             f"{self.start_timeout:g} s (does it listen on the port given for {{port}}, on "
             f"127.0.0.1?){self._tail_note()}")
 
+    def connect(self, timeout: float) -> socket.socket:
+        """A plain blocking connection to the server, made in its network."""
+        new_socket = self.network.socket if self.network else socket.socket
+        sock = new_socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(self.address)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
     def stop(self) -> None:
-        """End the whole process group: SIGTERM, then SIGKILL after stop_timeout.
+        """End everything: SIGTERM, then SIGKILL after stop_timeout.
 
         The leader is reaped only at the very end.  Until then it is at worst
         a zombie, and its PID, which is the group's ID, cannot be given to
-        another process: killpg() can never reach a stranger's group.  (With
-        pid_max at 32,768 and servers that start a thread per connection,
-        PIDs do come round: a late SIGTERM once ended another check's server.)
+        another process: killpg() can never reach a stranger's group, as
+        PIDs come round (pid_max 32,768, servers with a thread per connection).
         """
         if self.process is None:
             return
@@ -255,6 +328,8 @@ class ServerProcess:
         code = self.exit_code()
         if code is None:
             return "no exit (still running)"
+        if self.contained and code > 128:
+            code = 128 - code  # the init reports a signal as 128 + N, as a shell does
         if code < 0:
             try:
                 return f"signal {signal.Signals(-code).name}"
@@ -317,11 +392,19 @@ class ServerProcess:
 
     def _listens(self) -> bool:
         """Is it this server's tree that listens on the port (not a stranger's)?"""
-        listeners = listening_inodes(self.port)
+        listeners = listening_inodes(
+            self.port, new_socket=self.network.socket if self.network else socket.socket)
         if listeners is None:  # no sock_diag: psutil reads the whole TCP table
             return any(conn.status == psutil.CONN_LISTEN and conn.laddr.port == self.port
                        for conn in self.connections())
         return bool(listeners & self._socket_inodes())
+
+    def pids(self) -> list[int]:
+        """Every process of the server's tree, read from /proc (empty once it has exited)."""
+        if not self.alive:
+            return []
+        assert self.process is not None
+        return threads.descendants(self.process.pid)
 
     def connections(self) -> Iterator[psutil._common.pconn]:
         """TCP connections held by any process of the server's tree."""
@@ -331,36 +414,43 @@ class ServerProcess:
 
 
 class ServerSupply:
-    """Fresh servers, one per program, the next one already starting.
+    """Fresh servers, one per program, the next ones already starting.
 
     The process driver runs every program against a server of its own, so
     that no program meets what an earlier one left behind.  Starting one
-    (fork, exec, the interpreter's imports, listen) takes 50-150 ms, more
-    than a whole program of steps against a running server.  So when the
-    supply hands out a server it launches the next one at once: that one
-    starts while the program runs, on the other core, and is listening by
-    the time it is asked for.  Likewise a server given back is told to end
-    (SIGTERM to its group) and reaped at a later `take()`.  The servers are
-    as fresh as before; only their start and their end are not waited for.
+    (fork, exec, the interpreter's imports, listen) takes 50-150 ms for a
+    Python server, more than a whole program of steps against a running
+    server.  So the supply keeps `ahead` servers launched: they start while
+    programs run, and the oldest is listening by the time it is asked for.
+    A server given back is killed at once and reaped at a later `take()`.
+    The servers are as fresh as ever; only their start and their end are
+    not waited for.
 
         supply = ServerSupply("./my_server --port {port}")
         try:
-            server = supply.take()   # listening; the next one is launched
+            server = supply.take()   # listening; another one is launched
             ...
-            supply.give_back(server) # told to end; reaped later
+            supply.give_back(server) # killed; reaped later
         finally:
             supply.close()           # ends and reaps every server
     """
 
-    def __init__(self, command: str, *, start_timeout: float | None = None) -> None:
+    #: Servers launched in advance.
+    ahead = 2
+
+    def __init__(self, command: str, *, start_timeout: float | None = None,
+                 network: PrivateNetwork | None = None) -> None:
         self.command = command
         self.start_timeout = start_timeout
-        self._next: ServerProcess | None = None
-        #: Servers given back, told to end, not yet reaped: (server, when told).
-        self._ending: list[tuple[ServerProcess, float]] = []
+        self.network = network
+        #: Launched, not yet handed out, oldest first.
+        self._launched: collections.deque[ServerProcess] = collections.deque()
+        #: Servers given back, killed, not yet reaped.
+        self._ending: list[ServerProcess] = []
 
     def _launch(self) -> ServerProcess:
-        server = ServerProcess(self.command, start_timeout=self.start_timeout)
+        server = ServerProcess(self.command, start_timeout=self.start_timeout,
+                               network=self.network)
         try:
             return server.launch()
         except BaseException:
@@ -369,40 +459,35 @@ class ServerSupply:
 
     def take(self) -> ServerProcess:
         """A server that accepts connections, for the caller to give back."""
-        server, self._next = self._next or self._launch(), None
+        server = self._launched.popleft() if self._launched else self._launch()
         try:
             server.ready()
             self._reap()
-            self._next = self._launch()
+            while len(self._launched) < self.ahead:
+                self._launched.append(self._launch())
         except BaseException:
             server.close()
             raise
         return server
 
     def give_back(self, server: ServerProcess) -> None:
-        """End a server taken from the supply, without waiting for it to exit."""
-        server.terminate()
-        self._ending.append((server, time.monotonic()))
+        """End a server taken from the supply at once (SIGKILL), reaping it later."""
+        server.kill()
+        self._ending.append(server)
 
     def _reap(self) -> None:
-        """Reap the given-back servers that have exited; kill those past their time."""
-        for entry in list(self._ending):
-            server, told = entry
-            if server.exit_code() is None:
-                if time.monotonic() - told < server.stop_timeout:
-                    continue
-                server.kill()
-            server.close()
-            self._ending.remove(entry)
+        """Close the given-back servers that have exited."""
+        for server in list(self._ending):
+            if server.exit_code() is not None:
+                server.close()
+                self._ending.remove(server)
 
     def close(self) -> None:
-        """End every server: the one launched in advance and those given back."""
-        servers = [server for server, _ in self._ending]
-        if self._next is not None:
-            servers.append(self._next)
-        self._ending, self._next = [], None
+        """End every server: those launched in advance and those given back."""
+        servers = [*self._ending, *self._launched]
+        self._ending, self._launched = [], collections.deque()
         for server in servers:
-            server.terminate()  # all at once: their stop_timeouts run side by side
+            server.kill()  # all at once, none of them is needed any more
         with contextlib.ExitStack() as closing:  # each one closed, whatever the others raise
             for server in servers:
                 closing.callback(server.close)
