@@ -314,6 +314,8 @@ def _check_preconditions(machine: EchoConformance, function: Callable[..., Any],
 
 
 def _clip(text: str, limit: int = 72) -> str:
+    """`text` for a one-line message: control characters escaped, at most `limit` shown."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
     return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
 
