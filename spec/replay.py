@@ -18,6 +18,10 @@ string, a client name bound by an earlier line, or ``Payload(bytes[, int])``.
 Arguments are held to what the checker draws, except that a payload may be
 as large as `MAX_PAYLOAD_SIZE`.  The whole program is checked before the
 server starts; a rule's precondition is checked when its turn comes.
+
+Exit statuses (``--help`` lists them): 0 reproduced, 1 not reproduced (the
+program passed, or broke another requirement first), 2 a usage error, 3 an
+invalid program.
 """
 
 from __future__ import annotations
@@ -59,7 +63,10 @@ REPRODUCED, NOT_REPRODUCED, USAGE_ERROR, INVALID_PROGRAM = 0, 1, 2, 3
 MAX_PAYLOAD_SIZE = 64 * MiB
 #: The longest payload pattern the checker draws.
 MAX_PATTERN = 64
-#: The values the rules' int and str arguments may take: what the checker draws.
+#: The longest line replay reads (the checker's stay under 400 characters).
+MAX_LINE = 1024
+#: The values the rules' int and str arguments may take: what the checker draws
+#: (tests/test_replay.py checks them against the strategies).
 ARGUMENT_VALUES: dict[str, range | tuple[str, ...]] = {
     "writes": range(1, 4 + 1),
     "size": range(1, 64 * 1024 + 1),
@@ -156,6 +163,9 @@ def parse_program(machine_class: type[EchoConformance], program: list[str]) -> l
                     _is_initializer(rules[s.rule]) for s in steps):
                 raise InvalidProgram(f"state.{step.rule} is an initializer: it must come before "
                                      f"every rule")
+        except RecursionError:
+            raise InvalidProgram(f"line {number}, {_clip(line)}: nested too deeply to be a "
+                                 f"step; {_STEP}") from None
         except InvalidProgram as e:
             raise InvalidProgram(f"line {number}, {_clip(line)}: {e}") from None
         if step.binds:
@@ -169,6 +179,8 @@ def _is_initializer(function: Callable[..., Any]) -> bool:
 
 
 def _parse_step(line: str, rules: dict[str, Callable[..., Any]], bound: set[str]) -> Step:
+    if len(line) > MAX_LINE:
+        raise InvalidProgram(f"a step is at most {MAX_LINE} characters, this line has {len(line)}")
     try:
         tree = ast.parse(line, mode="exec")
     except SyntaxError as e:

@@ -130,6 +130,8 @@ MORE_INVALID_LINES = [
     ("state.send(c0, state)", "state is not a literal"),
     ("state.send(c0, Payload(open('/etc/passwd').read()))", "is not a literal"),
     ("state.choose_scenario('ECHO-4')", "is an initializer: it must come before every rule"),
+    ("state.read(c0, " + "-" * 900 + "1)", "nested too deeply to be a step"),
+    ("state.read(c0, " + "-" * 100_000 + "1)", "a step is at most 1024 characters"),
 ]
 
 
@@ -141,7 +143,8 @@ def test_an_invalid_line_exits_3_with_one_line(line: str, message: str) -> None:
     assert done.stderr.startswith("python -m spec.replay: invalid program: line 2, ")
 
 
-@pytest.mark.parametrize(("line", "message"), MORE_INVALID_LINES)
+@pytest.mark.parametrize(("line", "message"), MORE_INVALID_LINES,
+                         ids=lambda text: text if len(text) < 60 else f"{text[:50]}...")
 def test_more_invalid_lines_exit_3_with_one_line(line: str, message: str,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     status = main(["--impl", SEED_UPPER, "--expect", "ECHO-5",
