@@ -70,8 +70,16 @@ class Violation:
         return self.describe()
 
 
+#: Bytes of a buffer a diagnosis shows; the `Violation` keeps them all.
+SHOWN = 64
+
+
 def _show(data: bytes) -> str:
-    return repr(bytes(data)) if data else "(nothing)"
+    if not data:
+        return "(nothing)"
+    if len(data) <= SHOWN:
+        return repr(bytes(data))
+    return f"{bytes(data[:SHOWN])!r} … ({len(data)} bytes)"
 
 
 def _byte(b: int) -> str:
