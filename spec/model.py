@@ -177,6 +177,10 @@ def _divergence(
     if _agrees(received[i + 1:], expected[i:]):
         return violation("ECHO-2", f"byte {_byte(received[i])} was inserted into the echo "
                          "(duplicated or foreign)")
+    moved = _moved_from(snippet, expected, i)
+    if moved is not None:
+        return violation("ECHO-2", f"the echo of bytes {moved}-{moved + len(snippet) - 1} "
+                         f"arrived at offset {i} (reordered or duplicated)")
     # Non-ASCII bytes turned into something else are what a server that
     # decodes text does (U+FFFD, case-mapped Latin-1): a transform error.
     if substituted or len(received) == i + 1 or sent[i] >= 0x80:
@@ -184,6 +188,21 @@ def _divergence(
                          f"expected {_byte(expected[i])}")
     return violation("ECHO-2", "echo diverges from the transform of what was sent "
                      "(bytes lost, inserted or reordered)")
+
+
+def _moved_from(snippet: bytes, expected: bytes, i: int) -> int | None:
+    """Where else in the echo `snippet`, received at offset `i`, belongs, if anywhere.
+
+    A run of received bytes that is the echo of bytes sent at another offset
+    is a stream out of order (ECHO-2), not a wrong transform (ECHO-1), which
+    is a byte that is not the transform of the byte at its own offset.
+    """
+    if len(snippet) < MIN_FOREIGN:
+        return None
+    found = expected.find(snippet)
+    while found == i:
+        found = expected.find(snippet, found + 1)
+    return None if found < 0 else found
 
 
 def _agrees(received: bytes, expected: bytes) -> bool:

@@ -827,3 +827,21 @@ def test_duplicate_before_a_run_is_echo2():
     v = diagnose(b"a" + b"b" * 20, b"AA" + b"B" * 20, settled=True)
     assert v is not None
     assert v.requirement == "ECHO-2"
+
+
+def test_a_chunk_echoed_out_of_order_is_echo2_not_echo1():
+    """A LIFO queue sends later echo first: each received byte is a correct
+    transform of a byte sent elsewhere, so the stream is out of order (ECHO-2)."""
+    sent = bytes(range(0x80, 0x100)) + bytes(range(0x80))
+    expected = transform(sent)
+    v = diagnose(sent, expected[128:] + expected[:128], settled=True)
+    assert v is not None and v.requirement == "ECHO-2"
+    assert "reordered" in v.summary
+
+
+def test_one_wrong_byte_value_is_still_echo1():
+    sent = bytes(range(0x80, 0x100))
+    received = bytearray(transform(sent))
+    received[7] ^= 0x40
+    v = diagnose(sent, bytes(received), settled=True)
+    assert v is not None and (v.requirement, v.offset) == ("ECHO-1", 7)
