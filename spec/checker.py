@@ -15,32 +15,50 @@ from __future__ import annotations
 
 import contextlib
 import shlex
+import textwrap
 import time
 from dataclasses import dataclass, field
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Verbosity, settings
 from hypothesis.errors import Flaky, Unsatisfiable
 from hypothesis.stateful import run_state_machine_as_test
 
 from spec import measure
 from spec._constants import no_local_constants
 from spec.drivers.base import HOST
-from spec.drivers.network import PrivateNetwork
-from spec.drivers.server_process import ServerProcess, ServerSupply
-from spec.machine import RULES, ConformanceFailure, EchoConformance, machine_for
+from spec.drivers.network import PrivateNetwork, host_description
+from spec.drivers.server_process import ServerProcess, ServerSupply, containment
+from spec.machine import (
+    RULES,
+    BudgetSpent,
+    CheckLog,
+    ConformanceFailure,
+    EchoConformance,
+    idle_program,
+    machine_for,
+)
 from spec.model import Violation
+from spec.profiles import idle_seconds
 from spec.requirements import requirement
 from spec.targets import Target, TargetError, load_impl
 
-#: Default seconds a process-driven server has for anything the checker awaits.
+#: Default seconds a process-driven server that never comes to rest has for
+#: anything the checker awaits.
 DEFAULT_SETTLE = 2.0
+#: Default seconds one requirement's generated programs may take in all.
+DEFAULT_BUDGET = 60.0
+#: The requirement whose check also plays the idle program.
+IDLE_REQUIREMENT = "ECHO-2"
 
 
 @dataclass
 class Outcome:
     requirement: str
     level: str
-    verdict: str  # "pass", "fail" or "not-run"
+    #: "pass", "fail", "not-run" (not judged: `detail` says why, `masked_by`
+    #: names the requirement that broke first) or "inconclusive" (violated
+    #: once, not again on a replay: not a verdict on the server).
+    verdict: str
     detail: str = ""
     counterexample: str = ""
     replay: str = ""
@@ -49,20 +67,28 @@ class Outcome:
     first_failure: float | None = None
     program: list[str] = field(default_factory=list)
     violation: Violation | None = None
+    #: Not judged because programs kept breaking this requirement first.
+    masked_by: str | None = None
+    #: How the server was run and judged (network, buffers, containment).
+    environment: dict[str, object] = field(default_factory=dict)
 
-    def as_report(self) -> dict[str, str]:
+    def as_report(self) -> dict[str, object]:
         """The fields of the JSON report's entry for this requirement."""
         return {"level": self.level, "verdict": self.verdict, "detail": self.detail,
                 "counterexample": self.counterexample, "replay": self.replay,
-                "seconds": self.seconds}
+                "seconds": self.seconds, "masked_by": self.masked_by,
+                "environment": self.environment}
 
 
 def check(target: Target, req_id: str, *, settle: float = DEFAULT_SETTLE,
-          hypothesis_settings: settings | None = None, seed: int | None = None) -> Outcome:
+          hypothesis_settings: settings | None = None, seed: int | None = None,
+          budget: float | None = DEFAULT_BUDGET) -> Outcome:
     """Judge `target` against one requirement.
 
     `seed` fixes Hypothesis' random programs (as pytest's --hypothesis-seed
     does); without it they come from the settings (derandomized in CI).
+    `budget`: seconds the generated programs (and their shrinking) may take
+    in all; the check then reports what it has (None: no bound).
     """
     level = requirement(req_id).level.value
     start = time.monotonic()
@@ -72,11 +98,13 @@ def check(target: Target, req_id: str, *, settle: float = DEFAULT_SETTLE,
     # ECHO-10 has a machine part only in-process (the server's own descriptor
     # limit, see EchoConformance.connect_out_of_descriptors); it comes first.
     if req_id in RULES and (req_id not in measure.MEASURES or target.kind == "impl"):
-        outcome = _check_by_machine(target, req_id, settle, hypothesis_settings, seed)
+        outcome = _check_by_machine(target, req_id, settle, hypothesis_settings, seed, budget)
     if req_id in measure.MEASURES and (outcome is None or outcome.verdict == "pass"):
         violation, detail = measure.MEASURES[req_id](target.as_process(), settle)
         outcome = Outcome(req_id, level, "fail" if violation else "pass",
-                          violation.describe() if violation else detail, violation=violation)
+                          violation.describe() if violation else detail, violation=violation,
+                          environment={"network": host_description("measured on the host"),
+                                       "containment": containment()})
     outcome.level = level
     outcome.seconds = round(time.monotonic() - start, 3)
     if outcome.verdict == "fail" and outcome.first_failure is None:
@@ -106,14 +134,12 @@ def preflight(target: Target) -> None:
                               f"connection raised {type(e).__name__}: {e}") from None
 
 
-def machine_factory(target: Target, req_id: str, settle: float,
-                    failures: list[ConformanceFailure] | None = None, seed: int | None = None,
-                    supply: ServerSupply | None = None):
-    """A machine factory for Hypothesis; `failures` collects every violation
-    of `req_id` seen, even ones a replay does not reproduce; a command's
-    servers come from `supply`."""
+def machine_factory(target: Target, req_id: str, settle: float, log: CheckLog | None = None,
+                    seed: int | None = None, supply: ServerSupply | None = None):
+    """A machine factory for Hypothesis; `log` collects what every program
+    showed (violations, masks); a command's servers come from `supply`."""
     def factory() -> EchoConformance:
-        return machine_for(req_id)(target.driver(settle, supply), req_id, failures)
+        return machine_for(req_id)(target.driver(settle, supply), req_id, log)
 
     # One example database entry per target and requirement.
     factory._hypothesis_internal_add_digest = f"{target.kind}|{target.spec}|{req_id}".encode()
@@ -123,7 +149,7 @@ def machine_factory(target: Target, req_id: str, settle: float,
 
 
 def _check_by_machine(target: Target, req_id: str, settle: float,
-                      base: settings | None, seed: int | None) -> Outcome:
+                      base: settings | None, seed: int | None, budget: float | None) -> Outcome:
     base = base or settings()
     s = settings(
         base,
@@ -131,43 +157,100 @@ def _check_by_machine(target: Target, req_id: str, settle: float,
         deadline=None,
         report_multiple_bugs=False,
         suppress_health_check=list(HealthCheck),
+        verbosity=Verbosity.quiet,  # the outcome says all; no seeds or tracebacks printed
     )
-    seen: list[ConformanceFailure] = []
-    # A fresh server per program, each launched while the program before runs.
+    log = CheckLog(deadline=None if budget is None else time.monotonic() + budget)
+    # A fresh server per program, each launched while the programs before run.
     supply = (ServerSupply(target.spec, network=PrivateNetwork.shared())
               if target.kind == "cmd" else None)
     try:
         with supply or contextlib.nullcontext():
             run_state_machine_as_test(
-                machine_factory(target, req_id, settle, seen, seed, supply), settings=s)
+                machine_factory(target, req_id, settle, log, seed, supply), settings=s)
+            if req_id == IDLE_REQUIREMENT:
+                outcome = _check_idle(target, req_id, settle, log)
+                if outcome is not None:
+                    return outcome
     except ConformanceFailure as failure:
-        return _failed(target, req_id, settle, failure, first=seen[0] if seen else failure)
+        return _failed(target, req_id, settle, failure, log)
     except Unsatisfiable:
-        return Outcome(req_id, "", "not-run",
-                       detail="every generated program broke another requirement first, so "
-                       "this one could not be judged; fix the others and run again")
+        return _masked(req_id, log)
     except Flaky as e:
-        # Hypothesis replayed a program and it behaved differently: the server
-        # (or, under --settle, the machine's load) is timing-dependent.
-        advice = (f"it did not reproduce when the same program was replayed "
-                  f"({type(e).__name__}): the server's behaviour depends on timing"
-                  + (f"; on a loaded machine raise --settle (now {settle:g} s)"
-                     if target.kind == "cmd" else ""))
-        if seen:  # the requirement *was* violated, at least once
-            return _failed(target, req_id, settle, seen[-1], note=advice, first=seen[0])
-        return Outcome(req_id, "", "not-run", detail=(
-            "another requirement broke once and not again on replay, so this one could not "
-            f"be judged: {advice}"))
-    return Outcome(req_id, "", "pass", detail="no violation found")
+        return _inconclusive(target, req_id, settle, log, e)
+    except BudgetSpent:
+        if log.failures:  # seen, then cut short while shrinking: the smallest seen so far
+            return _failed(target, req_id, settle, log.failures[-1], log,
+                           note=f"shrinking stopped at the {budget:g} s time budget")
+        if not log.finished:
+            return _masked(req_id, log) if log.masked else _outcome(
+                req_id, "not-run", log, detail=f"no program ran to its end within the "
+                f"{budget:g} s time budget (--budget)")
+        return _outcome(req_id, "pass", log, detail=f"no violation in {log.finished} programs "
+                        f"(the {budget:g} s time budget ran out)")
+    return _outcome(req_id, "pass", log, detail=f"no violation in {log.finished} programs")
+
+
+def _check_idle(target: Target, req_id: str, settle: float, log: CheckLog) -> Outcome | None:
+    """Play the idle program: a connection left alone must still echo."""
+    from spec.replay import run_program  # replay builds on this module
+
+    program = idle_program(idle_seconds())
+    violation = run_program(target, req_id, program, settle)
+    if violation is None:
+        return None
+    failure = ConformanceFailure(violation, program, target.label)
+    log.failures.append(failure)
+    return _failed(target, req_id, settle, failure, log)
+
+
+def _outcome(req_id: str, verdict: str, log: CheckLog, **fields) -> Outcome:
+    return Outcome(req_id, "", verdict, environment=log.environment, **fields)
+
+
+def _masked(req_id: str, log: CheckLog) -> Outcome:
+    """Not judged: every program broke another requirement first."""
+    if not log.masked:
+        return _outcome(req_id, "not-run", log, detail="no program could be generated")
+    mask, count = log.masked.most_common(1)[0]
+    return _outcome(req_id, "not-run", log, masked_by=mask, detail=(
+        f"not judged: {count} programs broke {mask} first, so none could show {req_id}; "
+        f"fix {mask}, then check again. {mask} as seen:\n"
+        + textwrap.indent(log.masking[mask].describe(), "  ")))
+
+
+def _inconclusive(target: Target, req_id: str, settle: float, log: CheckLog,
+                  error: Flaky) -> Outcome:
+    """Seen, but not again when the same program ran again.
+
+    Bytes seen out of place, a reset, a death are facts about the server
+    whatever a replay does: a failure, noted as timing-dependent.  A verdict
+    from what did *not* happen within a wait is not one: inconclusive.
+    """
+    if not log.failures:
+        return _masked(req_id, log) if log.masked else _outcome(
+            req_id, "not-run", log, detail="a program behaved differently when it ran again, "
+            f"so {req_id} could not be judged ({type(error).__name__})")
+    seen = log.failures[-1]
+    if not seen.violation.waited:
+        return _failed(target, req_id, settle, seen, log, note=(
+            "the same program did not show it on every run: the server's behaviour "
+            "depends on timing"))
+    outcome = _failed(target, req_id, settle, seen, log)
+    outcome.verdict = "inconclusive"
+    outcome.detail = (f"inconclusive: {req_id} was violated once but not again when the same "
+                      "program ran again, so this is not a verdict on the server. What was "
+                      "seen:\n" + textwrap.indent(seen.violation.describe(), "  "))
+    return outcome
 
 
 def _failed(target: Target, req_id: str, settle: float, failure: ConformanceFailure,
-            *, first: ConformanceFailure, note: str = "") -> Outcome:
+            log: CheckLog, *, note: str = "") -> Outcome:
     detail = failure.violation.describe() + (f"\n  note: {note}" if note else "")
-    return Outcome(req_id, "", "fail", detail=detail, first_failure=first.seen_at,
-                   counterexample="\n".join(failure.program), program=failure.program,
-                   violation=failure.violation,
-                   replay=replay_command(target, req_id, failure.program, settle))
+    first = log.failures[0] if log.failures else failure
+    return _outcome(req_id, "fail", log, detail=detail, first_failure=first.seen_at,
+                    counterexample="\n".join(failure.program), program=failure.program,
+                    violation=failure.violation,
+                    replay=replay_command(target, req_id, failure.program, settle))
 
 
 def replay_command(target: Target, req_id: str, program: list[str], settle: float) -> str:

@@ -38,11 +38,12 @@ against a fresh machine (`spec.replay`) the lines reproduce the run exactly.
 
 from __future__ import annotations
 
+import collections
 import random
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hypothesis import reject
 from hypothesis import strategies as st
@@ -74,6 +75,11 @@ PAYLOAD_BLOCK = 64 * 1024
 FLOOD_WRITE = 65_483
 #: What a half-closed flooder reads per sip at the end of a program (`_sip`).
 SIP = 64 * 1024
+#: How long the idle step leaves a connection alone: longer than the 5 s
+#: idle timeout servers commonly set (the thorough profile plays a minute).
+IDLE_SECONDS = 6
+#: Seconds between two looks at an idle connection.
+IDLE_LOOK = 0.05
 
 
 @dataclass(frozen=True)
@@ -134,6 +140,13 @@ RULES: dict[str, frozenset[str]] = {
     "ECHO-10": frozenset({"connect", "send", "close", "connect_out_of_descriptors"}),
 }
 
+def idle_program(seconds: int = IDLE_SECONDS) -> list[str]:
+    """The fixed program the ECHO-2 check plays besides the generated ones."""
+    return ["c0 = state.connect()", "state.send(c0, Payload(b'before idle'), writes=1)",
+            f"state.idle(c0, {seconds!r})", "state.send(c0, Payload(b'after idle'), writes=1)",
+            "state.teardown()"]
+
+
 #: The scenarios the ECHO-5 machine plays, one per program: every rule, then
 #: the narrower rule sets of the machines whose programs could otherwise find
 #: a crash that the ECHO-5 machine's wide programs rarely reach (flood, then
@@ -158,6 +171,33 @@ class ConformanceFailure(AssertionError):
         return f"{self.violation.describe()}\n  target: {self.target}\n  program:\n{steps}"
 
 
+class BudgetSpent(BaseException):
+    """The check's time budget ran out.
+
+    Not an Exception: Hypothesis lets it through at once instead of taking it
+    for a failure to shrink, and the checker reports what it has.
+    """
+
+
+@dataclass
+class CheckLog:
+    """What the machines of one check saw, program after program."""
+
+    #: Every violation of the requirement checked, in the order seen (the
+    #: last ones are the shrunk ones), even those a replay did not reproduce.
+    failures: list[ConformanceFailure] = field(default_factory=list)
+    #: Programs set aside because another requirement broke first, by that requirement.
+    masked: collections.Counter[str] = field(default_factory=collections.Counter)
+    #: The last violation of each requirement that masked this one.
+    masking: dict[str, Violation] = field(default_factory=dict)
+    #: Programs that ran to their end.
+    finished: int = 0
+    #: time.monotonic() after which no step starts (`BudgetSpent`); None: no bound.
+    deadline: float | None = None
+    #: How the server was run and judged (the first driver's `environment()`).
+    environment: dict[str, object] = field(default_factory=dict)
+
+
 def enabled(action: str) -> Callable[[EchoConformance], bool]:
     return lambda self: action in self.actions
 
@@ -169,8 +209,7 @@ class EchoConformance(RuleBasedStateMachine):
     #: The check runs this many times the settings' max_examples.
     budget_factor = 1
 
-    def __init__(self, driver: Driver, requirement: str,
-                 failures: list[ConformanceFailure] | None = None) -> None:
+    def __init__(self, driver: Driver, requirement: str, log: CheckLog | None = None) -> None:
         super().__init__()
         if requirement not in RULES:
             raise ValueError(f"{requirement} is not checked by the state machine; "
@@ -182,8 +221,11 @@ class EchoConformance(RuleBasedStateMachine):
         self.program: list[str] = []
         self.failed = False
         self.last_violation: Violation | None = None
-        self._failures = failures
+        self.log = log
+        self._spend()
         driver.start()
+        if log is not None and not log.environment:
+            log.environment = driver.environment()
 
     def __repr__(self) -> str:
         return f"EchoConformance({self.driver.target!r}, {self.requirement!r})"
@@ -312,6 +354,22 @@ class EchoConformance(RuleBasedStateMachine):
         self._step(lambda: base() and (not client.pending
                                        or time.monotonic() - client.last_write > stall))
 
+    @precondition(enabled("idle"))
+    @rule(client=clients, seconds=st.just(IDLE_SECONDS))
+    def idle(self, client: Client, seconds: int) -> None:
+        """Leave the connection idle for `seconds`, the server running; it must stay open.
+
+        Never drawn into generated programs (no machine's rules include it):
+        the checker plays it in a fixed program of its own (`IDLE_PROGRAM`),
+        since idle timeouts are common and no generated program idles that long.
+        """
+        self.program.append(f"state.idle({client}, {seconds!r})")
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not any(c.violation for c in self.all):
+            self.driver.settle(self.live, self._nothing_owed)
+            time.sleep(min(IDLE_LOOK, max(0.0, deadline - time.monotonic())))
+        self._step()
+
     @precondition(lambda self: "connect_out_of_descriptors" in self.actions
                   and self.driver.can_exhaust_descriptors)
     @rule()
@@ -398,7 +456,14 @@ class EchoConformance(RuleBasedStateMachine):
     def _nothing_owed(self) -> bool:
         return not any(c.expects_more for c in self.live)
 
+    def _spend(self) -> None:
+        """Stop the check if its time budget has run out."""
+        if self.log is not None and self.log.deadline is not None \
+                and time.monotonic() > self.log.deadline:
+            raise BudgetSpent
+
     def _step(self, done: Callable[[], bool] | None = None) -> None:
+        self._spend()
         self.driver.settle(self.live, done or self._nothing_owed)
         self._judge()
 
@@ -411,7 +476,8 @@ class EchoConformance(RuleBasedStateMachine):
         blocked = self.driver.blocked()
         if blocked:
             during = (f" while {flooders[0]} was sending without reading" if flooders else "")
-            self._fail(Violation("ECHO-7", f"{blocked}{during}: every other client is starved"))
+            self._fail(Violation("ECHO-7", f"{blocked}{during}: every other client is starved",
+                                 waited=True))
         for c in self.all:
             if c.violation:
                 self._fail(c.violation)
@@ -435,11 +501,12 @@ class EchoConformance(RuleBasedStateMachine):
                     return Violation(
                         "ECHO-7", f"echo owed to {c} did not arrive within the settle time while "
                         f"{flooders[0]} was sending without reading; it arrived once "
-                        f"{flooders[0]} read", connection=c.name)
+                        f"{flooders[0]} read", connection=c.name, waited=True)
         c = starving[0]
         v = c.violation or c.model.diagnose(settled=True, others=self._others(c))
         if v is None:  # pragma: no cover - expects_more implies something is owed
-            v = Violation("ECHO-2", "echo still owed after the settle time", connection=c.name)
+            v = Violation("ECHO-2", "echo still owed after the settle time", connection=c.name,
+                          waited=True)
         return v
 
     def _check_released(self) -> None:
@@ -467,7 +534,7 @@ class EchoConformance(RuleBasedStateMachine):
             if probe.expects_more or probe.violation:
                 self._fail(self.driver.crash(wait=True) or Violation(
                     "ECHO-5", f"after {after}, a new connection got "
-                    f"{probe.model.received_count} of 5 echo bytes"))
+                    f"{probe.model.received_count} of 5 echo bytes", waited=True))
         finally:
             probe.close()
 
@@ -477,9 +544,12 @@ class EchoConformance(RuleBasedStateMachine):
         failure = ConformanceFailure(v, self.program, self.driver.target)
         if v.requirement != self.requirement and currently_in_test_context():
             # Another requirement broke first: this program cannot show ours.
+            if self.log is not None:
+                self.log.masked[v.requirement] += 1
+                self.log.masking[v.requirement] = v
             reject()
-        if self._failures is not None and v.requirement == self.requirement:
-            self._failures.append(failure)
+        if self.log is not None and v.requirement == self.requirement:
+            self.log.failures.append(failure)
         raise failure
 
     # -- the end of every program ----------------------------------------------------------
@@ -493,6 +563,8 @@ class EchoConformance(RuleBasedStateMachine):
                 self.program.append("state.teardown()")
                 self._finish()
                 finished = True
+                if self.log is not None:
+                    self.log.finished += 1
         finally:
             for c in self.live:
                 c.close()

@@ -20,6 +20,7 @@ time), and only then does missing data count as lost.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -54,6 +55,10 @@ class Violation:
     expected: bytes | None = None
     received: bytes | None = None
     connection: str | None = None
+    #: Judged from something that did not happen within a wait (echo that never
+    #: arrived, an EOF never sent, a socket still held), not from bytes seen:
+    #: a replay that does not show it again leaves the verdict open.
+    waited: bool = False
 
     def describe(self) -> str:
         where = f" on {self.connection}" if self.connection else ""
@@ -132,9 +137,11 @@ def diagnose(
         why = "after half-close " if half_closed else ""
         return Violation(req, f"{missing} echo bytes {why}never arrived within the settle time, "
                          f"{got}", offset=len(received),
-                         expected=expected[len(received):len(received) + CONTEXT], received=b"")
+                         expected=expected[len(received):len(received) + CONTEXT], received=b"",
+                         waited=True)
     if settled and half_closed and not eof:
-        return Violation("ECHO-4", f"no EOF within the settle time after half-close, {got}")
+        return Violation("ECHO-4", f"no EOF within the settle time after half-close, {got}",
+                         waited=True)
     return None
 
 
@@ -287,4 +294,4 @@ class Connection:
 
 
 def _on(v: Violation, connection: str) -> Violation:
-    return Violation(v.requirement, v.summary, v.offset, v.expected, v.received, connection)
+    return dataclasses.replace(v, connection=connection)

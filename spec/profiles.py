@@ -22,5 +22,16 @@ settings.register_profile("thorough", max_examples=1000, stateful_step_count=40,
                           deadline=None, phases=list(Phase))
 
 
+#: Seconds the idle program leaves a connection alone, per profile (default 6 s).
+IDLE_SECONDS = {"thorough": 65}
+
+
+def idle_seconds() -> int:
+    """How long the current profile idles: past common idle timeouts (5 s; 60 s if thorough)."""
+    from spec.machine import IDLE_SECONDS as default
+
+    return IDLE_SECONDS.get(getattr(settings, "_current_profile", ""), default)
+
+
 def load_default() -> None:
     settings.load_profile("ci" if os.environ.get("CI") else "dev")

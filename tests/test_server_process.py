@@ -116,7 +116,7 @@ def _running(servers: list[ServerProcess]) -> list[int]:
 def test_a_supply_hands_out_fresh_servers_and_ends_them_all() -> None:
     with ServerSupply(REFERENCE) as supply:
         first = supply.take()
-        launched = supply._next
+        launched = supply._launched[0]
         assert launched is not None and launched.alive  # starting while `first` is used
         with socket.create_connection(first.address, timeout=5) as c:
             c.sendall(b"abc")
@@ -126,7 +126,7 @@ def test_a_supply_hands_out_fresh_servers_and_ends_them_all() -> None:
         assert second is launched and second.port != first.port
         assert first.wait_dead(5)
         supply.give_back(second)
-        everything = [first, second, supply._next]
+        everything = [first, second, *supply._launched]
     assert _running(everything) == []
     assert all(s.process.returncode is not None for s in everything)  # reaped
 
@@ -135,7 +135,7 @@ def test_a_supply_reports_a_server_that_cannot_start_and_leaves_nothing() -> Non
     command = f"{PY} -c 'import sys; sys.stderr.write(\"no good\"); sys.exit(3)' {{port}}"
     with ServerSupply(command) as supply, pytest.raises(ServerStartError, match="no good"):
         supply.take()
-    assert supply._next is None
+    assert not supply._launched
 
 
 def test_a_server_given_back_that_ignores_sigterm_is_killed_at_once() -> None:

@@ -138,7 +138,10 @@ class InProcessDriver(Driver):
     #: (a round of a correct server here takes well under a millisecond).
     spin_cpu = 0.1
     #: Seconds to wait for bytes the kernel still holds in flight to move.
-    stall = 0.5
+    #: Only spent while the kernel reports them in flight (they always move:
+    #: a delayed ACK, or softirq work a loaded machine has deferred), so it is
+    #: generous: a correct server is never judged before its bytes arrive.
+    stall = 5.0
     #: Seconds without a write after which a flooding client counts as backed up.
     flood_stall = 0.02
     #: The machine may run the server out of descriptors (`descriptors_exhausted`).

@@ -100,6 +100,9 @@ class ProcessDriver(Driver):
     death_grace = 0.5
     #: Seconds a look may stay the same while the kernel holds bytes in flight.
     stall = 1.0
+    #: Seconds without a byte moving after which a server that never rests (a
+    #: busy loop) is left to itself when nothing is owed (else `settle`).
+    restless_grace = 0.25
     #: Seconds between the first two looks; the pause doubles up to `longest_pause`.
     first_pause = 0.0005
     longest_pause = 0.01
@@ -219,8 +222,9 @@ class ProcessDriver(Driver):
             else:
                 stable_since = None
             previous = look
-            if now - last_progress > self.settle_time:
-                self.restless = True
+            quiet = now - last_progress
+            if quiet > self.settle_time or (quiet > self.restless_grace and done()):
+                self.restless = True  # it never rests: judged by the clock from here
                 break
             self._wait_for_io(clients, pause)
             pause = min(2 * pause, self.longest_pause)
@@ -341,7 +345,8 @@ class ProcessDriver(Driver):
             return None
         c, how = held[0]
         return Violation("ECHO-6", f"after the connection ended ({c.model.state.value}) and the "
-                         f"server came to rest, it still holds it: {how}", connection=c.name)
+                         f"server came to rest, it still holds it: {how}", connection=c.name,
+                         waited=True)
 
     def close(self) -> None:
         # Nothing to judge: the process is simply ended.

@@ -1,0 +1,209 @@
+"""The process driver's mechanisms, each shown by a server that needs it.
+
+Servers written elsewhere are checked black-box: the kernel says when they
+are done (spec/drivers/process.py), everything they start is contained
+(spec/drivers/server_process.py) and they run in the checker's own network
+(spec/drivers/network.py).  Each test here fails without its mechanism.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+import pytest
+from hypothesis import settings
+
+from spec.checker import check
+from spec.drivers.network import PrivateNetwork
+from spec.drivers.server_process import ServerProcess, ServerStartError, containment
+from spec.targets import Target
+
+PY = sys.executable
+SERVERS = Path(__file__).parent / "servers"
+ROOT = Path(__file__).resolve().parent.parent
+SMALL = settings(max_examples=15, stateful_step_count=10, derandomize=True, database=None)
+
+contained = pytest.mark.skipif(containment().startswith("process group"),
+                               reason="PID namespaces are not allowed here")
+private = pytest.mark.skipif(PrivateNetwork.shared() is None,
+                             reason="network namespaces are not allowed here")
+
+
+def zoo(name: str) -> Target:
+    return Target("cmd", f"{PY} -m spec.drivers.run_impl {name} --port {{port}}")
+
+
+def marked(marker: str) -> list[psutil.Process]:
+    """Running processes whose environment carries `marker`."""
+    found = []
+    for p in psutil.process_iter():
+        if p.pid == os.getpid():
+            continue
+        try:
+            if p.environ().get("ECHO_TEST_MARKER") == marker and p.status() != "zombie":
+                found.append(p)
+        except (psutil.Error, OSError):
+            continue
+    return found
+
+
+def gone(marker: str, within: float = 5.0) -> bool:
+    deadline = time.monotonic() + within
+    while marked(marker):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+@pytest.fixture
+def marker(monkeypatch: pytest.MonkeyPatch):
+    """A marker in the environment of every process the test starts; all ended after it."""
+    value = uuid.uuid4().hex
+    monkeypatch.setenv("ECHO_TEST_MARKER", value)
+    monkeypatch.setenv("PATH", f"{Path(PY).parent}{os.pathsep}{os.environ['PATH']}")
+    yield value
+    for p in marked(value):
+        p.kill()
+
+
+# -- exact cleanup ------------------------------------------------------------------------
+
+
+@private
+def test_a_forking_server_with_socketpairs_passes_cleanup() -> None:
+    """Per-connection processes own several sockets; only the ended connection's counts."""
+    outcome = check(Target("cmd", f"{PY} {SERVERS / 'forking_server.py'} {{port}}"), "ECHO-6",
+                    hypothesis_settings=SMALL)
+    assert outcome.verdict == "pass", outcome.detail
+
+
+@private
+def test_a_socket_never_closed_after_eof_is_named_with_its_state() -> None:
+    outcome = check(Target("cmd", f"{PY} -m impl.seed_upper_server --port {{port}}"), "ECHO-6",
+                    hypothesis_settings=SMALL)
+    assert outcome.verdict == "fail"
+    assert "CLOSE_WAIT" in outcome.detail or "CLOSE" in outcome.detail, outcome.detail
+
+
+# -- the right requirement ----------------------------------------------------------------
+
+
+@private
+def test_a_lifo_queue_is_echo_2_and_not_echo_1() -> None:
+    target = zoo("impl.zoo.stream:LifoQueueServer")
+    assert check(target, "ECHO-2", hypothesis_settings=SMALL).verdict == "fail"
+    assert check(target, "ECHO-1", hypothesis_settings=SMALL).verdict == "pass"
+
+
+@private
+def test_a_blocking_send_is_echo_7_at_once() -> None:
+    """Asleep in send() to a client that does not read while another is owed echo."""
+    start = time.monotonic()
+    outcome = check(zoo("impl.zoo.liveness:SendallEchoServer"), "ECHO-7",
+                    hypothesis_settings=SMALL)
+    assert outcome.verdict == "fail"
+    assert "asleep in sendto()" in outcome.detail, outcome.detail
+    assert outcome.first_failure is not None and outcome.first_failure < 10
+    assert time.monotonic() - start < 60
+
+
+def test_an_idle_timeout_is_echo_2() -> None:
+    outcome = check(Target("cmd", f"{PY} {SERVERS / 'idle_timeout_server.py'} {{port}}"),
+                    "ECHO-2", hypothesis_settings=SMALL)
+    assert outcome.verdict == "fail"
+    assert "state.idle(c0, 6)" in outcome.program
+    assert "closed a connection the client had not closed" in outcome.detail
+
+
+def test_a_requirement_masked_by_a_crash_is_not_judged_and_says_why() -> None:
+    outcome = check(Target("impl", "impl.zoo.resilience:UncaughtResetServer"), "ECHO-6",
+                    hypothesis_settings=SMALL)
+    if outcome.verdict == "not-run":
+        assert outcome.masked_by == "ECHO-5"
+        assert "ECHO-5" in outcome.detail and "fix ECHO-5" in outcome.detail
+    else:  # some programs end without a reset: then ECHO-6 is judged on those
+        assert outcome.verdict == "pass"
+
+
+def test_the_budget_bounds_a_check() -> None:
+    start = time.monotonic()
+    outcome = check(Target("cmd", f"{PY} -m impl.select_server --port {{port}}"), "ECHO-5",
+                    hypothesis_settings=settings(max_examples=1000, stateful_step_count=15,
+                                                 database=None), budget=3)
+    assert time.monotonic() - start < 20
+    assert outcome.verdict == "pass"
+    assert "time budget ran out" in outcome.detail
+
+
+@private
+def test_the_report_names_the_network_and_its_buffers() -> None:
+    outcome = check(Target("cmd", f"{PY} -m impl.select_server --port {{port}}"), "ECHO-1",
+                    hypothesis_settings=SMALL)
+    network = outcome.environment["network"]
+    assert network["namespace"].startswith("private")
+    assert network["tcp_wmem"] == list(PrivateNetwork.tcp_wmem)
+    assert outcome.environment["judged"].startswith("at rest")
+
+
+# -- containment --------------------------------------------------------------------------
+
+
+@contained
+def test_a_daemonizing_server_is_refused_and_leaves_nothing(marker: str) -> None:
+    command = f"{PY} {SERVERS / 'daemonizing_server.py'} {{port}}"
+    with pytest.raises(ServerStartError, match="goes into the background"):
+        ServerProcess(command).start()
+    assert gone(marker)
+
+
+@contained
+def test_a_server_in_a_new_session_ends_with_the_check(marker: str) -> None:
+    server = ServerProcess(f"setsid {PY} -m impl.select_server --port {{port}}")
+    try:
+        server.start()
+    except ServerStartError:
+        pass  # setsid forks when it is a group leader: the command exits, refused
+    finally:
+        server.close()
+    assert gone(marker)
+
+
+CHECKER = textwrap.dedent("""
+    import sys
+    from hypothesis import settings
+    from spec.checker import check
+    from spec.targets import Target
+    check(Target("cmd", sys.argv[1]), "ECHO-5", budget=None,
+          hypothesis_settings=settings(max_examples=10**6, database=None))
+""")
+
+
+@contained
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT],
+                         ids=["SIGKILL", "SIGTERM", "SIGINT"])
+def test_a_launcher_script_leaves_nothing_when_the_checker_is_ended(
+        marker: str, how: signal.Signals) -> None:
+    """A server behind `sh` without exec, the checker killed or interrupted mid-run."""
+    command = f"{SERVERS / 'launcher.sh'} {{port}}"
+    checker = subprocess.Popen([PY, "-c", CHECKER, command], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while len([p for p in marked(marker) if "impl.select_server" in " ".join(p.cmdline())]) < 2:
+            assert time.monotonic() < deadline, "the check never started its servers"
+            time.sleep(0.05)
+        checker.send_signal(how)
+        checker.wait(timeout=30)
+    finally:
+        checker.kill()
+        checker.wait()
+    assert gone(marker), [p.cmdline() for p in marked(marker)]
