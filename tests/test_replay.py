@@ -252,6 +252,8 @@ def test_every_int_and_str_argument_is_bounded_by_what_the_checker_draws() -> No
             if bounds:
                 low, high = map(int, bounds.groups())
                 assert ARGUMENT_VALUES[argument] == range(low, high + 1), (name, argument)
+            elif just := re.fullmatch(r"just\((\d+)\)", drawn):
+                assert int(just.group(1)) in ARGUMENT_VALUES[argument], (name, argument)
             elif drawn.startswith("sampled_from("):
                 assert repr(ARGUMENT_VALUES[argument]) in drawn, (name, argument)
             else:
