@@ -331,6 +331,22 @@ def _abort(c: socket.socket) -> None:
     c.close()
 
 
+#: 64 KiB, one recv(): far more than a slow reader's window and the server's send buffer.
+SLOW_READER_DATA = bytes(range(256)) * 256
+
+
+def _send_to_slow_reader(rig: Rig, data: bytes) -> socket.socket:
+    """Connect a client that reads little (a 4 KiB window) to a server socket with a
+    small, fixed send buffer (no autotuning, as many servers and other kernels have),
+    and send `data` before the server has run: its send()s of the echo come up short."""
+    c = rig.connect(rcvbuf=4096)
+    rig.conn(c).setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    c.setblocking(True)
+    c.sendall(data)
+    c.setblocking(False)
+    return c
+
+
 def _hello_then_eof(rig: Rig) -> socket.socket:
     """`printf hello | nc -N`: data and FIN arrive together, before any echo."""
     c = rig.connect()
@@ -341,14 +357,20 @@ def _hello_then_eof(rig: Rig) -> socket.socket:
 
 @pytest.mark.parametrize(("name", "lost"), [("reference", False), ("close-at-eof", True)])
 def test_close_at_eof_is_real(rig_factory, name: str, lost: bool) -> None:
-    """`printf hello | nc -N`: the data and the FIN arrive together; the echo is dropped."""
+    """A slow reader sends more than its window takes and half-closes (``nc -N < file``):
+    echo is still queued when the EOF is read, and closing then drops it."""
     cls = REFERENCE if name == "reference" else DEFECTS[name].load()
     rig = rig_factory(cls)
-    with alarm_after(5.0):
-        c = _hello_then_eof(rig)
-        got, eof = rig.exchange(c)
+    with alarm_after(10.0):
+        c = _send_to_slow_reader(rig, SLOW_READER_DATA)
+        c.shutdown(socket.SHUT_WR)
+        got, eof = rig.exchange(c, rounds=50)
     assert eof
-    assert got == (b"" if lost else b"HELLO")
+    if lost:
+        assert 0 < len(got) < len(SLOW_READER_DATA)
+        assert SLOW_READER_DATA.upper().startswith(got)
+    else:
+        assert got == SLOW_READER_DATA.upper()
 
 
 @pytest.mark.parametrize(("name", "dies"), [("reference", False), ("uncaught-send-error", True)])
@@ -390,22 +412,19 @@ def test_remove_twice_after_flush_is_real(rig_factory, name: str, dies: bool) ->
 @pytest.mark.parametrize(("name", "effect"), [
     ("reference", "none"),
     ("ignore-send-result", "loses"),
+    ("eager-send", "loses"),
     ("blocking-connections", "blocks"),
     ("send-until-done", "blocks"),
+    ("sendall-echo", "blocks"),
 ])
 def test_short_send_defects_are_real(rig_factory, name: str, effect: str) -> None:
     """With a small server send buffer (no autotuning: a fixed SO_SNDBUF, as many servers
     and other kernels have), a slow reader makes send() short: the defect shows."""
     cls = REFERENCE if name == "reference" else DEFECTS[name].load()
     rig = rig_factory(cls)
-    data = bytes(range(256)) * 256  # 64 KiB, one recv()
+    data = SLOW_READER_DATA
     with alarm_after(10.0):
-        c = rig.connect(rcvbuf=4096)
-        conn = rig.conn(c)
-        conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-        c.setblocking(True)
-        c.sendall(data)
-        c.setblocking(False)
+        c = _send_to_slow_reader(rig, data)
     blocked = False
     try:
         with alarm_after(1.0):
