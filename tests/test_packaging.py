@@ -61,16 +61,17 @@ STEP_TIMEOUT = 120
 #: Run by the installed interpreter from a directory outside the checkout: the
 #: conformance plugin (found through its entry point) against the defect, then
 #: a report of where `impl` and `spec` came from and of every module loaded
-#: from the checkout.
+#: from the checkout (outside the new environment, should that lie inside it).
 RUN_PLUGIN = textwrap.dedent("""\
     import json, sys
     import pytest
     exit_code = pytest.main(sys.argv[2:])
     import impl, spec, spec.pytest_plugin
-    root = sys.argv[1]
+    root, prefix = sys.argv[1], sys.prefix + "/"
     from_checkout = sorted(
         name for name, module in list(sys.modules.items())
-        if (getattr(module, "__file__", None) or "").startswith(root))
+        if (path := getattr(module, "__file__", None) or "").startswith(root)
+        and not path.startswith(prefix))
     print("REPORT " + json.dumps({
         "exit_code": int(exit_code), "impl": impl.__file__, "spec": spec.__file__,
         "plugin": spec.pytest_plugin.__file__, "from_checkout": from_checkout}))
