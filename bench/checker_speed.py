@@ -13,7 +13,7 @@
    length of the shrunk program.
 3. Seconds to reject each zoo defect under its ID, median and max over 5
    seeds (one worker, no shrinking: the time until the verdict is known; the
-   kill-rate table, ``python -m impl.zoo.killrate``, times the shrunk report).
+   kill-rate table, ``python bench/killrate.py``, times the shrunk report).
 4. Wall time of the self-suite, ``CI=true pytest -n N`` with 1 and 2 workers.
 """
 

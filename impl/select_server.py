@@ -29,6 +29,14 @@ Urgent (TCP out-of-band) bytes are part of the stream and are delivered
 inline (SO_OOBINLINE), so the seed's ``exceptional`` list has nothing left to
 report and is not watched.
 
+Each decision the loop takes is a small method, a *hook*, in the manner of
+CPython's ``socketserver``: the transform, a new connection's queue, readying
+an accepted socket, one send(), queueing what send() did not take, what
+follows a flush, EOF, a failed recv() or send(), ending a connection and
+releasing its socket, running out of descriptors.  The loop itself (`poll`,
+`_accept`, `_receive`, `_send`) only calls them.  Each server of the defect
+zoo (`impl.zoo`) overrides one of them with a classic bug.
+
 The class can be driven two ways: `serve_forever()` (the command), or one
 select round at a time with `poll(timeout)`, which is how the conformance
 checker steps it deterministically inside a test.
@@ -103,7 +111,7 @@ class SelectEchoServer:
             return  # the client gave up before we got to it
         except OSError as e:
             if e.errno in (errno.EMFILE, errno.ENFILE):
-                self._spare.refuse(self.server, log)
+                self.out_of_descriptors()
             else:  # an error of one pending connection (see accept(2)), or transient
                 log.warning("accept() failed: %s", e)
             return
@@ -113,10 +121,7 @@ class SelectEchoServer:
             conn.close()
             return
         log.debug("new connection from %s", client_address)
-        conn.setblocking(False)
-        conn.setsockopt(socket.SOL_SOCKET, socket.SO_OOBINLINE, 1)
-        self.inputs.append(conn)
-        self.message_queues[conn] = bytearray()
+        self.setup_connection(conn)
 
     def _receive(self, s: socket.socket) -> None:
         try:
@@ -124,18 +129,13 @@ class SelectEchoServer:
         except (BlockingIOError, InterruptedError):
             return
         except OSError as e:  # reset, timeout, ...: this connection only
-            log.info("closing %s after receive error: %s", _peer(s), e)
-            self._close(s)
+            self.receive_failed(s, e)
+            return
+        if not data:
+            self.on_eof(s)
             return
         queue = self.message_queues[s]
-        if not data:
-            # The client has shut down its sending side: flush, then close.
-            self.finished.add(s)
-            self.inputs.remove(s)
-            if not queue:
-                self._close(s)
-            return
-        echo = data.upper()
+        echo = self.transform(data)
         if not queue and self.send_at_once:
             # Nothing waits ahead of this echo: send it now rather than in the
             # next round, which halves the select() calls per round trip.
@@ -143,9 +143,7 @@ class SelectEchoServer:
             if sent is None or sent == len(echo):
                 return
             echo = echo[sent:]
-        if not queue:
-            self.outputs.append(s)  # the queue was empty, so s was not in outputs
-        queue += echo  # behind what is already queued: order is kept
+        self.queue_echo(s, echo)
         if len(queue) >= self.backlog_limit:
             self.inputs.remove(s)  # backpressure: read again once drained
 
@@ -155,39 +153,99 @@ class SelectEchoServer:
         if not sent:
             return
         del queue[:sent]
-        if queue:
-            return
-        self.outputs.remove(s)
-        if s in self.finished:
-            self._close(s)
-        elif s not in self.inputs:
-            self.inputs.append(s)  # backlog drained: resume reading
+        if not queue:
+            self.after_flush(s)
 
     def _send_some(self, s: socket.socket, data: bytes | bytearray) -> int | None:
         """send() what the socket takes of `data` now; None if that closed it."""
         try:
-            return s.send(data)
+            return self.send(s, data)
         except (BlockingIOError, InterruptedError):
             return 0
         except OSError as e:  # reset, broken pipe: this connection only
-            log.info("closing %s after send error: %s", _peer(s), e)
-            self._close(s)
+            self.send_failed(s, e)
             return None
 
-    def _close(self, s: socket.socket) -> None:
+    # -- the hooks: one decision each, for a subclass to override ------------
+
+    def transform(self, data: bytes) -> bytes:
+        """The echo of received bytes: bytes.upper(), a-z to A-Z, all else as is."""
+        return data.upper()
+
+    def new_queue(self) -> bytearray:
+        """A new connection's echo queue: an empty bytearray of its own."""
+        return bytearray()
+
+    def setup_connection(self, conn: socket.socket) -> None:
+        """Ready an accepted socket: non-blocking, urgent bytes inline, read from."""
+        conn.setblocking(False)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_OOBINLINE, 1)
+        self.inputs.append(conn)
+        self.message_queues[conn] = self.new_queue()
+
+    def send(self, s: socket.socket, data: bytes | bytearray) -> int:
+        """One send() of `data`: the count taken; raises BlockingIOError when full."""
+        return s.send(data)
+
+    def queue_echo(self, s: socket.socket, echo: bytes) -> None:
+        """Echo not sent at once waits behind `s`'s queue; `s` is watched for writing."""
+        queue = self.message_queues[s]
+        if not queue:
+            self.outputs.append(s)  # the queue was empty, so s was not in outputs
+        queue += echo  # behind what is already queued: order is kept
+
+    def after_flush(self, s: socket.socket) -> None:
+        """`s`'s queue is empty: unwatch writing; close it if finished, else read again."""
+        self.outputs.remove(s)
+        if s in self.finished:
+            self.close_connection(s)
+        elif s not in self.inputs:
+            self.inputs.append(s)  # backlog drained: resume reading
+
+    def on_eof(self, s: socket.socket) -> None:
+        """The client shut down its sending side: stop reading; flush, then close."""
+        self.finished.add(s)
+        self.inputs.remove(s)
+        if not self.message_queues[s]:
+            self.close_connection(s)
+
+    def receive_failed(self, s: socket.socket, error: OSError) -> None:
+        """recv() on `s` failed (a reset, ...): close this connection only."""
+        log.info("closing %s after receive error: %s", _peer(s), error)
+        self.close_connection(s)
+
+    def send_failed(self, s: socket.socket, error: OSError) -> None:
+        """send() on `s` failed (a reset, a broken pipe): close this connection only."""
+        log.info("closing %s after send error: %s", _peer(s), error)
+        self.close_connection(s)
+
+    def close_connection(self, s: socket.socket) -> None:
+        """End a connection: unwatch it, drop its queue, release its socket."""
         log.debug("closing %s", _peer(s))
+        self.unwatch(s)
+        del self.message_queues[s]
+        self.close_socket(s)
+
+    def unwatch(self, s: socket.socket) -> None:
+        """Take `s` out of the select lists and the finished set."""
         if s in self.inputs:
             self.inputs.remove(s)
         if s in self.outputs:
             self.outputs.remove(s)
         self.finished.discard(s)
-        del self.message_queues[s]
+
+    def close_socket(self, s: socket.socket) -> None:
+        """Release an ended connection's socket: close() it (the client reads EOF)."""
         s.close()
+
+    def out_of_descriptors(self) -> None:
+        """accept() failed with EMFILE/ENFILE: refuse the pending connection on the spare."""
+        self._spare.refuse(self.server, log)
 
     def close(self) -> None:
         """Close every connection and the listening socket."""
         for s in list(self.message_queues):
-            self._close(s)
+            self.close_connection(s)
         self.server.close()
         self.inputs.clear()
         self._spare.close()

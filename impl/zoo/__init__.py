@@ -1,10 +1,11 @@
 """The defect zoo: servers that each ship ONE classic select()-server bug.
 
 Every defect is a small subclass of the reference `SelectEchoServer`
-(`impl.select_server`), steppable like it, whose docstring tells the bug's
-story and the requirement(s) it breaks.  `DEFECTS` says, for each, the one
+(`impl.select_server`), steppable like it, that overrides one of its hooks
+(`transform`, `send`, `on_eof`, ...) with the bug, and whose docstring tells
+the bug's story and the requirement(s) it breaks.  `DEFECTS` says, for each, the one
 requirement ID under which the conformance checker must reject it;
-``tests/test_zoo.py`` asserts that it does, and ``python -m impl.zoo.killrate``
+``tests/test_zoo.py`` asserts that it does, and ``python bench/killrate.py``
 prints the kill-rate table.
 
     from impl.zoo import DEFECTS

@@ -13,19 +13,9 @@ class KeepsQueueEntryServer(SelectEchoServer):
     ``del message_queues[s]``: the dict keeps every closed socket object (and its
     queue) for ever, a slow memory leak. Breaks ECHO-6."""
 
-    def _close(self, s: socket.socket) -> None:
-        if s in self.inputs:
-            self.inputs.remove(s)
-        if s in self.outputs:
-            self.outputs.remove(s)
-        self.finished.discard(s)
+    def close_connection(self, s: socket.socket) -> None:
+        self.unwatch(s)
         s.close()  # the defect: no `del self.message_queues[s]`
-
-    def close(self) -> None:
-        for s in list(self.message_queues):
-            self._close(s)
-        self.message_queues.clear()
-        super().close()
 
 
 class ShutdownWithoutCloseServer(SelectEchoServer):
@@ -38,19 +28,11 @@ class ShutdownWithoutCloseServer(SelectEchoServer):
         super().__init__(host, port)
         self.clients: dict[socket.socket, object] = {}
 
-    def _accept(self) -> None:
-        known = set(self.message_queues)
-        super()._accept()
-        for conn in self.message_queues.keys() - known:
-            self.clients[conn] = conn.getpeername()
+    def setup_connection(self, conn: socket.socket) -> None:
+        super().setup_connection(conn)
+        self.clients[conn] = conn.getpeername()
 
-    def _close(self, s: socket.socket) -> None:
-        if s in self.inputs:
-            self.inputs.remove(s)
-        if s in self.outputs:
-            self.outputs.remove(s)
-        self.finished.discard(s)
-        del self.message_queues[s]
+    def close_socket(self, s: socket.socket) -> None:
         with contextlib.suppress(OSError):  # ENOTCONN after a reset
             s.shutdown(socket.SHUT_RDWR)  # the defect: shutdown() is not close()
 
@@ -72,20 +54,18 @@ class DupLeakServer(SelectEchoServer):
         super().__init__(host, port)
         self.helpers: list[socket.socket] = []
 
-    def _accept(self) -> None:
-        known = set(self.message_queues)
-        super()._accept()
-        for conn in self.message_queues.keys() - known:
-            # the defect: fromfd() returns a *duplicate* descriptor, never closed
-            helper = socket.fromfd(conn.fileno(), conn.family, conn.type)
-            if hasattr(socket, "TCP_INFO"):
-                self.tcp_info = helper.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
-            self.helpers.append(helper)
+    def setup_connection(self, conn: socket.socket) -> None:
+        super().setup_connection(conn)
+        # the defect: fromfd() returns a *duplicate* descriptor, never closed
+        helper = socket.fromfd(conn.fileno(), conn.family, conn.type)
+        if hasattr(socket, "TCP_INFO"):
+            self.tcp_info = helper.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+        self.helpers.append(helper)
 
-    def _close(self, s: socket.socket) -> None:
+    def close_socket(self, s: socket.socket) -> None:
         with contextlib.suppress(OSError):
             s.shutdown(socket.SHUT_RDWR)  # so the client sees EOF despite the duplicate
-        super()._close(s)
+        super().close_socket(s)
 
     def close(self) -> None:
         super().close()

@@ -1,4 +1,8 @@
-"""ECHO-4 defects: a client's half-close (EOF) is mishandled."""
+"""ECHO-4 defects: a client's half-close (EOF) is mishandled.
+
+Each overrides `SelectEchoServer.on_eof` (in the reference: stop reading,
+close at once if nothing is queued, else once the queue is flushed).
+"""
 
 from __future__ import annotations
 
@@ -7,45 +11,17 @@ import socket
 from impl.select_server import SelectEchoServer
 
 
-class _EofServer(SelectEchoServer):
-    """The reference, with the EOF branch pulled out into `on_eof()` (not a defect)."""
-
-    def on_eof(self, s: socket.socket) -> None:
-        self.finished.add(s)
-        self.inputs.remove(s)
-        if not self.message_queues[s]:
-            self._close(s)
-
-    def _receive(self, s: socket.socket) -> None:
-        try:
-            data = s.recv(self.recv_size)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            self._close(s)
-            return
-        if not data:
-            self.on_eof(s)
-            return
-        queue = self.message_queues[s]
-        queue += data.upper()
-        if s not in self.outputs:
-            self.outputs.append(s)
-        if len(queue) >= self.backlog_limit:
-            self.inputs.remove(s)
-
-
-class CloseAtEofServer(_EofServer):
+class CloseAtEofServer(SelectEchoServer):
     """Treats recv() == b'' as "the client is gone" and closes at once, discarding
     the echo still queued for a client that only shut down its sending side
     (``nc -N``, ``shutdown(SHUT_WR)``): shows only if echo is queued at EOF.
     Breaks ECHO-4."""
 
     def on_eof(self, s: socket.socket) -> None:
-        self._close(s)  # the defect: should flush self.message_queues[s] first
+        self.close_connection(s)  # the defect: should flush self.message_queues[s] first
 
 
-class CloseOnlyAfterFlushServer(_EofServer):
+class CloseOnlyAfterFlushServer(SelectEchoServer):
     """Defers the close on EOF to the send path ("close once the queue is flushed"),
     but a connection with nothing queued is not in ``outputs``, so the send path
     never runs: the client never reads EOF and the socket sits in CLOSE_WAIT.
@@ -53,4 +29,4 @@ class CloseOnlyAfterFlushServer(_EofServer):
 
     def on_eof(self, s: socket.socket) -> None:
         self.finished.add(s)
-        self.inputs.remove(s)  # the defect: no `if not queue: self._close(s)`
+        self.inputs.remove(s)  # the defect: no `if not queue: self.close_connection(s)`

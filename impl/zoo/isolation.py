@@ -17,14 +17,11 @@ class SharedBufferServer(SelectEchoServer):
     send_at_once = False
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        super().__init__(host, port)
         self.buffer = bytearray()
+        super().__init__(host, port)
 
-    def _accept(self) -> None:
-        known = set(self.message_queues)
-        super()._accept()
-        for conn in self.message_queues.keys() - known:
-            self.message_queues[conn] = self.buffer  # the defect: aliased, not bytearray()
+    def new_queue(self) -> bytearray:
+        return self.buffer  # the defect: aliased, should be bytearray()
 
 
 class LastAcceptedServer(SelectEchoServer):
@@ -33,29 +30,15 @@ class LastAcceptedServer(SelectEchoServer):
     the first one's echo goes to the second. Breaks ECHO-3 (and ECHO-2:
     the first client's echo never comes)."""
 
+    #: The seed's way, where this bug lives: every echo waits in the queue.
+    send_at_once = False
+    #: The connection accepted last (the accept branch's variable).
     conn: socket.socket | None = None
 
-    def _accept(self) -> None:
-        known = set(self.message_queues)
-        super()._accept()
-        for conn in self.message_queues.keys() - known:
-            self.conn = conn
+    def setup_connection(self, conn: socket.socket) -> None:
+        super().setup_connection(conn)
+        self.conn = conn
 
-    def _receive(self, s: socket.socket) -> None:
-        try:
-            data = s.recv(self.recv_size)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            self._close(s)
-            return
-        if not data:
-            self.finished.add(s)
-            self.inputs.remove(s)
-            if not self.message_queues[s]:
-                self._close(s)
-            return
+    def queue_echo(self, s: socket.socket, echo: bytes) -> None:
         conn = self.conn if self.conn in self.message_queues else s
-        self.message_queues[conn] += data.upper()  # the defect: should be message_queues[s]
-        if conn not in self.outputs:
-            self.outputs.append(conn)
+        super().queue_echo(conn, echo)  # the defect: should be queue_echo(s, ...)

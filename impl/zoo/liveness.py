@@ -13,11 +13,9 @@ class BlockingConnectionsServer(SelectEchoServer):
     whole queue fits, which never happens while that client does not read, and
     every other client waits. Breaks ECHO-7."""
 
-    def _accept(self) -> None:
-        known = set(self.message_queues)
-        super()._accept()
-        for conn in self.message_queues.keys() - known:
-            conn.setblocking(True)  # the defect: as if `conn.setblocking(False)` were missing
+    def setup_connection(self, conn: socket.socket) -> None:
+        super().setup_connection(conn)
+        conn.setblocking(True)  # the defect: as if `conn.setblocking(False)` were missing
 
 
 class SendUntilDoneServer(SelectEchoServer):
@@ -28,22 +26,15 @@ class SendUntilDoneServer(SelectEchoServer):
     #: The seed's way, where this bug lives: every echo waits in the queue.
     send_at_once = False
 
-    def _send(self, s: socket.socket) -> None:
-        queue = self.message_queues[s]
-        while queue:  # the defect: a blocking loop inside the event loop
-            try:
-                sent = s.send(queue)
-            except (BlockingIOError, InterruptedError):
-                continue
-            except OSError:
-                self._close(s)
-                return
-            del queue[:sent]
-        self.outputs.remove(s)
-        if s in self.finished:
-            self._close(s)
-        elif s not in self.inputs:
-            self.inputs.append(s)
+    def send(self, s: socket.socket, data: bytes | bytearray) -> int:
+        sent = 0
+        with memoryview(data) as view:
+            while sent < len(view):  # the defect: a blocking loop inside the event loop
+                try:
+                    sent += s.send(view[sent:])
+                except (BlockingIOError, InterruptedError):
+                    continue
+        return sent
 
 
 class SendallEchoServer(SelectEchoServer):
@@ -52,24 +43,7 @@ class SendallEchoServer(SelectEchoServer):
     client that does not read has filled its window and the server's send
     buffer, sendall() blocks the whole loop. Breaks ECHO-7."""
 
-    def _accept(self) -> None:
-        known = set(self.message_queues)
-        super()._accept()
-        for conn in self.message_queues.keys() - known:
-            conn.setblocking(True)  # sendall() needs a blocking socket
-
-    def _receive(self, s: socket.socket) -> None:
-        try:
-            data = s.recv(self.recv_size)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            self._close(s)
-            return
-        if not data:
-            self._close(s)
-            return
-        try:
-            s.sendall(data.upper())  # the defect: blocks until the client reads
-        except OSError:
-            self._close(s)
+    def send(self, s: socket.socket, data: bytes | bytearray) -> int:
+        s.setblocking(True)  # sendall() needs a blocking socket
+        s.sendall(data)  # the defect: blocks until the client reads
+        return len(data)

@@ -15,23 +15,8 @@ class UncaughtResetServer(SelectEchoServer):
     resets (RST) raises ConnectionResetError out of the loop and the server dies.
     Breaks ECHO-5."""
 
-    def _receive(self, s: socket.socket) -> None:
-        try:
-            data = s.recv(self.recv_size)
-        except (BlockingIOError, InterruptedError):  # the defect: no `except OSError`
-            return
-        queue = self.message_queues[s]
-        if not data:
-            self.finished.add(s)
-            self.inputs.remove(s)
-            if not queue:
-                self._close(s)
-            return
-        queue += data.upper()
-        if s not in self.outputs:
-            self.outputs.append(s)
-        if len(queue) >= self.backlog_limit:
-            self.inputs.remove(s)
+    def receive_failed(self, s: socket.socket, error: OSError) -> None:
+        raise error  # the defect: only EAGAIN is caught, not `except OSError`
 
 
 class UncaughtSendErrorServer(SelectEchoServer):
@@ -42,20 +27,8 @@ class UncaughtSendErrorServer(SelectEchoServer):
     #: The seed's way, where this bug lives: every echo waits in the queue.
     send_at_once = False
 
-    def _send(self, s: socket.socket) -> None:
-        queue = self.message_queues[s]
-        try:
-            sent = s.send(queue)
-        except (BlockingIOError, InterruptedError):  # the defect: no `except OSError`
-            return
-        del queue[:sent]
-        if queue:
-            return
-        self.outputs.remove(s)
-        if s in self.finished:
-            self._close(s)
-        elif s not in self.inputs:
-            self.inputs.append(s)
+    def send_failed(self, s: socket.socket, error: OSError) -> None:
+        raise error  # the defect: only EAGAIN is caught, not `except OSError`
 
 
 class PeerNameOnCloseServer(SelectEchoServer):
@@ -63,13 +36,13 @@ class PeerNameOnCloseServer(SelectEchoServer):
     socket is no longer connected, getpeername() raises ENOTCONN inside the error
     handler, and the server dies; orderly closes work. Breaks ECHO-5."""
 
-    def _close(self, s: socket.socket) -> None:
+    def close_connection(self, s: socket.socket) -> None:
         log.info("closing %s:%d", *s.getpeername())  # the defect: ENOTCONN after a reset
-        super()._close(s)
+        super().close_connection(s)
 
     def close(self) -> None:
         for s in list(self.message_queues):  # shutting down: close without logging
-            SelectEchoServer._close(self, s)
+            SelectEchoServer.close_connection(self, s)
         super().close()
 
 
@@ -83,20 +56,10 @@ class RemoveTwiceAfterFlushServer(SelectEchoServer):
     #: The seed's way, where this bug lives: every echo waits in the queue.
     send_at_once = False
 
-    def _send(self, s: socket.socket) -> None:
-        queue = self.message_queues[s]
-        sent = self._send_some(s, queue)
-        if not sent:
-            return
-        del queue[:sent]
-        if queue:
-            return
-        self.outputs.remove(s)
+    def after_flush(self, s: socket.socket) -> None:
         if s in self.finished:
             self.inputs.remove(s)  # the defect: the EOF branch already removed it
-            self._close(s)
-        elif s not in self.inputs:
-            self.inputs.append(s)
+        super().after_flush(s)
 
 
 class RemoveTwiceAfterFlushSendAtOnceServer(RemoveTwiceAfterFlushServer):

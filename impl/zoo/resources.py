@@ -13,6 +13,8 @@ import sys
 
 from impl.select_server import SelectEchoServer
 
+log = logging.getLogger("impl.zoo.resources")
+
 
 class NoBackpressureServer(SelectEchoServer):
     """Reads from every readable client however much echo it already owes (no
@@ -39,21 +41,10 @@ class StaysInOutputsServer(SelectEchoServer):
     #: The seed's way, where this bug lives: every echo waits in the queue.
     send_at_once = False
 
-    def _send(self, s: socket.socket) -> None:
-        queue = self.message_queues[s]
-        try:
-            sent = s.send(queue)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            self._close(s)
-            return
-        del queue[:sent]
-        if queue:
-            return
+    def after_flush(self, s: socket.socket) -> None:
         # the defect: no `self.outputs.remove(s)`
         if s in self.finished:
-            self._close(s)
+            self.close_connection(s)
         elif s not in self.inputs:
             self.inputs.append(s)
 
@@ -74,24 +65,11 @@ class ListenBacklogOneServer(SelectEchoServer):
     listen_backlog = 1  # the defect
 
 
-
 class LogAcceptErrorsServer(SelectEchoServer):
     """Catches accept() errors, logs them and carries on: out of descriptors
     (EMFILE) the pending connection stays queued, so the listening socket stays
     readable and the loop spins at full CPU, logging, while that client hangs.
     Breaks ECHO-10 (and ECHO-9, by the spin)."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        super().__init__(host, port)
-        self._spare.close()
-        self._spare = _LogOnly()  # the defect: no spare descriptor to refuse with
-
-
-class _LogOnly:
-    """Stands in for the spare descriptor: logs the error, refuses nothing."""
-
-    def refuse(self, listener: socket.socket, log: logging.Logger) -> None:
-        log.warning("accept() failed: out of file descriptors")
-
-    def close(self) -> None:
-        pass
+    def out_of_descriptors(self) -> None:
+        log.warning("accept() failed: out of file descriptors")  # the defect: refuses nothing

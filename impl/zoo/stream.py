@@ -8,25 +8,41 @@ from impl.select_server import SelectEchoServer
 
 
 class IgnoreSendResultServer(SelectEchoServer):
-    """Ignores send()'s return value: ``s.send(queue); queue.clear()`` drops the
-    unsent tail of every short send, which only happens once the client's receive
-    window is full (backpressure). Breaks ECHO-2."""
+    """Ignores send()'s return value (``s.send(queue)``, then all of it counted as
+    sent): the unsent tail of every short send is dropped, which only happens once
+    the client's receive window is full (backpressure). Breaks ECHO-2."""
 
-    def _send(self, s: socket.socket) -> None:
-        queue = self.message_queues[s]
-        try:
-            s.send(queue)  # the defect: the count of bytes actually sent is ignored
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            self._close(s)
-            return
-        queue.clear()
-        self.outputs.remove(s)
-        if s in self.finished:
-            self._close(s)
-        elif s not in self.inputs:
-            self.inputs.append(s)
+    def send(self, s: socket.socket, data: bytes | bytearray) -> int:
+        s.send(data)  # the defect: the count of bytes actually sent is ignored
+        return len(data)
+
+
+class ChunkStack(bytearray):
+    """A connection's echo as a list of chunks, the next one taken with ``pop()``.
+
+    Its own bytes are the chunk being sent (what send() reads and ``del
+    queue[:sent]`` trims); the chunks behind it wait in `chunks`, oldest first.
+    `len()` counts them all, so the server's backlog and "queue empty" see them.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.chunks: list[bytes] = []
+
+    def __len__(self) -> int:
+        return bytearray.__len__(self) + sum(map(len, self.chunks))
+
+    def __iadd__(self, echo: bytes) -> ChunkStack:
+        if bytearray.__len__(self):
+            self.chunks.append(bytes(self))
+        self.chunks.append(bytes(echo))
+        self[:] = self.chunks.pop()  # the defect: the newest, should be pop(0)
+        return self
+
+    def __delitem__(self, index: int | slice) -> None:
+        bytearray.__delitem__(self, index)
+        if not bytearray.__len__(self) and self.chunks:
+            self[:] = self.chunks.pop()  # the defect: the newest, should be pop(0)
 
 
 class LifoQueueServer(SelectEchoServer):
@@ -35,54 +51,11 @@ class LifoQueueServer(SelectEchoServer):
     one chunk is queued at a time, reordered as soon as two recv()s land before
     the next send (two quick writes, or a client slow to read). Breaks ECHO-2."""
 
-    def _receive(self, s: socket.socket) -> None:
-        try:
-            data = s.recv(self.recv_size)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            self._close(s)
-            return
-        queue = self.message_queues[s]
-        if not data:
-            self.finished.add(s)
-            self.inputs.remove(s)
-            if not queue:
-                self._close(s)
-            return
-        queue.append(data.upper())
-        if s not in self.outputs:
-            self.outputs.append(s)
-        if sum(map(len, queue)) >= self.backlog_limit:
-            self.inputs.remove(s)
+    #: The seed's way, where this bug lives: every echo waits in the queue.
+    send_at_once = False
 
-    def _send(self, s: socket.socket) -> None:
-        queue = self.message_queues[s]
-        chunk = queue.pop()  # the defect: LIFO, should be queue.pop(0)
-        try:
-            sent = s.send(chunk)
-        except (BlockingIOError, InterruptedError):
-            queue.append(chunk)
-            return
-        except OSError:
-            self._close(s)
-            return
-        if sent < len(chunk):
-            queue.append(chunk[sent:])  # back where pop() takes it next
-            return
-        if queue:
-            return
-        self.outputs.remove(s)
-        if s in self.finished:
-            self._close(s)
-        elif s not in self.inputs:
-            self.inputs.append(s)
-
-    def _accept(self) -> None:
-        known = set(self.message_queues)
-        super()._accept()
-        for conn in self.message_queues.keys() - known:
-            self.message_queues[conn] = []  # a list of chunks (not the defect)
+    def new_queue(self) -> bytearray:
+        return ChunkStack()
 
 
 class CloseAfterReplyServer(SelectEchoServer):
@@ -93,10 +66,8 @@ class CloseAfterReplyServer(SelectEchoServer):
     #: The seed's way, where this bug lives: every echo waits in the queue.
     send_at_once = False
 
-    def _send(self, s: socket.socket) -> None:
-        super()._send(s)
-        if s in self.message_queues and not self.message_queues[s]:
-            self._close(s)  # the defect: the client did not ask for this
+    def after_flush(self, s: socket.socket) -> None:
+        self.close_connection(s)  # the defect: the client did not ask for this
 
 
 class EagerSendServer(SelectEchoServer):
@@ -106,23 +77,8 @@ class EagerSendServer(SelectEchoServer):
     (a client that sends without reading) the echo is silently dropped.
     Breaks ECHO-2."""
 
-    def _receive(self, s: socket.socket) -> None:
-        try:
-            data = s.recv(self.recv_size)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            self._close(s)
-            return
-        if not data:
-            self._close(s)
-            return
-        try:
-            s.send(data.upper())  # the defect: a short send or EAGAIN loses the rest
-        except (BlockingIOError, InterruptedError):
-            pass
-        except OSError:
-            self._close(s)
+    def queue_echo(self, s: socket.socket, echo: bytes) -> None:
+        pass  # the defect: what send() did not take is dropped, not queued
 
 
 class EagainDropsEchoServer(SelectEchoServer):
@@ -132,11 +88,8 @@ class EagainDropsEchoServer(SelectEchoServer):
     for a client that goes on sending without reading, the moment its echo
     backs up. Breaks ECHO-2."""
 
-    def _send_some(self, s: socket.socket, data: bytes | bytearray) -> int | None:
+    def send(self, s: socket.socket, data: bytes | bytearray) -> int:
         try:
             return s.send(data)
-        except (BlockingIOError, InterruptedError):
+        except BlockingIOError:
             return len(data)  # the defect: as if it had all been sent
-        except OSError:
-            self._close(s)
-            return None

@@ -1,67 +1,36 @@
 """ECHO-1 defects: the transform is done on text, not on bytes.
 
-Each server is the reference with one line changed: the line that turns the
-received bytes into echo (``queue += data.upper()`` in the reference).
+Each overrides `SelectEchoServer.transform` (``data.upper()`` in the reference).
 """
 
 from __future__ import annotations
 
-import socket
-
 from impl.select_server import SelectEchoServer
 
 
-class _TextUpperServer(SelectEchoServer):
-    """The reference, with the transform pulled out into `upper()` (not a defect)."""
-
-    def upper(self, data: bytes) -> bytes:
-        return data.upper()
-
-    def _receive(self, s: socket.socket) -> None:
-        try:
-            data = s.recv(self.recv_size)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            self._close(s)
-            return
-        queue = self.message_queues[s]
-        if not data:
-            self.finished.add(s)
-            self.inputs.remove(s)
-            if not queue:
-                self._close(s)
-            return
-        queue += self.upper(data)
-        if s not in self.outputs:
-            self.outputs.append(s)
-        if len(queue) >= self.backlog_limit:
-            self.inputs.remove(s)
-
-
-class DecodeReplaceServer(_TextUpperServer):
+class DecodeReplaceServer(SelectEchoServer):
     """Uppercases text: data.decode("utf-8", "replace").upper().encode() turns every
     byte that is not valid UTF-8 into U+FFFD (3 bytes) and uppercases non-ASCII
     letters (é -> É). Breaks ECHO-1 (and ECHO-2: the length changes)."""
 
-    def upper(self, data: bytes) -> bytes:
+    def transform(self, data: bytes) -> bytes:
         return data.decode("utf-8", errors="replace").upper().encode("utf-8")
 
 
-class Latin1UpperServer(_TextUpperServer):
+class Latin1UpperServer(SelectEchoServer):
     """Decodes as Latin-1 "because it maps every byte", then str.upper() maps
     0xE0-0xFE to 0xC0-0xDE, 'ß' (0xDF) to 'SS', and 'ÿ'/'µ' to '?' on re-encoding
     (errors="replace"). Breaks ECHO-1 (and ECHO-2: ß is two bytes)."""
 
-    def upper(self, data: bytes) -> bytes:
+    def transform(self, data: bytes) -> bytes:
         return data.decode("latin-1").upper().encode("latin-1", errors="replace")
 
 
-class SurrogateEscapeUpperServer(_TextUpperServer):
+class SurrogateEscapeUpperServer(SelectEchoServer):
     """The "lossless" fix of DecodeReplace: surrogateescape round-trips invalid
     bytes, but str.upper() still changes every valid UTF-8 lowercase letter
     (b'\\xc3\\xa9' é -> b'\\xc3\\x89' É). Breaks ECHO-1 only for valid UTF-8."""
 
-    def upper(self, data: bytes) -> bytes:
+    def transform(self, data: bytes) -> bytes:
         text = data.decode("utf-8", errors="surrogateescape")
         return text.upper().encode("utf-8", errors="surrogateescape")

@@ -1,8 +1,8 @@
 """Print the kill-rate table: is each zoo defect rejected, under which ID, how fast?
 
-    python -m impl.zoo.killrate                      # every defect, the CI budget
-    python -m impl.zoo.killrate --only lifo-queue,dup-leak --examples 10 --steps 10
-    python -m impl.zoo.killrate --search             # also try the other IDs on misses
+    python bench/killrate.py                # every defect, the CI budget
+    python bench/killrate.py --only lifo-queue,dup-leak --examples 10 --steps 10
+    python bench/killrate.py --search       # also try the other IDs on misses
 
 Each defect is checked with `spec.checker.check` under its own requirement:
 ECHO-1..7 by the state machine, in-process, derandomized, with full shrinking
