@@ -29,7 +29,6 @@ from spec.drivers.base import HOST
 from spec.drivers.network import PrivateNetwork, host_description
 from spec.drivers.server_process import ServerProcess, ServerSupply, containment
 from spec.machine import (
-    RULES,
     BudgetSpent,
     CheckLog,
     ConformanceFailure,
@@ -38,6 +37,7 @@ from spec.machine import (
     machine_for,
 )
 from spec.model import Violation
+from spec.plans import plan
 from spec.profiles import idle_seconds
 from spec.requirements import requirement
 from spec.targets import Target, TargetError, load_impl
@@ -47,8 +47,6 @@ from spec.targets import Target, TargetError, load_impl
 DEFAULT_SETTLE = 2.0
 #: Default seconds one requirement's generated programs may take in all.
 DEFAULT_BUDGET = 60.0
-#: The requirement whose check also plays the idle program.
-IDLE_REQUIREMENT = "ECHO-2"
 
 
 @dataclass
@@ -95,11 +93,10 @@ def check(target: Target, req_id: str, *, settle: float = DEFAULT_SETTLE,
     no_local_constants()
     preflight(target)
     outcome = None
-    # ECHO-10 has a machine part only in-process (the server's own descriptor
-    # limit, see EchoConformance.connect_out_of_descriptors); it comes first.
-    if req_id in RULES and (req_id not in measure.MEASURES or target.kind == "impl"):
+    how = plan(req_id)
+    if how.rules and (target.kind == "impl" or not how.in_process_only):
         outcome = _check_by_machine(target, req_id, settle, hypothesis_settings, seed, budget)
-    if req_id in measure.MEASURES and (outcome is None or outcome.verdict == "pass"):
+    if how.measured and (outcome is None or outcome.verdict == "pass"):
         violation, detail = measure.MEASURES[req_id](target.as_process(), settle)
         outcome = Outcome(req_id, level, "fail" if violation else "pass",
                           violation.describe() if violation else detail, violation=violation,
@@ -167,7 +164,7 @@ def _check_by_machine(target: Target, req_id: str, settle: float,
         with supply or contextlib.nullcontext():
             run_state_machine_as_test(
                 machine_factory(target, req_id, settle, log, seed, supply), settings=s)
-            if req_id == IDLE_REQUIREMENT:
+            if plan(req_id).plays_idle_program:
                 outcome = _check_idle(target, req_id, settle, log)
                 if outcome is not None:
                     return outcome
@@ -176,18 +173,28 @@ def _check_by_machine(target: Target, req_id: str, settle: float,
     except Unsatisfiable:
         return _masked(req_id, log)
     except Flaky as e:
-        return _inconclusive(target, req_id, settle, log, e)
+        if not log.spent:
+            return _inconclusive(target, req_id, settle, log, e)
+        # The budget cut a program short; Hypothesis took that for one that
+        # behaved differently.  What was seen stands, as below.
+        return _budget_spent(target, req_id, settle, log, budget)
     except BudgetSpent:
-        if log.failures:  # seen, then cut short while shrinking: the smallest seen so far
-            return _failed(target, req_id, settle, log.failures[-1], log,
-                           note=f"shrinking stopped at the {budget:g} s time budget")
-        if not log.finished:
-            return _masked(req_id, log) if log.masked else _outcome(
-                req_id, "not-run", log, detail=f"no program ran to its end within the "
-                f"{budget:g} s time budget (--budget)")
-        return _outcome(req_id, "pass", log, detail=f"no violation in {log.finished} programs "
-                        f"(the {budget:g} s time budget ran out)")
+        return _budget_spent(target, req_id, settle, log, budget)
     return _outcome(req_id, "pass", log, detail=f"no violation in {log.finished} programs")
+
+
+def _budget_spent(target: Target, req_id: str, settle: float, log: CheckLog,
+                  budget: float | None) -> Outcome:
+    """The time budget ran out: report what was seen."""
+    if log.failures:  # seen, then cut short while shrinking: the smallest seen so far
+        return _failed(target, req_id, settle, log.failures[-1], log,
+                       note=f"shrinking stopped at the {budget:g} s time budget")
+    if not log.finished:
+        return _masked(req_id, log) if log.masked else _outcome(
+            req_id, "not-run", log, detail=f"no program ran to its end within the "
+            f"{budget:g} s time budget (--budget)")
+    return _outcome(req_id, "pass", log, detail=f"no violation in {log.finished} programs "
+                    f"(the {budget:g} s time budget ran out)")
 
 
 def _check_idle(target: Target, req_id: str, settle: float, log: CheckLog) -> Outcome | None:

@@ -39,6 +39,7 @@ against a fresh machine (`spec.replay`) the lines reproduce the run exactly.
 from __future__ import annotations
 
 import collections
+import functools
 import random
 import sys
 import time
@@ -61,6 +62,14 @@ from spec._constants import no_local_constants
 from spec.drivers.base import Driver
 from spec.drivers.clients import Client
 from spec.model import ClientState, Violation
+from spec.plans import (
+    CAPACITY,
+    LIVENESS,
+    PLANS,
+    RESILIENCE,
+    RULES,
+    STREAM,
+)
 
 no_local_constants()
 
@@ -121,38 +130,15 @@ PAYLOADS = st.one_of(SMALL, SMALL, SMALL, SMALL, LARGE)
 FLOODS = st.builds(Payload, st.binary(min_size=1, max_size=8),
                    st.one_of(st.just(4 * MiB), st.integers(64 * 1024, 2 * MiB)))
 
-#: The rules each requirement's machine runs.
-RULES: dict[str, frozenset[str]] = {
-    "ECHO-1": frozenset({"connect", "send", "read", "drain"}),
-    "ECHO-2": frozenset({"connect", "send", "read", "drain", "flood", "burst"}),
-    "ECHO-3": frozenset({"connect", "send", "read", "drain", "burst"}),
-    # Flood, then half-close, or send and half-close at once: the EOF arrives
-    # while echo is still queued.
-    "ECHO-4": frozenset({"connect", "send", "flood", "half_close", "send_and_half_close"}),
-    # A crash can hide behind any rule (a reset while echo is still queued,
-    # the backpressure path), so the resilience machine runs them all.
-    "ECHO-5": frozenset({"connect", "send", "read", "drain", "flood", "burst", "half_close",
-                         "send_and_half_close", "abort", "close"}),
-    "ECHO-6": frozenset({"connect", "send", "drain", "flood", "half_close",
-                         "send_and_half_close", "abort", "close"}),
-    "ECHO-7": frozenset({"connect", "send", "read", "drain", "flood"}),
-    # In-process only, before the measurement: the server's own limit (EMFILE).
-    "ECHO-10": frozenset({"connect", "send", "close", "connect_out_of_descriptors"}),
-}
-
 def idle_program(seconds: int = IDLE_SECONDS) -> list[str]:
-    """The fixed program the ECHO-2 check plays besides the generated ones."""
+    """The fixed program the idle check plays besides the generated ones."""
     return ["c0 = state.connect()", "state.send(c0, Payload(b'before idle'), writes=1)",
             f"state.idle(c0, {seconds!r})", "state.send(c0, Payload(b'after idle'), writes=1)",
             "state.teardown()"]
 
 
-#: The scenarios the ECHO-5 machine plays, one per program: every rule, then
-#: the narrower rule sets of the machines whose programs could otherwise find
-#: a crash that the ECHO-5 machine's wide programs rarely reach (flood, then
-#: half-close).  ECHO-1, -3 and -7 run subsets of ECHO-2's rules; ECHO-10's
-#: crashes (out of descriptors) are its own.  Shrinking prefers the first.
-CRASH_SCENARIOS: tuple[str, ...] = ("ECHO-5", "ECHO-4", "ECHO-6", "ECHO-2")
+#: The scenarios the resilience machine plays (see spec/plans.py).
+CRASH_SCENARIOS: tuple[str, ...] = PLANS[RESILIENCE].scenarios
 
 
 class ConformanceFailure(AssertionError):
@@ -194,6 +180,8 @@ class CheckLog:
     finished: int = 0
     #: time.monotonic() after which no step starts (`BudgetSpent`); None: no bound.
     deadline: float | None = None
+    #: The deadline has passed and a program was cut short.
+    spent: bool = False
     #: How the server was run and judged (the first driver's `environment()`).
     environment: dict[str, object] = field(default_factory=dict)
 
@@ -216,7 +204,8 @@ class EchoConformance(RuleBasedStateMachine):
                              f"it checks {', '.join(RULES)}")
         self.driver = driver
         self.requirement = requirement
-        self.actions = RULES[requirement]
+        self.plan = PLANS[requirement]
+        self.actions = self.plan.rules
         self.all: list[Client] = []
         self.program: list[str] = []
         self.failed = False
@@ -387,7 +376,7 @@ class EchoConformance(RuleBasedStateMachine):
             try:
                 sock = self.driver.connect()
             except OSError as e:  # pragma: no cover - the kernel completes it before accept()
-                self._fail(Violation("ECHO-10", f"out of descriptors, a connect failed: {e}"))
+                self._fail(Violation(CAPACITY, f"out of descriptors, a connect failed: {e}"))
             pending = Client("pending", sock, lambda: ())
             self.driver.settle([*self.live, pending], lambda: pending.model.eof
                                or pending.model.reset)
@@ -395,12 +384,12 @@ class EchoConformance(RuleBasedStateMachine):
         try:
             crash = self.driver.crash()
             if crash:
-                self._fail(Violation("ECHO-10", f"out of descriptors (accept() fails with "
+                self._fail(Violation(CAPACITY, f"out of descriptors (accept() fails with "
                                      f"EMFILE), the server died: {crash.summary}"))
             self._judge()
             if spun:
                 self._fail(Violation(
-                    "ECHO-10", "out of descriptors (accept() fails with EMFILE), the server "
+                    CAPACITY, "out of descriptors (accept() fails with EMFILE), the server "
                     "spins: its loop keeps handling a listening socket it cannot accept from, "
                     "and the pending connection is neither refused nor served"))
             m = pending.model
@@ -411,7 +400,7 @@ class EchoConformance(RuleBasedStateMachine):
                 self._judge()
                 if not (m.eof or m.reset or m.received_count >= 7):
                     self._fail(Violation(
-                        "ECHO-10", "a connection made while the server was out of descriptors "
+                        CAPACITY, "a connection made while the server was out of descriptors "
                         "was neither refused nor served once descriptors were free again"))
         finally:
             pending.close()
@@ -442,7 +431,7 @@ class EchoConformance(RuleBasedStateMachine):
             sock = self.driver.connect()
         except OSError as e:
             self._fail(self.driver.crash(wait=True) or Violation(
-                "ECHO-5", f"a new connection failed ({e}): the server no longer accepts"))
+                RESILIENCE, f"a new connection failed ({e}): the server no longer accepts"))
         c = Client(name, sock, lambda: self._others(c), quickack=self.driver.quickack)
         self.all.append(c)
         return c
@@ -460,6 +449,7 @@ class EchoConformance(RuleBasedStateMachine):
         """Stop the check if its time budget has run out."""
         if self.log is not None and self.log.deadline is not None \
                 and time.monotonic() > self.log.deadline:
+            self.log.spent = True
             raise BudgetSpent
 
     def _step(self, done: Callable[[], bool] | None = None) -> None:
@@ -476,15 +466,16 @@ class EchoConformance(RuleBasedStateMachine):
         blocked = self.driver.blocked()
         if blocked:
             during = (f" while {flooders[0]} was sending without reading" if flooders else "")
-            self._fail(Violation("ECHO-7", f"{blocked}{during}: every other client is starved",
-                                 waited=True))
+            # Seen, not inferred: the server was inside a call that cannot return
+            # while a client that does not read holds it.
+            self._fail(Violation(LIVENESS, f"{blocked}{during}: every other client is starved"))
         for c in self.all:
             if c.violation:
                 self._fail(c.violation)
         starving = [c for c in self.all if c.expects_more]
         if starving:
             self._fail(self._starved(starving, flooders))
-        if self.requirement == "ECHO-6":
+        if self.plan.released_after_each_step:
             self._check_released()
 
     def _starved(self, starving: list[Client], flooders: list[Client]) -> Violation:
@@ -499,13 +490,13 @@ class EchoConformance(RuleBasedStateMachine):
             for c in starving:
                 if not c.expects_more and not c.violation:
                     return Violation(
-                        "ECHO-7", f"echo owed to {c} did not arrive within the settle time while "
+                        LIVENESS, f"echo owed to {c} did not arrive within the settle time while "
                         f"{flooders[0]} was sending without reading; it arrived once "
                         f"{flooders[0]} read", connection=c.name, waited=True)
         c = starving[0]
         v = c.violation or c.model.diagnose(settled=True, others=self._others(c))
         if v is None:  # pragma: no cover - expects_more implies something is owed
-            v = Violation("ECHO-2", "echo still owed after the settle time", connection=c.name,
+            v = Violation(STREAM, "echo still owed after the settle time", connection=c.name,
                           waited=True)
         return v
 
@@ -520,20 +511,20 @@ class EchoConformance(RuleBasedStateMachine):
 
     def _probe(self, after: str) -> None:
         """ECHO-5: after a connection ended, a new one must still be served."""
-        if self.requirement != "ECHO-5":
+        if not self.plan.probe_after_end:
             return
         try:
             sock = self.driver.connect()
         except OSError as e:
             self._fail(self.driver.crash(wait=True) or Violation(
-                "ECHO-5", f"after {after}, a new connection failed: {e}"))
+                RESILIENCE, f"after {after}, a new connection failed: {e}"))
         probe = Client("probe", sock, lambda: ())
         probe.queue(b"probe")
         try:
             self.driver.settle([*self.live, probe], lambda: not probe.expects_more)
             if probe.expects_more or probe.violation:
                 self._fail(self.driver.crash(wait=True) or Violation(
-                    "ECHO-5", f"after {after}, a new connection got "
+                    RESILIENCE, f"after {after}, a new connection got "
                     f"{probe.model.received_count} of 5 echo bytes", waited=True))
         finally:
             probe.close()
@@ -569,7 +560,7 @@ class EchoConformance(RuleBasedStateMachine):
             for c in self.live:
                 c.close()
             closing = self.driver.close()
-        if finished and closing and self.requirement == "ECHO-6":
+        if finished and closing and self.plan.close_server_at_end:
             self._fail(closing)
 
     def _finish(self) -> None:
@@ -582,12 +573,12 @@ class EchoConformance(RuleBasedStateMachine):
         for c in sipping:
             c.model.reading = True
         self._step()
-        if self.requirement in ("ECHO-4", "ECHO-6"):
+        if self.plan.half_close_at_end:
             for c in self.live:
                 if c.model.state is ClientState.OPEN and not c.pending:
                     c.half_close()
             self._step()
-        if self.requirement == "ECHO-6":
+        if self.plan.close_server_at_end:
             for c in self.live:
                 c.close()
             self._step()
@@ -611,17 +602,22 @@ class EchoConformance(RuleBasedStateMachine):
             self._step()
 
 
-class ResilienceConformance(EchoConformance):
-    """The ECHO-5 machine: each program plays one requirement's scenario."""
-
-    #: Each scenario gets the whole example budget.
-    budget_factor = len(CRASH_SCENARIOS)
-
-    @initialize(scenario=st.sampled_from(CRASH_SCENARIOS))
-    def choose_scenario(self, scenario: str) -> None:
-        self.actions = RULES[scenario]
-
-
+@functools.cache
 def machine_for(requirement: str) -> type[EchoConformance]:
-    """The state machine class that checks `requirement`."""
-    return ResilienceConformance if requirement == "ECHO-5" else EchoConformance
+    """The state machine class that checks `requirement`.
+
+    A requirement with scenarios gets a machine whose programs first choose
+    one (each scenario gets the whole example budget).
+    """
+    scenarios = PLANS[requirement].scenarios
+    if not scenarios:
+        return EchoConformance
+
+    class ScenarioConformance(EchoConformance):
+        budget_factor = len(scenarios)
+
+        @initialize(scenario=st.sampled_from(scenarios))
+        def choose_scenario(self, scenario: str) -> None:
+            self.actions = PLANS[scenario].rules
+
+    return ScenarioConformance

@@ -17,6 +17,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 
+from spec import plans
 from spec.drivers.server_process import ServerProcess
 from spec.model import Violation
 from spec.targets import Target
@@ -95,7 +96,7 @@ def bounded_memory(target: Target, settle: float) -> tuple[Violation | None, str
                     pass
                 except OSError as e:
                     if not server.wait_dead(0.5):
-                        return Violation("ECHO-8", "the server reset the flooding connection "
+                        return Violation(plans.MEMORY, "the server reset the flooding connection "
                                          f"after {pushed / MiB:.1f} MiB ({e})"), ""
                     break
             elif time.monotonic() - last_progress > settle:
@@ -103,14 +104,14 @@ def bounded_memory(target: Target, settle: float) -> tuple[Violation | None, str
             peak = max(peak, server.memory_rss())
         time.sleep(min(settle, 0.5))  # let a server that queues finish queueing
         if not server.alive:
-            return Violation("ECHO-8", f"the server died ({server.exit_description()}) while a "
-                             "client sent without reading"), ""
+            return Violation(plans.MEMORY, f"the server died ({server.exit_description()}) while a "
+                             "client sent without reading" + _tail(server)), ""
         peak = max(peak, server.memory_rss())
     growth = peak - before
     detail = (f"a non-reading client pushed {pushed / MiB:.1f} MiB; the server's resident memory "
               f"grew {growth / MiB:.1f} MiB (limit {MEMORY_LIMIT // MiB} MiB)")
     if growth >= MEMORY_LIMIT:
-        return Violation("ECHO-8", detail + ": no backpressure"), detail
+        return Violation(plans.MEMORY, detail + ": no backpressure"), detail
     return None, detail
 
 
@@ -121,7 +122,9 @@ def idle(target: Target, settle: float) -> tuple[Violation | None, str]:
         # Messages the transform leaves alone: this measures CPU, not ECHO-1.
         got = _echo_all(socks, lambda i: b"IDLE", time.monotonic() + settle)
         if any(v != b"IDLE" for v in got.values()):
-            return Violation("ECHO-9", f"echo failed before the idle period: {got}"), ""
+            died = "" if server.alive else (f"; the server died ({server.exit_description()})"
+                                            + _tail(server))
+            return Violation(plans.IDLE, f"echo failed before the idle period: {got}{died}"), ""
         # One connection ends, so a server that spins on EOF shows it.
         socks.pop().close()
         time.sleep(0.1)
@@ -131,7 +134,7 @@ def idle(target: Target, settle: float) -> tuple[Violation | None, str]:
     detail = (f"{used:.3f} CPU seconds over {IDLE_SECONDS:g} s idle with {IDLE_CONNECTIONS} "
               f"connections open (limit {IDLE_CPU_LIMIT:g} s)")
     if used >= IDLE_CPU_LIMIT:
-        return Violation("ECHO-9", detail + ": a busy loop"), detail
+        return Violation(plans.IDLE, detail + ": a busy loop"), detail
     return None, detail
 
 
@@ -154,17 +157,20 @@ def capacity(target: Target, settle: float) -> tuple[Violation | None, str]:
         start = time.monotonic()
         socks, failed = _connect_all(server.address, CAPACITY, stack, start + budget)
         if failed:
-            died = "" if server.alive else f"; the server died ({server.exit_description()})"
-            return Violation("ECHO-10", f"{len(failed)} of {CAPACITY} simultaneous connections "
-                             f"could not be established within {budget:g} s: {failed[0]}"
+            died = "" if server.alive else (f"; the server died ({server.exit_description()})"
+                                            + _tail(server))
+            return Violation(plans.CAPACITY, f"{len(failed)} of {CAPACITY} simultaneous "
+                             f"connections could not be established within {budget:g} s: "
+                             f"{failed[0]}"
                              + died), ""
         msg = lambda i: b"CAPACITY %d " % i  # noqa: E731  (the transform leaves it alone)
         got = _echo_all(socks, msg, time.monotonic() + budget)
         bad = {i: v for i, v in got.items() if v != msg(i).upper()}
         if bad:
             i, v = next(iter(bad.items()))
-            died = "" if server.alive else f"; the server died ({server.exit_description()})"
-            return Violation("ECHO-10", f"{len(bad)} of {CAPACITY} simultaneous connections "
+            died = "" if server.alive else (f"; the server died ({server.exit_description()})"
+                                            + _tail(server))
+            return Violation(plans.CAPACITY, f"{len(bad)} of {CAPACITY} simultaneous connections "
                              f"were not served; connection {i}: {v!r}{died}"), ""
         served = time.monotonic() - start
         # Beyond the server's own limit: served, or refused/closed cleanly.
@@ -174,17 +180,17 @@ def capacity(target: Target, settle: float) -> tuple[Violation | None, str]:
         hanging = [i for i, v in got.items() if isinstance(v, bytes) and v != msg(i).upper()]
         ended = sum(1 for v in got.values() if isinstance(v, str))
         if not server.alive:
-            return Violation("ECHO-10", f"beyond {CAPACITY} connections the server died "
+            return Violation(plans.CAPACITY, f"beyond {CAPACITY} connections the server died "
                              f"({server.exit_description()})" + _tail(server)), ""
         if hanging:
-            return Violation("ECHO-10", f"{len(hanging)} of {EXTRA} connections beyond the "
+            return Violation(plans.CAPACITY, f"{len(hanging)} of {EXTRA} connections beyond the "
                              f"first {CAPACITY} were neither served nor closed within "
                              f"{budget:g} s"), ""
         again = _echo_all(socks, msg, time.monotonic() + budget)
         broken = [i for i, v in again.items() if v != msg(i).upper()]
         if broken:
-            return Violation("ECHO-10", f"after {EXTRA} extra connections, {len(broken)} of the "
-                             f"first {CAPACITY} stopped working; connection {broken[0]}: "
+            return Violation(plans.CAPACITY, f"after {EXTRA} extra connections, {len(broken)} of "
+                             f"the first {CAPACITY} stopped working; connection {broken[0]}: "
                              f"{again[broken[0]]!r}"), ""
     detail = (f"{CAPACITY} simultaneous connections served in {served:.2f} s; of {EXTRA} more, "
               f"{EXTRA - refused - ended} served, {refused} refused, {ended} closed")
@@ -228,7 +234,7 @@ def _tail(server: ServerProcess) -> str:
 
 
 MEASURES: dict[str, Callable[[Target, float], tuple[Violation | None, str]]] = {
-    "ECHO-8": bounded_memory,
-    "ECHO-9": idle,
-    "ECHO-10": capacity,
+    plans.MEMORY: bounded_memory,
+    plans.IDLE: idle,
+    plans.CAPACITY: capacity,
 }

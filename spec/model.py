@@ -25,6 +25,8 @@ import enum
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from spec.plans import HALF_CLOSE, ISOLATION, STREAM, TRANSFORM
+
 #: Bytes of context shown on each side of a divergence, and compared when
 #: deciding how the received stream went wrong.
 CONTEXT = 12
@@ -121,26 +123,26 @@ def diagnose(
     got = f"after {len(received)} of {len(expected)} echo bytes"
     if reset:
         if half_closed:
-            return Violation("ECHO-4", f"server reset the connection after half-close, {got}",
+            return Violation(HALF_CLOSE, f"server reset the connection after half-close, {got}",
                              offset=len(received))
-        return Violation("ECHO-2", f"server reset a connection the client had not closed, {got}",
+        return Violation(STREAM, f"server reset a connection the client had not closed, {got}",
                          offset=len(received))
     if eof and not half_closed:
-        return Violation("ECHO-2", f"server closed a connection the client had not closed, {got}",
+        return Violation(STREAM, f"server closed a connection the client had not closed, {got}",
                          offset=len(received))
     if eof and missing:
-        return Violation("ECHO-4", f"server closed after half-close with {missing} echo "
+        return Violation(HALF_CLOSE, f"server closed after half-close with {missing} echo "
                          f"bytes undelivered, {got}", offset=len(received),
                          expected=expected[len(received):len(received) + CONTEXT], received=b"")
     if settled and missing:
-        req = "ECHO-4" if half_closed else "ECHO-2"
+        req = HALF_CLOSE if half_closed else STREAM
         why = "after half-close " if half_closed else ""
         return Violation(req, f"{missing} echo bytes {why}never arrived within the settle time, "
                          f"{got}", offset=len(received),
                          expected=expected[len(received):len(received) + CONTEXT], received=b"",
                          waited=True)
     if settled and half_closed and not eof:
-        return Violation("ECHO-4", f"no EOF within the settle time after half-close, {got}",
+        return Violation(HALF_CLOSE, f"no EOF within the settle time after half-close, {got}",
                          waited=True)
     return None
 
@@ -166,34 +168,34 @@ def _divergence(
     if snippet not in expected and any(
         snippet in o if len(snippet) >= MIN_FOREIGN else snippet == o for o in others
     ):
-        return violation("ECHO-3", f"received {len(snippet)}+ bytes that belong to another "
+        return violation(ISOLATION, f"received {len(snippet)}+ bytes that belong to another "
                          "connection's echo")
     if i >= len(expected):
-        return violation("ECHO-2", f"received {len(received) - len(expected)} bytes more than "
+        return violation(STREAM, f"received {len(received) - len(expected)} bytes more than "
                          "the echo of what was sent (duplicated or inserted)")
     if received[i] == sent[i]:
-        return violation("ECHO-1", f"byte {_byte(sent[i])} came back untransformed; expected "
+        return violation(TRANSFORM, f"byte {_byte(sent[i])} came back untransformed; expected "
                          f"{_byte(expected[i])}")
     substituted = _agrees(received[i + 1:], expected[i + 1:])
     if substituted and len(received) == len(expected):
         # A same-length stream that realigns: a wrong byte value.
-        return violation("ECHO-1", f"byte {_byte(sent[i])} came back as {_byte(received[i])}; "
+        return violation(TRANSFORM, f"byte {_byte(sent[i])} came back as {_byte(received[i])}; "
                          f"expected {_byte(expected[i])}")
     if _agrees(received[i:], expected[i + 1:]):
-        return violation("ECHO-2", f"byte {_byte(expected[i])} is missing from the echo (lost)")
+        return violation(STREAM, f"byte {_byte(expected[i])} is missing from the echo (lost)")
     if _agrees(received[i + 1:], expected[i:]):
-        return violation("ECHO-2", f"byte {_byte(received[i])} was inserted into the echo "
+        return violation(STREAM, f"byte {_byte(received[i])} was inserted into the echo "
                          "(duplicated or foreign)")
     moved = _moved_from(snippet, expected, i)
     if moved is not None:
-        return violation("ECHO-2", f"the echo of bytes {moved}-{moved + len(snippet) - 1} "
+        return violation(STREAM, f"the echo of bytes {moved}-{moved + len(snippet) - 1} "
                          f"arrived at offset {i} (reordered or duplicated)")
     # Non-ASCII bytes turned into something else are what a server that
     # decodes text does (U+FFFD, case-mapped Latin-1): a transform error.
     if substituted or len(received) == i + 1 or sent[i] >= 0x80:
-        return violation("ECHO-1", f"byte {_byte(sent[i])} came back as {_byte(received[i])}; "
+        return violation(TRANSFORM, f"byte {_byte(sent[i])} came back as {_byte(received[i])}; "
                          f"expected {_byte(expected[i])}")
-    return violation("ECHO-2", "echo diverges from the transform of what was sent "
+    return violation(STREAM, "echo diverges from the transform of what was sent "
                      "(bytes lost, inserted or reordered)")
 
 
@@ -278,7 +280,7 @@ class Connection:
         received = bytes(self.expected[:n]) + data
         v = diagnose(bytes(self.sent), received, others=others() if callable(others) else others)
         self.violation = _on(v, self.name) if v else Violation(
-            "ECHO-2", "echo diverges from the transform of what was sent", offset=n,
+            STREAM, "echo diverges from the transform of what was sent", offset=n,
             connection=self.name)
         return self.violation
 

@@ -8,6 +8,7 @@ are done (spec/drivers/process.py), everything they start is contained
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -41,15 +42,15 @@ def zoo(name: str) -> Target:
     return Target("cmd", f"{PY} -m spec.drivers.run_impl {name} --port {{port}}")
 
 
-def marked(marker: str) -> list[psutil.Process]:
-    """Running processes whose environment carries `marker`."""
-    found = []
+def marked(marker: str) -> dict[psutil.Process, str]:
+    """Running processes whose environment carries `marker`, with their command lines."""
+    found = {}
     for p in psutil.process_iter():
         if p.pid == os.getpid():
             continue
         try:
             if p.environ().get("ECHO_TEST_MARKER") == marker and p.status() != "zombie":
-                found.append(p)
+                found[p] = " ".join(p.cmdline())
         except (psutil.Error, OSError):
             continue
     return found
@@ -72,7 +73,8 @@ def marker(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("PATH", f"{Path(PY).parent}{os.pathsep}{os.environ['PATH']}")
     yield value
     for p in marked(value):
-        p.kill()
+        with contextlib.suppress(psutil.Error):
+            p.kill()
 
 
 # -- exact cleanup ------------------------------------------------------------------------
@@ -198,7 +200,7 @@ def test_a_launcher_script_leaves_nothing_when_the_checker_is_ended(
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30
-        while len([p for p in marked(marker) if "impl.select_server" in " ".join(p.cmdline())]) < 2:
+        while sum("impl.select_server" in line for line in marked(marker).values()) < 2:
             assert time.monotonic() < deadline, "the check never started its servers"
             time.sleep(0.05)
         checker.send_signal(how)
@@ -206,4 +208,4 @@ def test_a_launcher_script_leaves_nothing_when_the_checker_is_ended(
     finally:
         checker.kill()
         checker.wait()
-    assert gone(marker), [p.cmdline() for p in marked(marker)]
+    assert gone(marker), list(marked(marker).values())

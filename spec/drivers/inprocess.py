@@ -62,6 +62,7 @@ from spec.drivers.base import HOST, Driver
 from spec.drivers.clients import Client, connect
 from spec.drivers.server_process import socket_descriptors
 from spec.model import Violation
+from spec.plans import CLEANUP, RESILIENCE
 
 #: The server sockets' kernel buffers (see `_fix_buffers`); the kernel doubles
 #: them.  Not a multiple of common recv() sizes, so that a server's queue does
@@ -309,7 +310,7 @@ class InProcessDriver(Driver):
         if self._crash is None:
             return None
         e, tb = self._crash
-        return Violation("ECHO-5", f"the server's poll() raised {type(e).__name__}: {e}; "
+        return Violation(RESILIENCE, f"the server's poll() raised {type(e).__name__}: {e}; "
                          f"the server is dead\n{tb}")
 
     def blocked(self) -> str | None:
@@ -349,7 +350,7 @@ class InProcessDriver(Driver):
             if s.fileno() != -1 or held:
                 what = [f"socket fd {s.fileno()} still open"] if s.fileno() != -1 else []
                 what += [f"still in {name}" for name in held]
-                return Violation("ECHO-6", f"after the connection ended ({c.model.state.value}) "
+                return Violation(CLEANUP, f"after the connection ended ({c.model.state.value}) "
                                  f"the server still holds it: {', '.join(what)}",
                                  connection=c.name)
         # The socket object is closed, but a dup()ed descriptor (or one kept
@@ -358,7 +359,7 @@ class InProcessDriver(Driver):
         for c in ended:
             fd = open_sockets.get(self._server_inodes.get(c.name, -1))
             if fd is not None:
-                return Violation("ECHO-6", f"after the connection ended ({c.model.state.value}) "
+                return Violation(CLEANUP, f"after the connection ended ({c.model.state.value}) "
                                  f"the server still holds it: descriptor {fd} is open on its "
                                  "socket (a dup() or a bare fileno never closed)",
                                  connection=c.name)
@@ -371,7 +372,7 @@ class InProcessDriver(Driver):
                 s = self._server_sockets[c.name]()
                 where = s is not None and self._holder(s)
                 if where:
-                    return Violation("ECHO-6", f"after the connection ended "
+                    return Violation(CLEANUP, f"after the connection ended "
                                      f"({c.model.state.value}) the server still keeps its "
                                      f"closed socket object in {where}", connection=c.name)
         return None
@@ -396,11 +397,11 @@ class InProcessDriver(Driver):
         try:
             server.close()
         except Exception as e:
-            return Violation("ECHO-6", f"the server's close() raised {type(e).__name__}: {e}; "
+            return Violation(CLEANUP, f"the server's close() raised {type(e).__name__}: {e}; "
                              "whatever it had not closed yet stays open")
         del server
         left = _open_descriptors() - self._descriptors_before
         if left:
-            return Violation("ECHO-6", f"the server's close() left {len(left)} descriptor(s) "
+            return Violation(CLEANUP, f"the server's close() left {len(left)} descriptor(s) "
                              f"open that were not open before it started: {sorted(left)}")
         return None

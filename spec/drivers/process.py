@@ -52,6 +52,7 @@ from spec.drivers.clients import Client, connect
 from spec.drivers.network import PrivateNetwork, host_description
 from spec.drivers.server_process import ServerProcess, ServerSupply, containment, socket_descriptors
 from spec.model import Violation
+from spec.plans import CLEANUP, RESILIENCE
 
 
 @dataclass(frozen=True)
@@ -310,7 +311,7 @@ class ProcessDriver(Driver):
         if not self.process.wait_dead(self.death_grace if wait else 0):
             return None
         tail = self.process.stderr_tail()
-        return Violation("ECHO-5", f"the server died ({self.process.exit_description()})"
+        return Violation(RESILIENCE, f"the server died ({self.process.exit_description()})"
                          + (f"; its stderr ends with:\n{tail}" if tail else ""))
 
     def blocked(self) -> str | None:
@@ -344,7 +345,7 @@ class ProcessDriver(Driver):
         if not held:
             return None
         c, how = held[0]
-        return Violation("ECHO-6", f"after the connection ended ({c.model.state.value}) and the "
+        return Violation(CLEANUP, f"after the connection ended ({c.model.state.value}) and the "
                          f"server came to rest, it still holds it: {how}", connection=c.name,
                          waited=True)
 

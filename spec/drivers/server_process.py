@@ -194,7 +194,9 @@ class ServerProcess:
         port (another process may have taken the free port in between), up to
         `start_attempts` times in all.
         """
-        for attempt in range(self.start_attempts):
+        # In a private network nobody else can take the port: one attempt.
+        attempts = 1 if self.network is not None else self.start_attempts
+        for attempt in range(attempts):
             if attempt:
                 self.launch()
             try:
@@ -203,7 +205,7 @@ class ServerProcess:
             except ServerStartError:
                 exited = self.exit_code() is not None
                 self.stop()
-                if not exited or attempt == self.start_attempts - 1:
+                if not exited or attempt == attempts - 1:
                     raise
         raise AssertionError("unreachable")
 
@@ -224,7 +226,9 @@ class ServerProcess:
                 time.sleep(0.005)
                 continue
             if self._listens():
-                return
+                if self._command_running():
+                    return
+                self.wait_dead(self.start_timeout)  # its init ends with it: seen above
             # Another process took the port between free_port() and the
             # server's bind(): ours exits (EADDRINUSE) and is launched again.
             time.sleep(0.005)
@@ -398,6 +402,25 @@ class ServerProcess:
             return any(conn.status == psutil.CONN_LISTEN and conn.laddr.port == self.port
                        for conn in self.connections())
         return bool(listeners & self._socket_inodes())
+
+    def _command_running(self) -> bool:
+        """Is the process the command started still running (not only something it forked)?
+
+        Contained, the command is process 2 of its PID namespace (its init is
+        1); a server that went into the background has left a daemon listening
+        and exited.
+        """
+        if not self.contained:
+            return True
+        for pid in self.pids():
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    status = dict(line.split(":", 1) for line in f if ":" in line)
+            except OSError:
+                continue
+            if status.get("NSpid", "").split()[-1:] == ["2"]:
+                return not status.get("State", "").strip().startswith(("Z", "X"))
+        return False
 
     def pids(self) -> list[int]:
         """Every process of the server's tree, read from /proc (empty once it has exited)."""
