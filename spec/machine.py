@@ -343,14 +343,12 @@ class EchoConformance(RuleBasedStateMachine):
         self._step(lambda: base() and (not client.pending
                                        or time.monotonic() - client.last_write > stall))
 
-    @precondition(enabled("idle"))
-    @rule(client=clients, seconds=st.just(IDLE_SECONDS))
     def idle(self, client: Client, seconds: int) -> None:
         """Leave the connection idle for `seconds`, the server running; it must stay open.
 
-        Never drawn into generated programs (no machine's rules include it):
-        the checker plays it in a fixed program of its own (`IDLE_PROGRAM`),
-        since idle timeouts are common and no generated program idles that long.
+        Not a rule, so never drawn into generated programs: the checker plays
+        it in a fixed program of its own (`idle_program`), since idle timeouts
+        are common and no generated program idles that long.
         """
         self.program.append(f"state.idle({client}, {seconds!r})")
         deadline = time.monotonic() + seconds

@@ -74,8 +74,8 @@ ARGUMENT_VALUES: dict[str, range | tuple[str, ...]] = {
     "scenario": CRASH_SCENARIOS,
     "seconds": range(1, 3600 + 1),
 }
-#: Rules the checker plays only in fixed programs of its own (never generated),
-#: so their preconditions (off for generation) do not apply to a replay.
+#: Steps the checker plays only in fixed programs of its own (never generated,
+#: so not Hypothesis rules).
 FIXED_PROGRAM_RULES = frozenset({"idle"})
 
 _CLIENT_NAME = re.compile(r"c\d+")
@@ -145,6 +145,7 @@ def run_program(target: Target, requirement: str, program: list[str],
 def rules_of(machine_class: type[EchoConformance]) -> dict[str, Callable[..., Any]]:
     """The steps a program may call: the machine's public rules and initializers, and teardown."""
     found = {"teardown": machine_class.teardown}
+    found.update({name: getattr(machine_class, name) for name in FIXED_PROGRAM_RULES})
     for name in dir(machine_class):
         function = getattr(machine_class, name, None)
         if not name.startswith("_") and (hasattr(function, RULE_MARKER)
@@ -317,8 +318,10 @@ def _allowed(values: range | tuple[str, ...]) -> str:
 
 def _check_preconditions(machine: EchoConformance, function: Callable[..., Any],
                          number: int, step: Step) -> None:
+    if step.rule in FIXED_PROGRAM_RULES:
+        return
     rule = getattr(function, RULE_MARKER, None) or getattr(function, INITIALIZE_RULE_MARKER)
-    if step.rule in FIXED_PROGRAM_RULES or all(p(machine) for p in rule.preconditions):
+    if all(p(machine) for p in rule.preconditions):
         return
     if step.rule not in machine.actions:
         why = (f"the {machine.requirement} machine does not run state.{step.rule} here; "

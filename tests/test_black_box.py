@@ -109,13 +109,11 @@ def test_a_lifo_queue_is_echo_2_and_not_echo_1() -> None:
 @private
 def test_a_blocking_send_is_echo_7_at_once() -> None:
     """Asleep in send() to a client that does not read while another is owed echo."""
-    start = time.monotonic()
     outcome = check(zoo("impl.zoo.liveness:SendallEchoServer"), "ECHO-7",
-                    hypothesis_settings=SMALL)
+                    hypothesis_settings=SMALL, budget=20)
     assert outcome.verdict == "fail"
     assert "asleep in sendto()" in outcome.detail, outcome.detail
-    assert outcome.first_failure is not None and outcome.first_failure < 10
-    assert time.monotonic() - start < 60
+    assert outcome.first_failure is not None and outcome.first_failure < 15
 
 
 def test_an_idle_timeout_is_echo_2() -> None:

@@ -121,6 +121,8 @@ class ServerProcess:
     stop_timeout = 1.0
     #: Bytes of stderr kept for error messages.
     tail_bytes = 2000
+    #: Seconds a command whose listener another session holds gets to show it exits.
+    background_grace = 1.0
     #: Attempts with a fresh port when the command dies before listening
     #: (another process may have taken the free port in between).
     start_attempts = 3
@@ -404,23 +406,35 @@ class ServerProcess:
         return bool(listeners & self._socket_inodes())
 
     def _command_running(self) -> bool:
-        """Is the process the command started still running (not only something it forked)?
+        """Does the command itself serve, rather than something it left in the background?
 
         Contained, the command is process 2 of its PID namespace (its init is
-        1); a server that went into the background has left a daemon listening
-        and exited.
+        1).  A server that daemonizes forks, starts a new session, forks
+        again and exits: its daemon may listen a moment before the command
+        has finished exiting.  So the listener must be held in the command's
+        own session, or the command is given a moment to show it exits.
         """
         if not self.contained:
             return True
+        command, holders = None, []
+        listeners = listening_inodes(
+            self.port, new_socket=self.network.socket if self.network else socket.socket) or set()
         for pid in self.pids():
             try:
                 with open(f"/proc/{pid}/status") as f:
                     status = dict(line.split(":", 1) for line in f if ":" in line)
+                session = os.getsid(pid)
             except OSError:
                 continue
             if status.get("NSpid", "").split()[-1:] == ["2"]:
-                return not status.get("State", "").strip().startswith(("Z", "X"))
-        return False
+                if status.get("State", "").strip().startswith(("Z", "X")):
+                    return False
+                command = session
+            if listeners & socket_descriptors(pid).keys():
+                holders.append(session)
+        if command is None:
+            return False
+        return command in holders or not self.wait_dead(self.background_grace)
 
     def pids(self) -> list[int]:
         """Every process of the server's tree, read from /proc (empty once it has exited)."""
