@@ -27,6 +27,6 @@ def no_local_constants() -> None:
 
         if getattr(providers, "_echo_conformance_patched", False):
             return
-        empty = providers.Constants()
+        empty = providers.Constants()  # type: ignore[attr-defined]
         providers._get_local_constants = lambda: empty
-        providers._echo_conformance_patched = True
+        providers._echo_conformance_patched = True  # type: ignore[attr-defined]

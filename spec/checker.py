@@ -17,7 +17,9 @@ import contextlib
 import shlex
 import textwrap
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from hypothesis import HealthCheck, Verbosity, settings
 from hypothesis.errors import Flaky, Unsatisfiable
@@ -92,7 +94,7 @@ def check(target: Target, req_id: str, *, settle: float = DEFAULT_SETTLE,
     start = time.monotonic()
     no_local_constants()
     preflight(target)
-    outcome = None
+    outcome: Outcome | None = None
     how = plan(req_id)
     if how.rules and (target.kind == "impl" or not how.in_process_only):
         outcome = _check_by_machine(target, req_id, settle, hypothesis_settings, seed, budget)
@@ -102,6 +104,7 @@ def check(target: Target, req_id: str, *, settle: float = DEFAULT_SETTLE,
                           violation.describe() if violation else detail, violation=violation,
                           environment={"network": host_description("measured on the host"),
                                        "containment": containment()})
+    assert outcome is not None, f"{req_id} has no way to be checked (spec/plans.py)"
     outcome.level = level
     outcome.seconds = round(time.monotonic() - start, 3)
     if outcome.verdict == "fail" and outcome.first_failure is None:
@@ -132,16 +135,18 @@ def preflight(target: Target) -> None:
 
 
 def machine_factory(target: Target, req_id: str, settle: float, log: CheckLog | None = None,
-                    seed: int | None = None, supply: ServerSupply | None = None):
+                    seed: int | None = None,
+                    supply: ServerSupply | None = None) -> Callable[[], EchoConformance]:
     """A machine factory for Hypothesis; `log` collects what every program
     showed (violations, masks); a command's servers come from `supply`."""
     def factory() -> EchoConformance:
         return machine_for(req_id)(target.driver(settle, supply), req_id, log)
 
     # One example database entry per target and requirement.
-    factory._hypothesis_internal_add_digest = f"{target.kind}|{target.spec}|{req_id}".encode()
+    digest = f"{target.kind}|{target.spec}|{req_id}".encode()
+    factory._hypothesis_internal_add_digest = digest  # type: ignore[attr-defined]
     if seed is not None:
-        factory._hypothesis_internal_use_seed = seed
+        factory._hypothesis_internal_use_seed = seed  # type: ignore[attr-defined]
     return factory
 
 
@@ -162,8 +167,9 @@ def _check_by_machine(target: Target, req_id: str, settle: float,
               if target.kind == "cmd" else None)
     try:
         with supply or contextlib.nullcontext():
-            run_state_machine_as_test(
-                machine_factory(target, req_id, settle, log, seed, supply), settings=s)
+            run_state_machine_as_test(  # takes any factory of machines, as documented
+                machine_factory(target, req_id, settle, log, seed, supply),  # type: ignore[arg-type]
+                settings=s)
             if plan(req_id).plays_idle_program:
                 outcome = _check_idle(target, req_id, settle, log)
                 if outcome is not None:
@@ -210,7 +216,7 @@ def _check_idle(target: Target, req_id: str, settle: float, log: CheckLog) -> Ou
     return _failed(target, req_id, settle, failure, log)
 
 
-def _outcome(req_id: str, verdict: str, log: CheckLog, **fields) -> Outcome:
+def _outcome(req_id: str, verdict: str, log: CheckLog, **fields: Any) -> Outcome:
     return Outcome(req_id, "", verdict, environment=log.environment, **fields)
 
 

@@ -45,6 +45,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from hypothesis import reject
 from hypothesis import strategies as st
@@ -527,7 +528,7 @@ class EchoConformance(RuleBasedStateMachine):
         finally:
             probe.close()
 
-    def _fail(self, v: Violation):
+    def _fail(self, v: Violation) -> NoReturn:
         self.failed = True
         self.last_violation = v
         failure = ConformanceFailure(v, self.program, self.driver.target)

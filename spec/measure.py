@@ -72,11 +72,13 @@ def _receive_into(got: dict[int, bytes | str], i: int, s: socket.socket, want: i
     except OSError as e:
         got[i] = f"reset ({e.strerror})"
         return True
+    received = got[i]
+    assert isinstance(received, bytes)  # a connection that ended is not read again
     if not data:
-        got[i] = f"closed after {len(got[i])} bytes"
+        got[i] = f"closed after {len(received)} bytes"
         return True
-    got[i] += data
-    return len(got[i]) >= want
+    got[i] = received + data
+    return len(received) + len(data) >= want
 
 
 def bounded_memory(target: Target, settle: float) -> tuple[Violation | None, str]:
@@ -163,7 +165,8 @@ def capacity(target: Target, settle: float) -> tuple[Violation | None, str]:
                              f"connections could not be established within {budget:g} s: "
                              f"{failed[0]}"
                              + died), ""
-        msg = lambda i: b"CAPACITY %d " % i  # noqa: E731  (the transform leaves it alone)
+        def msg(i: int) -> bytes:
+            return b"CAPACITY %d " % i  # the transform leaves it alone
         got = _echo_all(socks, msg, time.monotonic() + budget)
         bad = {i: v for i, v in got.items() if v != msg(i).upper()}
         if bad:
@@ -210,10 +213,10 @@ def _connect_all(address: tuple[str, int], n: int, stack: contextlib.ExitStack,
     failed: list[str] = []
     with selectors.DefaultSelector() as selector:
         for s in pending:
-            selector.register(s, selectors.EVENT_WRITE)
+            selector.register(s, selectors.EVENT_WRITE, s)
         while selector.get_map() and time.monotonic() < deadline:
             for key, _ in selector.select(0.05):
-                s = key.fileobj
+                s = key.data
                 selector.unregister(s)
                 err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
                 if err:
@@ -222,7 +225,7 @@ def _connect_all(address: tuple[str, int], n: int, stack: contextlib.ExitStack,
                     s.setblocking(True)
                     s.settimeout(None)
                     done.append(s)
-        failed += [f"connection {pending[k.fileobj]}: not established (SYN unanswered)"
+        failed += [f"connection {pending[k.data]}: not established (SYN unanswered)"
                    for k in selector.get_map().values()]
     done.sort(key=pending.__getitem__)
     return done, failed

@@ -46,7 +46,6 @@ from spec.checker import DEFAULT_SETTLE
 from spec.drivers.clients import Client
 from spec.machine import (
     CRASH_SCENARIOS,
-    RULES,
     ConformanceFailure,
     EchoConformance,
     MiB,
@@ -54,6 +53,7 @@ from spec.machine import (
     machine_for,
 )
 from spec.model import Violation
+from spec.plans import RULES
 from spec.targets import Target, TargetError, impl, server_cmd
 
 #: Exit statuses of ``python -m spec.replay``.
@@ -144,11 +144,11 @@ def run_program(target: Target, requirement: str, program: list[str],
 
 def rules_of(machine_class: type[EchoConformance]) -> dict[str, Callable[..., Any]]:
     """The steps a program may call: the machine's public rules and initializers, and teardown."""
-    found = {"teardown": machine_class.teardown}
-    found.update({name: getattr(machine_class, name) for name in FIXED_PROGRAM_RULES})
+    found: dict[str, Callable[..., Any]] = {"teardown": machine_class.teardown}
+    found.update({name: getattr(machine_class, name) for name in sorted(FIXED_PROGRAM_RULES)})
     for name in dir(machine_class):
-        function = getattr(machine_class, name, None)
-        if not name.startswith("_") and (hasattr(function, RULE_MARKER)
+        function: Callable[..., Any] | None = getattr(machine_class, name, None)
+        if function is not None and not name.startswith("_") and (hasattr(function, RULE_MARKER)
                                          or hasattr(function, INITIALIZE_RULE_MARKER)):
             found[name] = function
     return found
@@ -158,7 +158,7 @@ def parse_program(machine_class: type[EchoConformance], program: list[str]) -> l
     """Every line as a `Step`, or `InvalidProgram` naming the first line that is not one."""
     rules = rules_of(machine_class)
     bound: set[str] = set()
-    steps = []
+    steps: list[Step] = []
     for number, line in enumerate(program, 1):
         try:
             step = _parse_step(line, rules, bound)
@@ -249,7 +249,8 @@ def _constant(node: ast.expr) -> int | bytes | str | None:
     if (isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub)
             and isinstance(node.operand, ast.Constant) and type(node.operand.value) is int):
         return -node.operand.value
-    if isinstance(node, ast.Constant) and type(node.value) in (int, bytes, str):
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | bytes | str) \
+            and type(node.value) is not bool:
         return node.value
     return None
 
@@ -263,7 +264,7 @@ def _payload(node: ast.Call) -> Payload:
     if any(k.arg is None for k in node.keywords):
         raise InvalidProgram("Payload() takes no **arguments; write Payload(b'pattern', size)")
     values = [_constant(a) for a in node.args]
-    named = {k.arg: _constant(k.value) for k in node.keywords}
+    named = {k.arg: _constant(k.value) for k in node.keywords if k.arg is not None}
     try:
         bound = inspect.signature(Payload).bind(*values, **named)
     except TypeError as e:

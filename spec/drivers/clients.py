@@ -147,7 +147,7 @@ class Client:
         except OSError:  # reset or broken pipe: the server's doing
             self._reset()
             return True
-        m.record_sent(chunk[:n])
+        m.record_sent(bytes(chunk[:n]))
         self.last_write = time.monotonic()
         self.write_blocked = False
         if n == len(chunk):

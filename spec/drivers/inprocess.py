@@ -119,7 +119,8 @@ def _is_open(fd: int) -> bool:
 def _unacknowledged(s: socket.socket) -> int:
     """Bytes in the socket's send queue not yet acknowledged (SIOCOUTQ)."""
     try:
-        return struct.unpack("i", fcntl.ioctl(s.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
+        queued: int = struct.unpack("i", fcntl.ioctl(s.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
+        return queued
     except OSError:
         return 0
 

@@ -41,8 +41,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -111,7 +112,8 @@ def free_port(network: PrivateNetwork | None = None) -> int:
     new_socket = network.socket if network else socket.socket
     with new_socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((HOST, 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 class ServerProcess:
@@ -364,7 +366,7 @@ class ServerProcess:
         except psutil.NoSuchProcess:
             return []
 
-    def _sum(self, measure) -> int:
+    def _sum(self, measure: Callable[[psutil.Process], int]) -> int:
         total = 0
         for p in self.tree():
             with contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess):
@@ -443,7 +445,7 @@ class ServerProcess:
         assert self.process is not None
         return threads.descendants(self.process.pid)
 
-    def connections(self) -> Iterator[psutil._common.pconn]:
+    def connections(self) -> Iterator[Any]:
         """TCP connections held by any process of the server's tree."""
         for p in self.tree():
             with contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess):

@@ -166,7 +166,7 @@ def dump(states: frozenset[TcpState] = LIVE_STATES, *, info: bool = False,
 
 def _dump_family(nl: socket.socket, family: int, states: frozenset[TcpState],
                  info: bool) -> list[TcpSocket]:
-    found = []
+    found: list[TcpSocket] = []
     nl.send(_request(family, states, info))
     while True:
         data = nl.recv(1 << 16)
