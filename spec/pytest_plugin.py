@@ -53,13 +53,16 @@ _PROPERTY = "conformance-outcome"
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("conformance", "echo server conformance")
+    # Both append to one list, so the targets keep the command line's order.
     group.addoption(
-        "--server-cmd", action="append", default=[], metavar="COMMAND",
+        "--server-cmd", action="append", dest="conformance_cli_targets", default=[],
+        type=lambda value: ("cmd", value), metavar="COMMAND",
         help="check this server command, any language; '{port}' is replaced by a free port. "
         "Repeat for several targets; each is named after its program (echo_server, "
         "select_server-2); to choose names, use --targets")
     group.addoption(
-        "--impl", action="append", default=[], metavar="MODULE:CLASS",
+        "--impl", action="append", dest="conformance_cli_targets", default=[],
+        type=lambda value: ("impl", value), metavar="MODULE:CLASS",
         help="check this steppable Python server class in-process (repeatable; named after "
         "its module)")
     group.addoption(
@@ -73,7 +76,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--report", metavar="PATH",
         help="write the verdicts as JSON (one target: {target, verdict, requirements}; "
-        "several: {verdict, targets: {NAME: ...}}; see spec/matrix.py)")
+        "several: {verdict, targets: {NAME: ...}}; see spec/matrix.py). The verdict is pass "
+        "only if every MUST was judged and passed, else fail or incomplete (exit status 1). "
+        "Write path options as --report=PATH: a separate PATH that exists would be taken by "
+        "pytest as its rootdir")
     group.addoption(
         "--html", metavar="PATH",
         help="write one self-contained HTML page: the matrix, and per cell the diagnosis, "
@@ -138,8 +144,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _targets(config: pytest.Config) -> list[Target]:
     config.option.settle = positive_seconds(config.getoption("--settle"), "--settle")
-    targets = [server_cmd(c) for c in config.getoption("--server-cmd")]
-    targets += [impl(c) for c in config.getoption("--impl")]
+    targets = [server_cmd(value) if kind == "cmd" else impl(value)
+               for kind, value in config.getoption("conformance_cli_targets")]
     path = config.getoption("--targets")
     if path is not None:
         targets = load_targets_file(path) + targets
