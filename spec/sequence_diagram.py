@@ -32,6 +32,7 @@ LANE_W = 200
 ROW_H = 30
 TOP = 46
 LEFT = 20
+MIN_WIDTH = 720  # room for a note's text however few the lanes
 CHAR_W = 6.6  # monospace 11px
 PREVIEW = 12  # bytes shown of a payload
 
@@ -321,7 +322,7 @@ def svg(program: list[str], violation: dict | None = None) -> str:
     lanes, rows = events(program)
     mark_violation(rows, violation)
     x = {name: LEFT + LANE_W // 2 + i * LANE_W for i, name in enumerate(lanes)}
-    width = LEFT * 2 + LANE_W * len(lanes)
+    width = max(MIN_WIDTH, LEFT * 2 + LANE_W * len(lanes))
     height = TOP + ROW_H * (len(rows) + 1) + sum(ROW_H for r in rows if r.failed)
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="sequence" width="{width}" '
            f'height="{height}" viewBox="0 0 {width} {height}" role="img" '
@@ -340,6 +341,9 @@ def svg(program: list[str], violation: dict | None = None) -> str:
         y += ROW_H
         colour = COLOURS.get(row.style, "#333")
         if row.src is None or row.dst is None:
+            if row.style == "fail" and not row.failed and not _marked(rows):
+                # Nothing to blame but the server (it crashed, it stopped accepting).
+                out.append(_cross(x[SERVER], y - ROW_H + 10))
             out.append(_note(row.label, y, width, colour))
         else:
             out.append(_arrow(x[row.src], x[row.dst], y, row.label, colour,
@@ -352,6 +356,17 @@ def svg(program: list[str], violation: dict | None = None) -> str:
             out.append(_note(row.failed, y, width, COLOURS["fail"]))
     out.append("</svg>")
     return "\n".join(out)
+
+
+def _marked(rows: list[Event]) -> bool:
+    return any(r.failed and r.src is not None for r in rows)
+
+
+def _cross(cx: int, cy: int) -> str:
+    c = COLOURS["fail"]
+    return (f'<g class="divergence" stroke="{c}" stroke-width="2.5"><line x1="{cx - 6}" '
+            f'y1="{cy - 6}" x2="{cx + 6}" y2="{cy + 6}"/><line x1="{cx - 6}" y1="{cy + 6}" '
+            f'x2="{cx + 6}" y2="{cy - 6}"/></g>')
 
 
 def _fit(text: str, pixels: float) -> str:
