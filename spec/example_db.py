@@ -7,7 +7,10 @@ With a Redis database that later run may be on another machine.
 
 The run's Hypothesis profile is kept (derandomized under CI, random in dev);
 only its database is replaced, and that holds for the CI profile too, which
-otherwise has none: asking for a database is asking to use it.
+otherwise has none: asking for a database is asking to use it.  (Hypothesis
+forbids derandomize=True *with* a database only when both are given at
+once; a derandomized profile given a database replays from it, then
+generates the same programs every run.)
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ from pathlib import Path
 from hypothesis import settings
 from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
 
-PROFILE = "conformance-example-db"
 #: Seconds to wait for the Redis server to answer, at the start of the run.
 CONNECT_TIMEOUT = 5.0
 
@@ -66,8 +68,6 @@ def _redis(url: str, check: bool) -> ExampleDatabase:
     return RedisExampleDatabase(client)
 
 
-def use_example_database(db: ExampleDatabase) -> None:
-    """Make `db` the database of the current Hypothesis profile, whatever it is."""
-    current = settings.get_profile(settings.get_current_profile_name())
-    settings.register_profile(PROFILE, parent=current, database=db)
-    settings.load_profile(PROFILE)
+def with_database(base: settings, db: ExampleDatabase | None) -> settings:
+    """`base` with `db` as its database (`base` itself without one)."""
+    return base if db is None else settings(base, database=db)

@@ -33,10 +33,12 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+from hypothesis.database import ExampleDatabase
 
 from spec import matrix, profiles
 from spec.checker import DEFAULT_SETTLE, Outcome
-from spec.example_db import ExampleDbError, example_database, use_example_database
+from spec.example_db import ExampleDbError, example_database, with_database
 from spec.targets import (
     Target,
     TargetError,
@@ -96,6 +98,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 _TARGETS = pytest.StashKey[list[Target]]()
 _START_FAILURES = pytest.StashKey[dict[str, str]]()
+_EXAMPLE_DB = pytest.StashKey[ExampleDatabase]()
 
 
 def conformance_targets(config: pytest.Config) -> list[Target]:
@@ -111,6 +114,18 @@ def conformance_target(config: pytest.Config) -> Target | None:
 def start_failures(config: pytest.Config) -> dict[str, str]:
     """Targets (by name) that could not start in this process, and why."""
     return config.stash.setdefault(_START_FAILURES, {})
+
+
+def hypothesis_settings(config: pytest.Config) -> settings:
+    """The run's Hypothesis settings: its profile, with --example-db's database.
+
+    Resolved when a check starts, by name: a conftest.py collected late (as
+    when pytest runs from another directory) may load a profile of its own
+    after --hypothesis-profile was applied.
+    """
+    name = config.getoption("hypothesis_profile", None)
+    base = settings.get_profile(name) if name else settings()
+    return with_database(base, config.stash.get(_EXAMPLE_DB, None))
 
 
 def settle_for(config: pytest.Config, target: Target) -> float:
@@ -134,7 +149,7 @@ def pytest_configure(config: pytest.Config) -> None:
     db = config.getoption("--example-db")
     if db is not None:
         try:
-            use_example_database(example_database(db, check=is_controller))
+            config.stash[_EXAMPLE_DB] = example_database(db, check=is_controller)
         except ExampleDbError as e:
             raise pytest.UsageError(str(e)) from None
     config.pluginmanager.register(ConformanceSession(config, targets), "conformance-session")

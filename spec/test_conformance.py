@@ -20,7 +20,13 @@ import pytest
 from spec.checker import Outcome, check
 from spec.drivers.server_process import ServerStartError
 from spec.matrix import first_line
-from spec.pytest_plugin import conformance_targets, record, settle_for, start_failures
+from spec.pytest_plugin import (
+    conformance_targets,
+    hypothesis_settings,
+    record,
+    settle_for,
+    start_failures,
+)
 from spec.replay import write_regression
 from spec.requirements import BY_ID, IDS, Level
 from spec.targets import Target, TargetError
@@ -61,10 +67,13 @@ def judge(target: Target, req_id: str, config: pytest.Config) -> Outcome:
     if target.name in failures:
         return Outcome(req_id, level, "not-run", detail=failures[target.name])
     try:
-        return check(target, req_id, settle=settle_for(config, target))
+        return check(target, req_id, settle=settle_for(config, target),
+                     hypothesis_settings=hypothesis_settings(config))
     except (ServerStartError, TargetError) as e:
         failures[target.name] = f"cannot start the server: {e}"
         return Outcome(req_id, level, "not-run", detail=failures[target.name])
+    except pytest.skip.Exception as e:  # Hypothesis, told to run no examples
+        return Outcome(req_id, level, "not-run", detail=f"no program was run: {e.msg}")
 
 
 def not_judged_reason(target: Target, outcome: Outcome) -> str:
