@@ -144,6 +144,9 @@ def default_name(target: Target) -> str:
         i += 1
     if i + 1 < len(words) and words[i] == "-m":  # python -m package.module
         return _as_name(words[i + 1].rpartition(".")[2])
+    if i > 0 and words[i - 1] in ("-c", "-e"):  # python -c CODE: named after the interpreter
+        runner = [w for w in words[:i] if _INTERPRETERS.fullmatch(Path(w).name)]
+        return _as_name(Path(runner[-1] if runner else words[0]).stem)
     word = words[i] if i < len(words) else words[0]
     return _as_name(Path(word).stem)
 

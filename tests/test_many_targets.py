@@ -36,6 +36,7 @@ REFERENCE = "impl.select_server:SelectEchoServer"
     ("env PORT={port} ./bin/server", "server"),
     ("PORT={port} ./my-server", "my-server"),
     ("/opt/echo/bin/echod {port}", "echod"),
+    ("python3 -c 'import sys; serve()' {port}", "python3"),
 ])
 def test_a_command_is_named_after_its_program(command: str, name: str) -> None:
     assert default_name(server_cmd(command)) == name
