@@ -39,7 +39,9 @@ h1{font-size:22px;margin:0 0 4px}
 table.matrix{border-collapse:collapse;margin:16px 0}
 .matrix th,.matrix td{border:1px solid #ccc;padding:4px 10px;text-align:left}
 .matrix thead th{background:#f4f4f4;vertical-align:bottom}
-.matrix thead small{font-weight:normal;color:#666;font-family:ui-monospace,monospace}
+.matrix thead small{font-weight:normal;color:#666;font-family:ui-monospace,monospace;
+display:block;max-width:16em;overflow-wrap:anywhere}
+.matrix tbody th{white-space:nowrap}
 .matrix td.cell{text-align:center;font-weight:bold;padding:0}
 .matrix td.cell a{display:block;padding:4px 10px;color:inherit;text-decoration:none}
 .matrix td.cell a:hover,.matrix td.cell[aria-current=true]{outline:2px solid #333}
@@ -105,7 +107,7 @@ def render(results: Sequence[matrix.TargetResult], *, strict: bool, not_run: str
 
 def _matrix(results: Sequence[matrix.TargetResult], strict: bool) -> str:
     head = "".join(f'<th scope="col">{escape(r.target.name)}<br><small>'
-                   f"{escape(_cut_line(r.target.spec, 60))}</small></th>" for r in results)
+                   f"{escape(_cut_line(r.target.spec, 48))}</small></th>" for r in results)
     rows = []
     for req_id in IDS:
         req = BY_ID[req_id]
