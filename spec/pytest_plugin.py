@@ -105,12 +105,6 @@ def conformance_targets(config: pytest.Config) -> list[Target]:
     return config.stash.get(_TARGETS, [])
 
 
-def conformance_target(config: pytest.Config) -> Target | None:
-    """The first target (for callers that check one)."""
-    targets = conformance_targets(config)
-    return targets[0] if targets else None
-
-
 def start_failures(config: pytest.Config) -> dict[str, str]:
     """Targets (by name) that could not start in this process, and why."""
     return config.stash.setdefault(_START_FAILURES, {})
