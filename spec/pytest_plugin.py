@@ -1,90 +1,223 @@
-"""pytest integration: check any echo server with `pytest --server-cmd` or `--impl`.
+"""pytest integration: check echo servers with `pytest --server-cmd`, `--impl` or `--targets`.
 
     pytest --server-cmd "./myserver --port {port}"        # any language
     pytest --impl mypkg.server:MyServer                    # a steppable Python class
-    pytest --impl impl.select_server:SelectEchoServer -n auto --report report.json
+    pytest --impl impl.select_server:SelectEchoServer --server-cmd "node echo.js {port}" \\
+           -n auto --report report.json --html report.html
+    pytest --targets examples/targets.toml -n auto -k seed-upper
 
 Installed (``pip install .``), the plugin is found through the ``pytest11``
 entry point, so this works from any directory; it does nothing unless a
 target is given.  With a target and no test paths on the command line,
-pytest runs only `spec/test_conformance.py`: one test per requirement, so the
-output reads as a conformance table, which is printed again at the end.  Exit
-status 0 when every MUST passes; a failed SHOULD is reported as xfail unless
-``--strict`` (pytest's own strict mode, which this plugin extends: SHOULD
-requirements then count too).  Works with pytest-xdist: the workers send each
-outcome to the controller in the test report's user_properties, and only the
-controller writes ``--report``.
+pytest runs only `spec/test_conformance.py`: one test per target and
+requirement (ids like ``[seed-upper-ECHO-5]``, so ``-k`` selects either and
+``-n auto`` spreads them over cores).  The summary is a matrix, requirements
+down and targets across (`spec.matrix`, which also defines each target's
+verdict and the JSON report's shapes).
+
+Exit status 0 only when every target passed every MUST requirement, each
+one judged; a requirement that was not judged (deselected, masked by
+another failure, inconclusive) is a skip and leaves the run "incomplete",
+exit status 1.  A failed SHOULD is reported as xfail unless ``--strict``
+(pytest's own strict mode, which this plugin extends: SHOULD requirements
+then count too).  Works with pytest-xdist: the workers send each outcome to
+the controller in the test report's user_properties, and only the
+controller writes ``--report`` and ``--html``.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+from hypothesis.database import ExampleDatabase
 
-from spec import profiles
+from spec import matrix, profiles
 from spec.checker import DEFAULT_SETTLE, Outcome
-from spec.requirements import BY_ID, IDS
-from spec.targets import Target, TargetError, impl, server_cmd
+from spec.example_db import ExampleDbError, example_database, with_database
+from spec.targets import (
+    Target,
+    TargetError,
+    impl,
+    load_targets_file,
+    named,
+    positive_seconds,
+    server_cmd,
+)
 
 CONFORMANCE_TESTS = Path(__file__).with_name("test_conformance.py")
 _PROPERTY = "conformance-outcome"
 
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("conformance", "echo server conformance")
-    group.addoption("--server-cmd", metavar="COMMAND",
-                    help="check this server command; '{port}' is replaced by a free port")
-    group.addoption("--impl", metavar="MODULE:CLASS",
-                    help="check this steppable Python server class in-process")
-    group.addoption("--settle", type=float, default=DEFAULT_SETTLE, metavar="SECONDS",
-                    help="seconds a process server gets for anything awaited "
-                    f"(default {DEFAULT_SETTLE:g})")
-    group.addoption("--report", metavar="PATH", help="write the verdicts as JSON")
-    group.addoption("--regressions", metavar="DIR",
-                    help="write a standalone pytest file per failure into DIR")
+    # Both append to one list, so the targets keep the command line's order.
+    group.addoption(
+        "--server-cmd", action="append", dest="conformance_cli_targets", default=[],
+        type=lambda value: ("cmd", value), metavar="COMMAND",
+        help="check this server command, any language; '{port}' is replaced by a free port. "
+        "Repeat for several targets; each is named after its program (echo_server, "
+        "select_server-2); to choose names, use --targets")
+    group.addoption(
+        "--impl", action="append", dest="conformance_cli_targets", default=[],
+        type=lambda value: ("impl", value), metavar="MODULE:CLASS",
+        help="check this steppable Python server class in-process (repeatable; named after "
+        "its module)")
+    group.addoption(
+        "--targets", metavar="TOML",
+        help="check the targets listed in this TOML file: [[target]] tables with name, "
+        "cmd or impl, and an optional settle (see examples/targets.toml)")
+    group.addoption(
+        "--settle", default=str(DEFAULT_SETTLE), metavar="SECONDS",
+        help="seconds a process server gets for anything awaited, a positive number "
+        f"(default {DEFAULT_SETTLE:g}; a target's own settle in --targets wins)")
+    group.addoption(
+        "--report", metavar="PATH",
+        help="write the verdicts as JSON (one target: {target, verdict, requirements}; "
+        "several: {verdict, targets: {NAME: ...}}; see spec/matrix.py). The verdict is pass "
+        "only if every MUST was judged and passed, else fail or incomplete (exit status 1). "
+        "Write path options as --report=PATH: a separate PATH that exists would be taken by "
+        "pytest as its rootdir")
+    group.addoption(
+        "--html", metavar="PATH",
+        help="write one self-contained HTML page: the matrix, and per cell the diagnosis, "
+        "the shrunk program as a sequence diagram, the replay command")
+    group.addoption(
+        "--regressions", metavar="DIR",
+        help="write a standalone pytest file per failure into DIR (a directory; created)")
+    group.addoption(
+        "--example-db", metavar="URL|DIR",
+        help="Hypothesis' example database to replay failures from and save them to: "
+        "redis://HOST:PORT/N (shared between machines; needs the 'redis' extra) or a "
+        "directory. It is used even under the CI profile, which otherwise has none")
 
 
-_TARGET = pytest.StashKey["Target | None"]()
+_TARGETS = pytest.StashKey[list[Target]]()
+_START_FAILURES = pytest.StashKey[dict[str, str]]()
+_EXAMPLE_DB = pytest.StashKey[ExampleDatabase]()
 
 
-def conformance_target(config: pytest.Config) -> Target | None:
-    return config.stash.get(_TARGET, None)
+def conformance_targets(config: pytest.Config) -> list[Target]:
+    return config.stash.get(_TARGETS, [])
 
 
+def start_failures(config: pytest.Config) -> dict[str, str]:
+    """Targets (by name) that could not start in this process, and why."""
+    return config.stash.setdefault(_START_FAILURES, {})
+
+
+def hypothesis_settings(config: pytest.Config) -> settings:
+    """The run's Hypothesis settings: its profile, with --example-db's database.
+
+    Resolved when a check starts, by name: a conftest.py collected late (as
+    when pytest runs from another directory) may load a profile of its own
+    after --hypothesis-profile was applied.
+    """
+    name = config.getoption("hypothesis_profile", None)
+    base = settings.get_profile(name) if name else settings()
+    return with_database(base, config.stash.get(_EXAMPLE_DB, None))
+
+
+def settle_for(config: pytest.Config, target: Target) -> float:
+    return target.settle or float(config.getoption("--settle"))
+
+
+@pytest.hookimpl(trylast=True)  # after Hypothesis' plugin has loaded --hypothesis-profile
 def pytest_configure(config: pytest.Config) -> None:
-    cmd, cls = config.getoption("--server-cmd"), config.getoption("--impl")
-    if cmd and cls:
-        raise pytest.UsageError("give --server-cmd or --impl, not both")
-    if config.getoption("--settle") <= 0:
-        raise pytest.UsageError("--settle must be a positive number of seconds")
     try:
-        target = server_cmd(cmd) if cmd else impl(cls) if cls else None
+        targets = _targets(config)
     except TargetError as e:
         raise pytest.UsageError(str(e)) from None
-    config.stash[_TARGET] = target
-    if target is None:
+    config.stash[_TARGETS] = targets
+    if not targets:
         return
-    config.pluginmanager.register(ConformanceSession(config, target), "conformance-session")
-    if config.args_source is not pytest.Config.ArgsSource.ARGS:
-        config.args = [str(CONFORMANCE_TESTS)]
+    is_controller = not hasattr(config, "workerinput")
+    if is_controller:
+        _check_output_paths(config)
     if config.getoption("hypothesis_profile", None) is None:
         profiles.load_default()
+    db = config.getoption("--example-db")
+    if db is not None:
+        try:
+            config.stash[_EXAMPLE_DB] = example_database(db, check=is_controller)
+        except ExampleDbError as e:
+            raise pytest.UsageError(str(e)) from None
+    config.pluginmanager.register(ConformanceSession(config, targets), "conformance-session")
+    if config.args_source is not pytest.Config.ArgsSource.ARGS:
+        config.args = [str(CONFORMANCE_TESTS)]
 
 
-def record(node: pytest.Item, outcome: Outcome) -> None:
+def _targets(config: pytest.Config) -> list[Target]:
+    config.option.settle = positive_seconds(config.getoption("--settle"), "--settle")
+    targets = [server_cmd(value) if kind == "cmd" else impl(value)
+               for kind, value in config.getoption("conformance_cli_targets")]
+    path = config.getoption("--targets")
+    if path is not None:
+        targets = load_targets_file(path) + targets
+    return named(targets)
+
+
+def _check_output_paths(config: pytest.Config) -> None:
+    """Fail before the run, not after it, when a report cannot be written."""
+    for option in ("--report", "--html"):
+        path = config.getoption(option)
+        if path is None:
+            continue
+        if not path.strip() or Path(path).is_dir():
+            raise pytest.UsageError(f"{option} {path!r} should be a file path")
+        _writable(option, Path(path).parent)
+    directory = config.getoption("--regressions")
+    if directory is not None:
+        d = Path(directory)
+        if not directory.strip() or (d.exists() and not d.is_dir()):
+            raise pytest.UsageError(f"--regressions {directory!r} is not a directory; give a "
+                                    "directory for the regression files")
+        while not d.exists():
+            d = d.parent
+        _writable("--regressions", d)
+
+
+def _writable(option: str, directory: Path) -> None:
+    where = directory or Path(".")
+    if not where.is_dir():
+        raise pytest.UsageError(f"{option}: directory {str(where)!r} does not exist")
+    try:
+        with tempfile.NamedTemporaryFile(dir=where, prefix=".conformance-probe-"):
+            pass
+    except OSError as e:
+        raise pytest.UsageError(f"{option}: cannot write in {str(where)!r} "
+                                f"({e.strerror or e})") from None
+
+
+def record(node: pytest.Item, target: Target, outcome: Outcome) -> None:
     """Attach an outcome to a test's report; the controller collects it."""
-    node.user_properties.append((_PROPERTY, json.dumps({
-        "requirement": outcome.requirement, **outcome.as_report()})))
+    entry = {"target": target.name, "requirement": outcome.requirement,
+             **outcome.as_report(), "evidence": evidence(outcome)}
+    node.user_properties.append((_PROPERTY, json.dumps(entry, default=str)))
+
+
+def evidence(outcome: Outcome) -> dict:
+    """What the HTML sequence diagram is drawn from: the program and the violation."""
+    v = outcome.violation
+    violation = None if v is None else {
+        "requirement": v.requirement, "summary": v.summary, "offset": v.offset,
+        "connection": v.connection,
+        "expected_hex": None if v.expected is None else bytes(v.expected).hex(),
+        "received_hex": None if v.received is None else bytes(v.received).hex()}
+    return {"program": list(outcome.program), "violation": violation}
 
 
 class ConformanceSession:
-    """Collects outcomes (from every xdist worker), prints the table, writes the report."""
+    """Collects outcomes (from every xdist worker), prints the matrix, writes the reports."""
 
-    def __init__(self, config: pytest.Config, target: Target) -> None:
+    def __init__(self, config: pytest.Config, targets: list[Target]) -> None:
         self.config = config
-        self.target = target
-        self.outcomes: dict[str, dict] = {}
+        self.targets = targets
+        self.entries: dict[str, dict[str, dict]] = {t.name: {} for t in targets}
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when != "call":
@@ -92,41 +225,61 @@ class ConformanceSession:
         for name, value in report.user_properties:
             if name == _PROPERTY:
                 data = json.loads(value)
-                self.outcomes[data.pop("requirement")] = data
+                target, req_id = data.pop("target"), data.pop("requirement")
+                self.entries.setdefault(target, {})[req_id] = data
 
-    def verdict(self) -> str:
-        """"pass" only if something was judged and every requirement that
-        counts (MUST, or all with --strict) among those run passed."""
-        strict = self.config.getoption("strict")
-        counted = [o for req_id, o in self.outcomes.items()
-                   if strict or BY_ID[req_id].level.value == "MUST"]
-        if not self.outcomes or any(o["verdict"] != "pass" for o in counted):
-            return "fail"
-        return "pass"
+    @property
+    def strict(self) -> bool:
+        return bool(self.config.getoption("strict"))
+
+    def results(self) -> list[matrix.TargetResult]:
+        return [matrix.TargetResult(t, self.entries.get(t.name, {})) for t in self.targets]
+
+    def not_run(self) -> str:
+        """Why a requirement with no outcome has none."""
+        for flag, option in (("-k", "keyword"), ("-m", "markexpr")):
+            value = self.config.getoption(option, "")
+            if value:
+                return f"not run: deselected by {flag} {value!r} (or the run stopped early)"
+        return "not run: the run stopped before it"
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
-        if not self.outcomes:
+        if hasattr(self.config, "workerinput"):
             return
         tr = terminalreporter
-        tr.section(f"conformance of {self.target.label}")
-        for req_id in IDS:
-            r = BY_ID[req_id]
-            o = self.outcomes.get(req_id, {"verdict": "not-run", "seconds": 0.0})
-            tr.write_line(f"{req_id:8} {r.level.value:6} {r.title:17} "
-                          f"{o['verdict'].upper():8} {o['seconds']:7.2f} s")
-        scope = "all requirements" if self.config.getoption("strict") else "MUST requirements"
-        tr.write_line(f"verdict: {self.verdict().upper()} ({scope})")
+        results = self.results()
+        tr.section("conformance")
+        for line in matrix.terminal_lines(results, self.strict):
+            tr.write_line(line)
+        for result in results:
+            missing = {req_id: why for req_id, why in result.not_judged(self.not_run()).items()
+                       if matrix.counts(req_id, self.strict)}
+            by_reason: dict[str, list[str]] = {}
+            for req_id, why in missing.items():
+                by_reason.setdefault(why, []).append(req_id)
+            for why, ids in by_reason.items():
+                tr.write_line(f"{result.target.name}: not judged {', '.join(ids)}: {why}")
+        tr.write_line(f"verdict: {matrix.overall(results, self.strict).upper()}")
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        path = self.config.getoption("--report")
-        if not path or hasattr(self.config, "workerinput"):
+        if hasattr(self.config, "workerinput"):
             return
-        requirements = {}
-        for req_id in IDS:
-            entry = {"level": BY_ID[req_id].level.value, "verdict": "not-run", "detail": "",
-                     "counterexample": ""}
-            entry.update(self.outcomes.get(req_id, {}))
-            requirements[req_id] = entry
-        report = {"target": self.target.spec, "verdict": self.verdict(),
-                  "requirements": requirements}
-        Path(path).write_text(json.dumps(report, indent=2) + "\n")
+        results = self.results()
+        if matrix.overall(results, self.strict) != "pass" and session.exitstatus == 0:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        path = self.config.getoption("--report")
+        if path:
+            report = matrix.report(results, self.strict, self.not_run())
+            _write(Path(path), json.dumps(report, indent=2, default=str) + "\n")
+        path = self.config.getoption("--html")
+        if path:
+            from spec.report_html import render
+
+            _write(Path(path), render(results, strict=self.strict, not_run=self.not_run()))
+
+
+def _write(path: Path, text: str) -> None:
+    """Write whole or not at all: a reader never sees half a report."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

@@ -2,14 +2,27 @@
 
 Every mistake a user can make naming a target becomes a `TargetError` with
 one line that says what to do.
+
+A run may check several targets.  Each has a `name` (used in test ids, the
+matrix and the reports): from a targets file it is the name written there;
+from the command line it is the program's or the module's name
+(`node examples/echo_server.js {port}` is `echo_server`, `--impl
+impl.select_server:SelectEchoServer` is `select_server`), made unique with
+`-2`, `-3`.  Names never come from splitting `NAME=COMMAND`: a command may
+itself begin with `VAR=value`.
 """
 
 from __future__ import annotations
 
 import importlib
+import math
+import re
 import shlex
 import sys
-from dataclasses import dataclass
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from spec.drivers.base import Driver
 from spec.drivers.inprocess import InProcessDriver
@@ -30,6 +43,10 @@ class Target:
 
     kind: str
     spec: str
+    #: What the matrix, the test ids and the reports call it (not part of its identity).
+    name: str = field(default="", compare=False)
+    #: Its own --settle, from a targets file; None: the run's.
+    settle: float | None = field(default=None, compare=False)
 
     @property
     def label(self) -> str:
@@ -53,6 +70,9 @@ class Target:
 
 
 def server_cmd(command: str) -> Target:
+    if not command.strip():
+        raise TargetError("--server-cmd is empty: give a command with '{port}', e.g. "
+                          "--server-cmd 'python myserver.py --port {port}'")
     if "{port}" not in command:
         raise TargetError(f"--server-cmd {command!r} has no '{{port}}' placeholder: write where "
                           "the port goes, e.g. --server-cmd 'python myserver.py --port {port}'")
@@ -66,6 +86,9 @@ def server_cmd(command: str) -> Target:
 
 
 def impl(spec: str) -> Target:
+    if not spec.strip():
+        raise TargetError("--impl is empty: give MODULE:CLASS, e.g. "
+                          "--impl impl.select_server:SelectEchoServer")
     load_impl(spec)  # fail now, with a clear message, not in the middle of a test
     return Target("impl", spec)
 
@@ -100,3 +123,124 @@ BUNDLED = {
     "seed-echo": "impl.seed_echo_server:SeedEchoServer",
     "seed-upper": "impl.seed_upper_server:SeedUpperServer",
 }
+
+
+#: A target's name: what pytest's -k and the test ids can hold as one word.
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_ENV_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
+_INTERPRETERS = re.compile(r"(python[0-9.]*|pypy[0-9.]*|node|nodejs|deno|bun|ruby|perl|php|"
+                           r"sh|bash|dash|zsh|java|env|exec|nice|taskset|timeout|stdbuf)")
+
+
+def default_name(target: Target) -> str:
+    """The program's or module's name: what a person would call the target."""
+    if target.kind == "impl":
+        return _as_name(target.spec.partition(":")[0].rpartition(".")[2])
+    words = shlex.split(target.spec)
+    i = 0
+    while i < len(words) and (_ENV_ASSIGNMENT.match(words[i])
+                              or _INTERPRETERS.fullmatch(Path(words[i]).name)
+                              or (words[i].startswith("-") and words[i] != "-m")):
+        i += 1
+    if i + 1 < len(words) and words[i] == "-m":  # python -m package.module
+        return _as_name(words[i + 1].rpartition(".")[2])
+    if i > 0 and words[i - 1] in ("-c", "-e"):  # python -c CODE: named after the interpreter
+        runner = [w for w in words[:i] if _INTERPRETERS.fullmatch(Path(w).name)]
+        return _as_name(Path(runner[-1] if runner else words[0]).stem)
+    word = words[i] if i < len(words) else words[0]
+    return _as_name(Path(word).stem)
+
+
+def _as_name(text: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-._")
+    return name or "server"
+
+
+def named(targets: Iterable[Target]) -> list[Target]:
+    """The targets, each with a unique name: its own, or its default made unique."""
+    targets = list(targets)
+    taken = {t.name for t in targets if t.name}
+    seen: set[str] = set()
+    result = []
+    for t in targets:
+        if t.name:
+            if t.name in seen:
+                raise TargetError(f"two targets are named {t.name!r}; give each its own name")
+            seen.add(t.name)
+            result.append(t)
+            continue
+        base = default_name(t)
+        name, n = base, 1
+        while name in taken or name in seen:
+            n += 1
+            name = f"{base}-{n}"
+        seen.add(name)
+        result.append(replace(t, name=name))
+    return result
+
+
+def positive_seconds(value: object, what: str) -> float:
+    """`value` as a finite number of seconds greater than 0, or a TargetError."""
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if isinstance(value, bool) or not math.isfinite(seconds) or seconds <= 0:
+        raise TargetError(f"{what} must be a positive number of seconds, not {value!r}")
+    return seconds
+
+
+def load_targets_file(path: str | Path) -> list[Target]:
+    """The targets a TOML file lists, in order:
+
+        [[target]]
+        name = "reference"
+        impl = "impl.select_server:SelectEchoServer"
+
+        [[target]]
+        name = "node"
+        cmd = "node examples/echo_server.js {port}"
+        settle = 3          # optional: this target's --settle
+    """
+    where = f"--targets {path}"
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except OSError as e:
+        raise TargetError(f"{where}: cannot read it ({e.strerror or e})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise TargetError(f"{where} is not valid TOML: {e}") from None
+    extra = set(data) - {"target"}
+    entries = data.get("target")
+    if extra or not isinstance(entries, list) or not entries:
+        raise TargetError(f"{where} should hold [[target]] tables (name, cmd or impl, "
+                          "optional settle) and nothing else")
+    targets = []
+    for i, entry in enumerate(entries, 1):
+        targets.append(_file_target(entry, f"{where}, target {i}"))
+    return targets
+
+
+def _file_target(entry: object, where: str) -> Target:
+    if not isinstance(entry, dict):
+        raise TargetError(f"{where} is not a table")
+    unknown = set(entry) - {"name", "cmd", "impl", "settle"}
+    if unknown:
+        raise TargetError(f"{where}: unknown key {sorted(unknown)[0]!r} "
+                          "(known: name, cmd, impl, settle)")
+    name = entry.get("name")
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise TargetError(f"{where}: name {name!r} should be letters, digits, '_', '.' or '-'")
+    where = f"{where} ({name})"
+    if ("cmd" in entry) == ("impl" in entry):
+        raise TargetError(f"{where}: give cmd or impl (exactly one)")
+    value = entry.get("cmd", entry.get("impl"))
+    if not isinstance(value, str):
+        raise TargetError(f"{where}: cmd/impl should be a string")
+    settle = entry.get("settle")
+    if settle is not None:
+        settle = positive_seconds(settle, f"{where}: settle")
+    try:
+        target = server_cmd(value) if "cmd" in entry else impl(value)
+    except TargetError as e:
+        raise TargetError(f"{where}: {e}") from None
+    return replace(target, name=name, settle=settle)

@@ -1,9 +1,14 @@
-"""The conformance tests: one per requirement, against --server-cmd or --impl.
+"""The conformance tests: one per target and requirement.
 
 Run from the repository root:
 
     pytest --server-cmd "python myserver.py --port {port}"
     pytest --impl impl.select_server:SelectEchoServer
+    pytest --targets examples/targets.toml -n auto
+
+A requirement that could not be judged is a skip that says why; a server
+that cannot start is tried once per process, and every later requirement
+of that target is skipped with the same line.
 """
 
 from __future__ import annotations
@@ -14,45 +19,77 @@ import pytest
 
 from spec.checker import Outcome, check
 from spec.drivers.server_process import ServerStartError
-from spec.pytest_plugin import conformance_target, record
+from spec.matrix import first_line
+from spec.pytest_plugin import (
+    conformance_targets,
+    hypothesis_settings,
+    record,
+    settle_for,
+    start_failures,
+)
 from spec.replay import write_regression
 from spec.requirements import BY_ID, IDS, Level
 from spec.targets import Target, TargetError
 
-
-@pytest.fixture
-def target(request: pytest.FixtureRequest) -> Target:
-    t = conformance_target(request.config)
-    if t is None:
-        pytest.skip("no server to check: give --server-cmd 'COMMAND {port}' or --impl MODULE:CLASS")
-    return t
+#: How much of a start failure the one-line skip reason shows.
+START_LINE = 300
 
 
-@pytest.mark.parametrize("req_id", IDS)
-def test_requirement(req_id: str, target: Target, request: pytest.FixtureRequest) -> None:
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "target" not in metafunc.fixturenames:
+        return
+    targets = conformance_targets(metafunc.config)
+    params = [pytest.param(t, r, id=f"{t.name}-{r}") for t in targets for r in IDS]
+    metafunc.parametrize(("target", "req_id"),
+                         params or [pytest.param(None, r, id=r) for r in IDS])
+
+
+def test_requirement(target: Target | None, req_id: str, request: pytest.FixtureRequest) -> None:
+    if target is None:
+        pytest.skip("no server to check: give --server-cmd 'COMMAND {port}', "
+                    "--impl MODULE:CLASS or --targets FILE")
     config = request.config
-    settle = config.getoption("--settle")
-    level = BY_ID[req_id].level
-    try:
-        outcome = check(target, req_id, settle=settle)
-    except (ServerStartError, TargetError) as e:
-        outcome = Outcome(req_id, level.value, "not-run", detail=f"cannot start the server: {e}")
-    record(request.node, outcome)
+    outcome = judge(target, req_id, config)
+    record(request.node, target, outcome)
     if outcome.verdict == "pass":
         return
-    if outcome.verdict == "not-run":
-        message = f"{req_id} could not be judged: {outcome.detail}"
-    else:
-        message = failure_message(outcome, target, request)
-    if level is Level.SHOULD and not config.getoption("strict"):
+    if outcome.verdict != "fail":
+        pytest.skip(not_judged_reason(target, outcome))
+    message = failure_message(outcome, target, request)
+    if BY_ID[req_id].level is Level.SHOULD and not config.getoption("strict"):
         pytest.xfail(f"{req_id} is a SHOULD (use --strict to fail on it):\n{message}")
     pytest.fail(message, pytrace=False)
 
 
+def judge(target: Target, req_id: str, config: pytest.Config) -> Outcome:
+    level = BY_ID[req_id].level.value
+    failures = start_failures(config)
+    if target.name in failures:
+        return Outcome(req_id, level, "not-run", detail=failures[target.name])
+    try:
+        return check(target, req_id, settle=settle_for(config, target),
+                     hypothesis_settings=hypothesis_settings(config))
+    except (ServerStartError, TargetError) as e:
+        failures[target.name] = f"cannot start the server: {e}"
+        return Outcome(req_id, level, "not-run", detail=failures[target.name])
+    except pytest.skip.Exception as e:  # Hypothesis, told to run no examples
+        return Outcome(req_id, level, "not-run", detail=f"no program was run: {e.msg}")
+
+
+def not_judged_reason(target: Target, outcome: Outcome) -> str:
+    """One line: what kept this requirement from being judged."""
+    if outcome.detail.startswith("cannot start the server"):
+        line = " ".join(outcome.detail.split())
+        return f"{target.name}: {line[:START_LINE]}"
+    masked_by = getattr(outcome, "masked_by", None)
+    why = f"masked by {masked_by}" if masked_by else first_line(outcome.detail.split(";")[0])
+    return f"{outcome.requirement} not judged for {target.name} ({outcome.verdict}): {why}"
+
+
 def failure_message(outcome: Outcome, target: Target, request: pytest.FixtureRequest) -> str:
     r = BY_ID[outcome.requirement]
-    lines = [f"{r.id} ({r.level.value}, {r.title}) fails for {target.label}", "",
-             outcome.detail]
+    lines = [f"{r.id} ({r.level.value}, {r.title}) fails for {target.name} ({target.label})",
+             "", outcome.detail]
     if outcome.program:
         steps = "\n".join(f"    {line}" for line in outcome.program)
         lines += ["", f"Shrunk program ({len(outcome.program)} steps):", steps,
@@ -62,6 +99,6 @@ def failure_message(outcome: Outcome, target: Target, request: pytest.FixtureReq
         if directory:
             path = write_regression(Path(directory), target, outcome.requirement,
                                     outcome.program, outcome.violation,
-                                    request.config.getoption("--settle"))
+                                    settle_for(request.config, target))
             lines.append(f"Regression test written: {path}")
     return "\n".join(lines)

@@ -1,0 +1,137 @@
+"""The verdicts of a run over many targets: per target, the matrix, the JSON.
+
+Design note
+-----------
+Everything here is pure data, shared by the terminal summary, the JSON
+report and the HTML report, so the three always agree.  A run's results are
+``{target name: {requirement id: entry}}`` where an entry is the checker's
+``Outcome.as_report()`` passed through untouched (plus ``evidence``, the
+program and violation the HTML diagram is drawn from).  A requirement with
+no entry was not run (deselected, or the run stopped early).
+
+A target's verdict counts the MUST requirements (every requirement with
+``--strict``):
+
+    pass        every counted requirement was judged and passed
+    fail        a counted requirement failed
+    incomplete  none failed, but some were not judged (not run, "not-run",
+                "inconclusive", or any verdict other than pass/fail)
+
+The JSON report of a single target keeps the original shape and adds two
+keys::
+
+    {"target": SPEC, "name": NAME, "verdict": ..., "not_judged": {ID: WHY},
+     "requirements": {ID: ENTRY, ...}}
+
+Several targets::
+
+    {"verdict": WORST, "strict": BOOL,
+     "targets": {NAME: {"target": SPEC, "kind": "cmd"|"impl", "verdict": ...,
+                        "not_judged": {ID: WHY}, "requirements": {ID: ENTRY}}}}
+
+WORST is "fail" if any target fails, else "incomplete" if any is
+incomplete, else "pass".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from spec.requirements import BY_ID, IDS, Level
+from spec.targets import Target
+
+JUDGED = ("pass", "fail")
+#: The order of badness of target verdicts.
+VERDICTS = ("pass", "incomplete", "fail")
+
+
+def counts(req_id: str, strict: bool) -> bool:
+    """Whether this requirement decides a target's verdict."""
+    return strict or BY_ID[req_id].level is Level.MUST
+
+
+def cell(entry: Mapping | None, req_id: str, strict: bool) -> str:
+    """What the matrix shows for one target and requirement."""
+    if entry is None or entry.get("verdict") not in JUDGED:
+        return "not judged"
+    if entry["verdict"] == "pass":
+        return "PASS"
+    return "FAIL" if counts(req_id, strict) else "xfail"
+
+
+def first_line(text: str, limit: int = 200) -> str:
+    line = (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def why_not_judged(entry: Mapping | None, not_run: str) -> str:
+    """One line: why this requirement has no verdict."""
+    if entry is None:
+        return not_run
+    verdict = entry.get("verdict", "not-run")
+    masked_by = entry.get("masked_by")
+    if masked_by:
+        return f"{verdict}: masked by {masked_by}"
+    return f"{verdict}: {first_line(entry.get('detail', '')) or 'no reason given'}"
+
+
+@dataclass
+class TargetResult:
+    target: Target
+    entries: dict[str, dict]
+
+    def verdict(self, strict: bool) -> str:
+        counted = [req_id for req_id in IDS if counts(req_id, strict)]
+        if any((self.entries.get(r) or {}).get("verdict") == "fail" for r in counted):
+            return "fail"
+        if any(cell(self.entries.get(r), r, strict) == "not judged" for r in counted):
+            return "incomplete"
+        return "pass"
+
+    def not_judged(self, not_run: str) -> dict[str, str]:
+        return {req_id: why_not_judged(self.entries.get(req_id), not_run) for req_id in IDS
+                if self.entries.get(req_id, {}).get("verdict") not in JUDGED}
+
+    def report(self, strict: bool, not_run: str) -> dict:
+        requirements = {}
+        for req_id in IDS:
+            entry = {"level": BY_ID[req_id].level.value, "verdict": "not-run",
+                     "detail": not_run, "counterexample": ""}
+            entry.update(self.entries.get(req_id, {}))
+            requirements[req_id] = entry
+        return {"target": self.target.spec, "name": self.target.name, "kind": self.target.kind,
+                "verdict": self.verdict(strict), "not_judged": self.not_judged(not_run),
+                "requirements": requirements}
+
+
+def overall(results: Sequence[TargetResult], strict: bool) -> str:
+    if not results:
+        return "incomplete"
+    return max((r.verdict(strict) for r in results), key=VERDICTS.index)
+
+
+def report(results: Sequence[TargetResult], strict: bool, not_run: str) -> dict:
+    """The JSON report (shapes in the module docstring)."""
+    if len(results) == 1:
+        return results[0].report(strict, not_run)
+    return {"verdict": overall(results, strict), "strict": strict,
+            "targets": {r.target.name: r.report(strict, not_run) for r in results}}
+
+
+def terminal_lines(results: Sequence[TargetResult], strict: bool) -> list[str]:
+    """Requirements down, targets across, each target's verdict at the bottom."""
+    names = [r.target.name for r in results]
+    width = max([10, *(len(n) for n in names)]) + 2
+    head = 8 + 1 + 6 + 1 + 17
+    lines = [f"{'':{head}} " + "".join(f"{n:<{width}}" for n in names).rstrip()]
+    for req_id in IDS:
+        r = BY_ID[req_id]
+        row = [cell(res.entries.get(req_id), req_id, strict) for res in results]
+        lines.append(f"{req_id:8} {r.level.value:6} {r.title:17} "
+                     + "".join(f"{c:<{width}}" for c in row).rstrip())
+    scope = "all requirements" if strict else "MUST requirements"
+    verdicts = [res.verdict(strict).upper() for res in results]
+    lines.append(f"{'verdict (' + scope + ')':{head}} "
+                 + "".join(f"{v:<{width}}" for v in verdicts).rstrip())
+    return lines

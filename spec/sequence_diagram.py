@@ -1,0 +1,394 @@
+"""A counterexample program drawn as a sequence diagram (inline SVG).
+
+Design note
+-----------
+A shrunk program (``c0 = state.connect()``, ``state.send(c0, Payload(b'ab'),
+writes=2)``, ...) says what the clients did, not what the server answered.
+So the diagram replays the program against the protocol's own model: each
+client's sends, half-closes, resets and closes, and the echo and EOF a
+conforming server owes it at each step (echo arrives at once for a reading
+client; a flooding client gets it when it reads, drains or is torn down).
+The violation then marks where this server departed from that: the echo
+arrow whose byte range holds the first divergent byte (from the violation's
+connection and offset), with the expected and received bytes there, or the
+server's lane when no connection is to blame (a crash).
+
+Program lines are parsed with `ast` and only the known step shapes are
+understood; anything else is drawn as a note with its text.  Every string
+that reaches the SVG is escaped: program text and violations may contain
+anything a server sent.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+from html import escape
+
+from spec.model import CONTEXT, transform
+
+SERVER = "server"
+LANE_W = 200
+ROW_H = 30
+TOP = 46
+LEFT = 20
+MIN_WIDTH = 720  # room for a note's text however few the lanes
+CHAR_W = 6.6  # monospace 11px
+PREVIEW = 12  # bytes shown of a payload
+
+COLOURS = {"data": "#1f5fa8", "echo": "#2e7d32", "control": "#555", "eof": "#7a4fa0",
+           "reset": "#c62828", "fail": "#c62828"}
+
+
+@dataclass
+class Step:
+    """One program line: the action, its client (if any) and its arguments."""
+
+    action: str
+    client: str | None = None
+    args: list = field(default_factory=list)
+    kwargs: dict = field(default_factory=dict)
+    text: str = ""
+
+
+@dataclass
+class Event:
+    """One row of the diagram: an arrow between lanes, or a note."""
+
+    src: str | None
+    dst: str | None
+    label: str
+    style: str = "data"
+    #: For echo arrows: the client and the byte range of its echo stream.
+    echo: tuple[str, int, int] | None = None
+    failed: str = ""  # the divergence shown on this row
+
+
+def parse_step(line: str) -> Step:
+    """A program line as a Step; a line of another shape is an "unknown" step."""
+    try:
+        tree = ast.parse(line.strip(), mode="exec")
+    except SyntaxError:
+        return Step("unknown", text=line)
+    if len(tree.body) != 1:
+        return Step("unknown", text=line)
+    node = tree.body[0]
+    assigned = None
+    if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(
+            node.targets[0], ast.Name):
+        assigned, call = node.targets[0].id, node.value
+    elif isinstance(node, ast.Expr):
+        call = node.value
+    else:
+        return Step("unknown", text=line)
+    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
+            and isinstance(call.func.value, ast.Name) and call.func.value.id == "state"):
+        return Step("unknown", text=line)
+    try:
+        args = [_value(a) for a in call.args]
+        kwargs = {k.arg: _value(k.value) for k in call.keywords if k.arg}
+    except ValueError:
+        return Step("unknown", text=line)
+    client = assigned
+    if args and isinstance(args[0], _Client):
+        client = args.pop(0).name
+    return Step(call.func.attr, client, args, kwargs, line)
+
+
+@dataclass(frozen=True)
+class _Client:
+    name: str
+
+
+@dataclass(frozen=True)
+class Payload:
+    """A step's payload: `pattern`, or `size` bytes starting with it."""
+
+    pattern: bytes
+    size: int | None = None
+
+    @property
+    def length(self) -> int:
+        if self.size is None:
+            return len(self.pattern)
+        return self.size if self.size > len(self.pattern) else len(self.pattern[: self.size])
+
+    @property
+    def head(self) -> bytes:
+        return self.pattern[: self.length]
+
+
+def _value(node: ast.expr):
+    """A literal, a client name, or Payload(bytes[, int]); never evaluated code."""
+    if isinstance(node, ast.Name):
+        return _Client(node.id)
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+            and node.func.id == "Payload" and not node.keywords and 1 <= len(node.args) <= 2):
+        values = [ast.literal_eval(a) for a in node.args]
+        if not isinstance(values[0], bytes) or (len(values) == 2
+                                                and not isinstance(values[1], int)):
+            raise ValueError("not a payload")
+        return Payload(*values)
+    return ast.literal_eval(node)
+
+
+def size(n: int) -> str:
+    """Bytes for a person: 3 B, 64 KiB, 4 MiB, 1.5 MiB."""
+    for unit, scale in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            value = n / scale
+            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
+    return f"{n} B"
+
+
+def preview(data: bytes, total: int | None = None) -> str:
+    """Up to PREVIEW bytes as a Python literal, then … when there is more."""
+    total = len(data) if total is None else total
+    shown = repr(bytes(data[:PREVIEW]))
+    return shown + ("…" if total > min(len(data), PREVIEW) else "")
+
+
+@dataclass
+class _Lane:
+    reading: bool = True
+    owed: int = 0
+    delivered: int = 0
+    half_closed: bool = False
+    eof: bool = False
+    ended: bool = False
+    #: What the next echo bytes start with, when known.
+    next_echo: bytes = b""
+
+
+def events(program: list[str]) -> tuple[list[str], list[Event]]:
+    """The lanes (clients in order, then the server) and the rows of the diagram."""
+    lanes: dict[str, _Lane] = {}
+    rows: list[Event] = []
+    created = 0
+
+    def lane(name: str) -> _Lane:
+        return lanes.setdefault(name, _Lane())
+
+    def deliver(name: str, n: int, why: str) -> None:
+        c = lane(name)
+        n = min(n, c.owed)
+        if n <= 0:
+            return
+        head = c.next_echo[:n]
+        label = f"{why} {preview(head, n) if head else ''} ({size(n)})".replace("  ", " ")
+        rows.append(Event(SERVER, name, label, "echo", echo=(name, c.delivered, c.delivered + n)))
+        c.delivered += n
+        c.owed -= n
+        c.next_echo = c.next_echo[n:]
+
+    def owe(name: str, payload_head: bytes, n: int) -> None:
+        c = lane(name)
+        if c.owed == len(c.next_echo):
+            c.next_echo += transform(payload_head)
+        c.owed += n
+        if c.reading:
+            deliver(name, c.owed, "echo")
+
+    def eof_if_done(name: str) -> None:
+        c = lane(name)
+        if c.half_closed and not c.eof and not c.owed:
+            rows.append(Event(SERVER, name, "EOF (FIN)", "eof"))
+            c.eof = True
+
+    for line in program:
+        step = parse_step(line)
+        name, a = step.client, step.action
+        if a == "connect" and name:
+            created += 1
+            lane(name)
+            rows.append(Event(name, SERVER, "connect", "control"))
+        elif a in ("send", "flood") and name and step.args and isinstance(step.args[0], Payload):
+            p = step.args[0]
+            writes = step.kwargs.get("writes", 1)
+            if a == "flood":
+                lane(name).reading = False
+                label = f"flood {preview(p.head, p.length)} (up to {size(p.length)}), not reading"
+            else:
+                split = f", {writes} writes" if isinstance(writes, int) and writes > 1 else ""
+                label = f"{preview(p.head, p.length)} ({size(p.length)}{split})"
+            rows.append(Event(name, SERVER, label, "data"))
+            owe(name, p.head, p.length)
+        elif a == "read" and name and step.args and isinstance(step.args[0], int):
+            deliver(name, step.args[0], f"read ≤{size(step.args[0])}:")
+        elif a == "drain" and name:
+            lane(name).reading = True
+            deliver(name, lane(name).owed, "drain:")
+        elif a in ("half_close", "send_and_half_close") and name:
+            c = lane(name)
+            if a == "send_and_half_close" and step.args and isinstance(step.args[0], Payload):
+                p = step.args[0]
+                rows.append(Event(name, SERVER, f"{preview(p.head, p.length)} "
+                                  f"({size(p.length)}) + FIN (half-close)", "eof"))
+                c.half_closed = True
+                owe(name, p.head, p.length)
+            else:
+                rows.append(Event(name, SERVER, "FIN (half-close)", "eof"))
+                c.half_closed = True
+            eof_if_done(name)
+        elif a == "abort" and name:
+            rows.append(Event(name, SERVER, "RST (abort)", "reset"))
+            lane(name).ended = True
+        elif a == "close" and name:
+            unread = lane(name).owed
+            rows.append(Event(name, SERVER, f"close: RST, {size(unread)} unread" if unread
+                              else "close (FIN)", "reset" if unread else "control"))
+            lane(name).ended = True
+        elif a == "burst" and len(step.args) == 2 and isinstance(step.args[1], Payload):
+            n, p = step.args
+            for i in range(n if isinstance(n, int) else 0):
+                name = f"c{created}"
+                created += 1
+                data = p.head + bytes([i]) * (i + 1)
+                lane(name)
+                rows.append(Event(name, SERVER, f"connect, {preview(data)} ({size(len(data))}), "
+                                  "FIN", "data"))
+                c = lane(name)
+                c.next_echo, c.owed, c.half_closed = transform(data), len(data), True
+                deliver(name, len(data), "echo")
+                eof_if_done(name)
+                c.ended = True
+        elif a == "connect_out_of_descriptors":
+            rows.append(Event(None, None, "server out of descriptors: a client connects; it "
+                              "must be refused, or served once descriptors are free", "control"))
+        elif a == "choose_scenario":
+            scenario = step.kwargs.get("scenario", step.args[0] if step.args else "?")
+            rows.append(Event(None, None, f"scenario: {scenario}'s programs", "control"))
+        elif a == "teardown":
+            rows.append(Event(None, None, "end of program: every client reads what it is owed",
+                              "control"))
+            for name, c in lanes.items():
+                if not c.ended:
+                    deliver(name, c.owed, "echo")
+                    eof_if_done(name)
+        else:
+            rows.append(Event(None, None, step.text.strip() or line, "control"))
+    return [*lanes, SERVER], rows
+
+
+def mark_violation(rows: list[Event], violation: dict | None) -> None:
+    """Mark the row where the server first departed from the model."""
+    if not violation:
+        return
+    connection, offset = violation.get("connection"), violation.get("offset")
+    where = None
+    if connection:
+        echoes = [r for r in rows if r.echo and r.echo[0] == connection]
+        if offset is not None:
+            where = next((r for r in echoes if r.echo[1] <= offset < r.echo[2]), None)
+        if where is None:
+            to_client = [r for r in rows if connection in (r.src, r.dst)]
+            where = to_client[-1] if to_client else None
+    text = divergence(violation)
+    summary = f"✗ {violation.get('requirement', '')}: {violation.get('summary', '')}"
+    if where is not None:
+        where.failed = text or summary
+    rows.append(Event(None, None, summary, "fail",
+                      failed=text if where is None else ""))
+
+
+def divergence(violation: dict) -> str:
+    """'byte 3: expected b'A', received b'a'' from the violation's windows."""
+    offset = violation.get("offset")
+    expected = _hex(violation.get("expected_hex"))
+    received = _hex(violation.get("received_hex"))
+    if offset is None or expected is None:
+        return ""
+    # The model's windows start CONTEXT bytes before the divergence (or at it
+    # when nothing was received there).
+    start = max(0, offset - CONTEXT) if received else offset
+    i = offset - start
+    want = preview(expected[i:i + 4], len(expected) - i)
+    got = preview(received[i:i + 4], len(received) - i) if received and i < len(received) \
+        else "nothing"
+    return f"✗ first divergent byte at offset {offset}: expected {want}, received {got}"
+
+
+def _hex(value: str | None) -> bytes | None:
+    if value is None:
+        return None
+    try:
+        return bytes.fromhex(value)
+    except ValueError:
+        return None
+
+
+def svg(program: list[str], violation: dict | None = None) -> str:
+    """The diagram as an inline <svg> element."""
+    lanes, rows = events(program)
+    mark_violation(rows, violation)
+    x = {name: LEFT + LANE_W // 2 + i * LANE_W for i, name in enumerate(lanes)}
+    width = max(MIN_WIDTH, LEFT * 2 + LANE_W * len(lanes))
+    height = TOP + ROW_H * (len(rows) + 1) + sum(ROW_H for r in rows if r.failed)
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="sequence" width="{width}" '
+           f'height="{height}" viewBox="0 0 {width} {height}" role="img" '
+           f'font-family="ui-monospace, Menlo, Consolas, monospace" font-size="11">',
+           f"<title>sequence diagram: {len(program)} program steps</title>"]
+    for name in lanes:
+        cx = x[name]
+        fill = "#eee" if name == SERVER else "#fff"
+        out.append(f'<rect x="{cx - 50}" y="8" width="100" height="24" rx="4" fill="{fill}" '
+                   f'stroke="#333"/><text x="{cx}" y="24" text-anchor="middle" '
+                   f'font-weight="bold">{escape(name)}</text>')
+        out.append(f'<line x1="{cx}" y1="32" x2="{cx}" y2="{height - 8}" stroke="#999" '
+                   'stroke-dasharray="4 3"/>')
+    y = TOP
+    for row in rows:
+        y += ROW_H
+        colour = COLOURS.get(row.style, "#333")
+        if row.src is None or row.dst is None:
+            if row.style == "fail" and not row.failed and not _marked(rows):
+                # Nothing to blame but the server (it crashed, it stopped accepting).
+                out.append(_cross(x[SERVER], y - ROW_H + 10))
+            out.append(_note(row.label, y, width, colour))
+        else:
+            out.append(_arrow(x[row.src], x[row.dst], y, row.label, colour,
+                              dashed=row.style in ("echo", "eof")))
+        if row.failed:
+            y += ROW_H
+            target = x.get(row.dst or "", x[SERVER]) if row.src else x[SERVER]
+            out.append(f'<circle cx="{target}" cy="{y - ROW_H + 2}" r="6" fill="none" '
+                       f'stroke="{COLOURS["fail"]}" stroke-width="2" class="divergence"/>')
+            out.append(_note(row.failed, y, width, COLOURS["fail"]))
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def _marked(rows: list[Event]) -> bool:
+    return any(r.failed and r.src is not None for r in rows)
+
+
+def _cross(cx: int, cy: int) -> str:
+    c = COLOURS["fail"]
+    return (f'<g class="divergence" stroke="{c}" stroke-width="2.5"><line x1="{cx - 6}" '
+            f'y1="{cy - 6}" x2="{cx + 6}" y2="{cy + 6}"/><line x1="{cx - 6}" y1="{cy + 6}" '
+            f'x2="{cx + 6}" y2="{cy - 6}"/></g>')
+
+
+def _fit(text: str, pixels: float) -> str:
+    chars = max(12, int(pixels / CHAR_W))
+    return text if len(text) <= chars else text[: chars - 1] + "…"
+
+
+def _arrow(x1: int, x2: int, y: int, label: str, colour: str, *, dashed: bool) -> str:
+    direction = 1 if x2 > x1 else -1
+    tip = x2 - direction * 2
+    head = f"{tip},{y} {tip - direction * 8},{y - 4} {tip - direction * 8},{y + 4}"
+    dash = ' stroke-dasharray="5 3"' if dashed else ""
+    shown = _fit(label, max(abs(x2 - x1), LANE_W) - 10)
+    return (f'<g class="step"><title>{escape(label)}</title>'
+            f'<line x1="{x1}" y1="{y}" x2="{tip - direction * 6}" y2="{y}" stroke="{colour}" '
+            f'stroke-width="1.5"{dash}/><polygon points="{head}" fill="{colour}"/>'
+            f'<text x="{(x1 + x2) // 2}" y="{y - 5}" text-anchor="middle" fill="{colour}">'
+            f"{escape(shown)}</text></g>")
+
+
+def _note(label: str, y: int, width: int, colour: str) -> str:
+    shown = _fit(label, width - 2 * LEFT - 10)
+    return (f'<g class="note"><title>{escape(label)}</title>'
+            f'<text x="{LEFT}" y="{y - 4}" fill="{colour}" font-style="italic">'
+            f"{escape(shown)}</text></g>")
