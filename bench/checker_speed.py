@@ -1,8 +1,23 @@
 """How fast is the checker?  Prints figures; asserts nothing.
 
-    python bench/checker_speed.py            # figures 1-3, about 6 minutes
+    python bench/checker_speed.py            # the user's figures (A-C), docs/checker-speed.md
+    python bench/checker_speed.py --drivers --zoo   # and figures 1-3, about 6 more minutes
     python bench/checker_speed.py --suite    # and 4: the self-suite twice, 5 more minutes
-    python bench/checker_speed.py --quick    # fewer examples, one seed
+    python bench/checker_speed.py --quick    # fewer examples, one seed (figures 1-3)
+
+The user's figures (issue 11), written to docs/checker-speed.md:
+
+A. Wall time of a correct server's full verdict as a user runs it:
+   ``pytest -n 2 -p no:cacheprovider --server-cmd "<python> -m impl.select_server
+   --port {port}"``, in a fresh directory (no example database), with the
+   load average before and after.  Goal: <= 20 s.
+B. The same for the seed's server (``impl.seed_upper_server``): every one of
+   the ten requirements decided (pass or fail).  Goal: <= 60 s.
+C. Process steps per second against the reference run as a process: the
+   rules the state machine ran (connect, send, ...) over the seconds its
+   programs took (`check()` less its preflight and ECHO-2's fixed idle
+   program), for ECHO-1..7, one seed, and the share of those seconds spent
+   waiting for a server to start (`ServerProcess.ready`).  Goal: >= 500 steps/s.
 
 1. State-machine steps per second against the reference server, for each
    driver and each machine-checked requirement (a step is one rule run:
@@ -20,14 +35,20 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
+import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from hypothesis import Phase, settings
 from hypothesis import strategies as st
@@ -40,10 +61,14 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+import spec.checker as checker
 from impl.zoo import DEFECTS
 from spec.checker import check
+from spec.drivers.server_process import ServerProcess
 from spec.machine import FLOODS, PAYLOADS, RULES, SMALL, EchoConformance
 from spec.measure import MEASURES
+from spec.drivers.network import PrivateNetwork
+from spec.requirements import IDS
 from spec.targets import BUNDLED, Target
 
 #: The requirements judged by the machine alone (ECHO-10 is mostly measured).
@@ -182,13 +207,253 @@ def suite_wall_times() -> None:
     print(f"\nScaling, 1 worker / 2 workers: {walls[1] / walls[2]:.2f}x\n")
 
 
+# -- the user's figures (A-C) ------------------------------------------------------
+
+PY = sys.executable
+REFERENCE_CMD = f"{PY} -m impl.select_server --port {{port}}"
+SEED_CMD = f"{PY} -m impl.seed_upper_server --port {{port}}"
+
+
+def full_verdict(command: str, timeout: float = 900) -> dict[str, object]:
+    """Time ``pytest -n 2 -p no:cacheprovider --server-cmd COMMAND`` in a fresh directory."""
+    with tempfile.TemporaryDirectory(prefix="speed-") as tmp:
+        report = Path(tmp) / "report.json"
+        argv = [PY, "-m", "pytest", "-n", "2", "-p", "no:cacheprovider", "--server-cmd",
+                command, "--report", str(report)]
+        before = os.getloadavg()[0]
+        start = time.perf_counter()
+        try:
+            done = subprocess.run(argv, cwd=tmp, capture_output=True, text=True,
+                                  stdin=subprocess.DEVNULL, timeout=timeout,
+                                  env={k: v for k, v in os.environ.items() if k != "CI"})
+            status = done.returncode
+            tail = done.stdout.strip().splitlines()[-14:]
+        except subprocess.TimeoutExpired:
+            status, tail = "timeout", []
+        wall = time.perf_counter() - start
+        try:
+            requirements = json.loads(report.read_text())["requirements"]
+        except (OSError, ValueError, KeyError):
+            requirements = {}
+    display = "pytest -n 2 -p no:cacheprovider --server-cmd " + shlex.quote(
+        command.replace(PY, "python"))
+    return {"command": display, "wall": wall, "status": status, "load": (before,
+            os.getloadavg()[0]), "requirements": requirements, "tail": tail}
+
+
+class Clock:
+    """Counts rules and settles, and times preflight, start-up waits and the idle program."""
+
+    def __init__(self) -> None:
+        self.rules = self.settles = self.starts = 0
+        self.preflight = self.ready = self.idle = 0.0
+        self._in_preflight = False
+
+    @contextlib.contextmanager
+    def installed(self):
+        originals = (checker.preflight, checker._check_idle, ServerProcess.ready,
+                     EchoConformance._step, EchoConformance.teardown)
+        clock = self
+        preflight, check_idle, ready, step, teardown = originals
+
+        def timed_preflight(target):
+            t = time.perf_counter()
+            clock._in_preflight = True
+            try:
+                return preflight(target)
+            finally:
+                clock._in_preflight = False
+                clock.preflight += time.perf_counter() - t
+
+        def timed_idle(*a, **k):
+            t = time.perf_counter()
+            try:
+                return check_idle(*a, **k)
+            finally:
+                clock.idle += time.perf_counter() - t
+
+        def timed_ready(self_):
+            t = time.perf_counter()
+            try:
+                return ready(self_)
+            finally:
+                if not clock._in_preflight:
+                    clock.ready += time.perf_counter() - t
+                    clock.starts += 1
+
+        def counted_step(self_, *a, **k):
+            clock.settles += 1
+            return step(self_, *a, **k)
+
+        def counted_teardown(self_):
+            clock.rules += sum(1 for line in self_.program if line != "state.teardown()")
+            return teardown(self_)
+
+        checker.preflight = timed_preflight
+        checker._check_idle = timed_idle
+        ServerProcess.ready = timed_ready
+        EchoConformance._step = counted_step
+        EchoConformance.teardown = counted_teardown
+        try:
+            yield self
+        finally:
+            (checker.preflight, checker._check_idle, ServerProcess.ready,
+             EchoConformance._step, EchoConformance.teardown) = originals
+
+
+def process_steps(seed: int, examples: int) -> list[dict[str, object]]:
+    """Steps per second of the process driver against the reference, ECHO-1..7."""
+    target = Target("cmd", REFERENCE_CMD)
+    rows = []
+    for req_id in MACHINE:
+        clock = Clock()
+        with clock.installed(), contextlib.redirect_stdout(io.StringIO()):
+            start = time.perf_counter()
+            o = check(target, req_id, seed=seed, hypothesis_settings=settings(
+                max_examples=examples, stateful_step_count=15, deadline=None, database=None))
+            total = time.perf_counter() - start
+        machine = total - clock.preflight - clock.idle
+        rows.append({"req": req_id, "verdict": o.verdict, "detail": o.detail.splitlines()[0],
+                     "total": total, "machine": machine, "rules": clock.rules,
+                     "settles": clock.settles, "starts": clock.starts, "ready": clock.ready,
+                     "preflight": clock.preflight, "idle": clock.idle})
+        print(f"  {req_id}: {o.verdict}, {clock.rules} rules in {machine:.1f} s, "
+              f"{clock.starts} server starts, {clock.ready:.1f} s waiting", file=sys.stderr,
+              flush=True)
+    return rows
+
+
+def cold_start(command: str, n: int = 10) -> list[float]:
+    """Seconds `ServerProcess.start()` takes (launch to listening), `n` times in a row."""
+    times = []
+    for _ in range(n):
+        server = ServerProcess(command, network=PrivateNetwork.shared())
+        t = time.perf_counter()
+        try:
+            server.start()
+            times.append(time.perf_counter() - t)
+        finally:
+            server.close()
+    return times
+
+
+def _verdicts(result: dict[str, object]) -> str:
+    reqs = result["requirements"]
+    assert isinstance(reqs, dict)
+    if not reqs:
+        return "(no report written)"
+    return ", ".join(f"{r} {reqs[r]['verdict']} {float(reqs[r].get('seconds', 0)):.1f} s"
+                     for r in IDS if r in reqs)
+
+
+def users_figures(seed: int, examples: int, page_name: str | None) -> None:
+    from _page import Page
+
+    page = Page("Checker speed: what a user waits for")
+    print("A: the reference's full verdict ...", file=sys.stderr, flush=True)
+    ref = full_verdict(REFERENCE_CMD)
+    print(f"  {ref['wall']:.1f} s", file=sys.stderr, flush=True)
+    print("B: the seed's server's full verdict ...", file=sys.stderr, flush=True)
+    seed_run = full_verdict(SEED_CMD)
+    print(f"  {seed_run['wall']:.1f} s", file=sys.stderr, flush=True)
+    print("C: process steps per second ...", file=sys.stderr, flush=True)
+    starts = cold_start(REFERENCE_CMD)
+    rows = process_steps(seed, examples)
+
+    seed_reqs = seed_run["requirements"]
+    assert isinstance(seed_reqs, dict)
+    decided = [r for r in IDS if seed_reqs.get(r, {}).get("verdict") in ("pass", "fail")]
+    rules = sum(r["rules"] for r in rows)
+    machine = sum(r["machine"] for r in rows)
+    ready = sum(r["ready"] for r in rows)
+    n_starts = sum(r["starts"] for r in rows)
+    rate = rules / machine if machine else 0.0
+    rate_free = rules / (machine - ready) if machine > ready else 0.0
+
+    def goal(ok: bool) -> str:
+        return "met" if ok else "**not met**"
+
+    out = [
+        "| figure | measured | goal (issue 11) | |",
+        "|---|---:|---:|---|",
+        f"| A. reference, full verdict (`pytest -n 2`), wall | {ref['wall']:.1f} s | <= 20 s "
+        f"| {goal(ref['wall'] <= 20)} |",
+        f"| B. seed's server, full verdict, wall ({len(decided)}/10 decided) | "
+        f"{seed_run['wall']:.1f} s | <= 60 s | "
+        f"{goal(seed_run['wall'] <= 60 and len(decided) == 10)} |",
+        f"| C. process steps/s, reference, ECHO-1..7 | {rate:,.0f} | >= 500 | "
+        f"{goal(rate >= 500)} |",
+        f"| C'. the same, less the waits for server start-up | {rate_free:,.0f} | | |",
+        f"| share of machine time waiting in `ServerProcess.ready` | "
+        f"{100 * ready / machine if machine else 0:.0f} % | | |", "",
+        "## A and B: the full verdict as a user runs it", "",
+        "Both in a fresh directory (no `.hypothesis/` example database, so nothing is "
+        "replayed), `CI` unset (the `dev` profile: 40 random programs of up to 15 steps per "
+        "requirement, the 60 s time budget), two xdist workers.", ""]
+    for label, r in (("A", ref), ("B", seed_run)):
+        out += [f"- {label}: `{r['command']}`: **{r['wall']:.1f} s** wall, exit status "
+                f"{r['status']}, load average (1 min) {r['load'][0]:.2f} before, "
+                f"{r['load'][1]:.2f} after.",
+                f"  Verdicts (per-test seconds): {_verdicts(r)}"]
+    out += ["", "## C: process steps per second (reference as a process)", "",
+            f"`check(Target('cmd', 'python -m impl.select_server --port {{port}}'), ID, "
+            f"seed={seed})`, {examples} programs of up to 15 steps. *Rules* are the state "
+            "machine's steps (connect, send, read, drain, flood, burst, ...; the end-of-program "
+            "steps not counted); *settles* are the times the driver brought the server to "
+            "rest and judged (every rule, and the end of every program). *Machine seconds* "
+            "are `check()`'s less its preflight and ECHO-2's idle program (a fixed 6 s "
+            "program). *Start-up* is the time the machine spent in `ServerProcess.ready` "
+            "(each program gets a fresh server from `ServerSupply`, launched in advance).", "",
+            "| requirement | verdict | rules | settles | programs (server starts) | machine s "
+            "| rules/s | start-up wait s | share | preflight s | idle program s |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        out.append(f"| {r['req']} | {r['verdict']} | {r['rules']} | {r['settles']} | "
+                   f"{r['starts']} | {r['machine']:.1f} | "
+                   f"{r['rules'] / r['machine'] if r['machine'] else 0:,.0f} | "
+                   f"{r['ready']:.1f} | "
+                   f"{100 * r['ready'] / r['machine'] if r['machine'] else 0:.0f} % | "
+                   f"{r['preflight']:.2f} | {r['idle']:.1f} |")
+    out += [f"| **all** | | {rules} | {sum(r['settles'] for r in rows)} | {n_starts} | "
+            f"{machine:.1f} | **{rate:,.0f}** | {ready:.1f} | "
+            f"{100 * ready / machine if machine else 0:.0f} % | | |", "",
+            f"One reference server started alone (`ServerProcess.start()`, launch to "
+            f"listening, in the private network), {len(starts)} times: median "
+            f"{statistics.median(starts) * 1000:.0f} ms, min {min(starts) * 1000:.0f} ms, max "
+            f"{max(starts) * 1000:.0f} ms.", "",
+            "## Reading", "", "READING", ""]
+    body = "\n".join(out)
+    if page_name:
+        page.write(page_name, body)
+    else:
+        print(page.header() + "\n" + body)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer examples, one seed")
     parser.add_argument("--suite", action="store_true",
                         help="also time the self-suite with 1 and 2 workers (~5 min)")
+    parser.add_argument("--drivers", action="store_true",
+                        help="also figure 1 (steps/s per driver) and 2 (seed defects)")
+    parser.add_argument("--zoo", action="store_true", help="also figure 3 (zoo rejections)")
+    parser.add_argument("--no-user", action="store_true", help="skip figures A-C")
+    parser.add_argument("--seed", type=int, default=1, help="seed for figure C (default 1)")
+    parser.add_argument("--page", default="checker-speed.md",
+                        help="the page under docs/ for A-C ('' for none)")
     args = parser.parse_args()
     examples = 10 if args.quick else 40
+    if not args.no_user:
+        users_figures(args.seed, examples, args.page or None)
+    if args.drivers:
+        drivers_and_seeds(examples)
+    if args.zoo:
+        zoo_rejections(1 if args.quick else 5)
+    if args.suite:
+        suite_wall_times()
+
+
+def drivers_and_seeds(examples: int) -> None:
     py = sys.executable
     targets = {
         "in-process": Target("impl", BUNDLED["reference"]),
@@ -219,9 +484,6 @@ def main() -> None:
             print(f"| {seed} | {req_id} | {outcome.verdict} | {outcome.seconds:.2f} | "
                   f"{steps if outcome.program else '-'} |")
     print()
-    zoo_rejections(1 if args.quick else 5)
-    if args.suite:
-        suite_wall_times()
 
 
 if __name__ == "__main__":
