@@ -17,4 +17,9 @@ if not any(ep.value == "spec.pytest_plugin" for ep in entry_points(group="pytest
     # another directory, collects spec/test_conformance.py from here.
     pytest_plugins = ["spec.pytest_plugin"]
 
-profiles.load_default()
+
+
+def pytest_configure(config) -> None:  # type: ignore[no-untyped-def]
+    """The self-suite's default profile, unless --hypothesis-profile names one."""
+    if config.getoption("hypothesis_profile", None) is None:
+        profiles.load_default()

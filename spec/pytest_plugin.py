@@ -37,7 +37,7 @@ from hypothesis import settings
 from hypothesis.database import ExampleDatabase
 
 from spec import matrix, profiles
-from spec.checker import DEFAULT_SETTLE, Outcome
+from spec.checker import DEFAULT_BUDGET, DEFAULT_SETTLE, Outcome
 from spec.example_db import ExampleDbError, example_database, with_database
 from spec.targets import (
     Target,
@@ -75,6 +75,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--settle", default=str(DEFAULT_SETTLE), metavar="SECONDS",
         help="seconds a process server gets for anything awaited, a positive number "
         f"(default {DEFAULT_SETTLE:g}; a target's own settle in --targets wins)")
+    group.addoption(
+        "--budget", default=str(DEFAULT_BUDGET), metavar="SECONDS",
+        help="seconds each requirement's generated programs (and their shrinking) may take "
+        f"in all; the check then reports what it has (default {DEFAULT_BUDGET:g})")
     group.addoption(
         "--report", metavar="PATH",
         help="write the verdicts as JSON (one target: {target, verdict, requirements}; "
@@ -153,6 +157,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _targets(config: pytest.Config) -> list[Target]:
     config.option.settle = positive_seconds(config.getoption("--settle"), "--settle")
+    config.option.budget = positive_seconds(config.getoption("--budget"), "--budget")
     targets = [server_cmd(value) if kind == "cmd" else impl(value)
                for kind, value in config.getoption("conformance_cli_targets")]
     path = config.getoption("--targets")

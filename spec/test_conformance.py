@@ -68,7 +68,8 @@ def judge(target: Target, req_id: str, config: pytest.Config) -> Outcome:
         return Outcome(req_id, level, "not-run", detail=failures[target.name])
     try:
         return check(target, req_id, settle=settle_for(config, target),
-                     hypothesis_settings=hypothesis_settings(config))
+                     hypothesis_settings=hypothesis_settings(config),
+                     budget=float(config.getoption("--budget")))
     except (ServerStartError, TargetError) as e:
         failures[target.name] = f"cannot start the server: {e}"
         return Outcome(req_id, level, "not-run", detail=failures[target.name])
