@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     non_pass = []
     for n in names:
-        rs = [r for r in results if (n, r[2]) in complete]
+        rs = [r for r in results if r[0] == n and (n, r[2]) in complete]
         runs = sorted({r[2] for r in rs})
         passed = sum(r[3] == "pass" for r in rs)
         verdicts = Counter(r[3] for r in rs if r[3] != "pass")
