@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import pytest
-from hypothesis import settings
+from hypothesis import Phase, settings
 
+from impl.select_server import SelectEchoServer
 from spec.checker import check
 from spec.requirements import IDS
 from spec.targets import BUNDLED, Target
@@ -166,3 +168,23 @@ def test_the_selectors_design_passes_in_process(req_id: str) -> None:
 def test_the_alternative_designs_pass_as_processes(module: str, req_id: str) -> None:
     outcome = check(as_cmd(module), req_id, hypothesis_settings=PROCESS)
     assert outcome.verdict == "pass", outcome.detail + "\n" + outcome.counterexample
+
+
+class SlowTransformServer(SelectEchoServer):
+    """Blocks inside its event loop for 3 s on every echo: nobody floods, yet all wait."""
+
+    def transform(self, data: bytes) -> bytes:
+        time.sleep(3)
+        return data.upper()
+
+
+def test_a_server_blocked_in_its_loop_with_nobody_flooding_is_echo_7() -> None:
+    """spec/PROTOCOL.md, "How violations are classified", step 2: blocked is ECHO-7
+    whether or not a client floods."""
+    outcome = check(Target("impl", f"{__name__}:SlowTransformServer"), "ECHO-7",
+                    hypothesis_settings=settings(max_examples=5, stateful_step_count=5,
+                                                 derandomize=True, database=None,
+                                                 phases=[Phase.explicit, Phase.generate]))
+    assert outcome.verdict == "fail"
+    assert outcome.detail.startswith("ECHO-7: the server's poll() did not return"), outcome.detail
+    assert "flood" not in " ".join(outcome.program)
