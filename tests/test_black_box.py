@@ -207,3 +207,31 @@ def test_a_launcher_script_leaves_nothing_when_the_checker_is_ended(
         checker.kill()
         checker.wait()
     assert gone(marker), list(marked(marker).values())
+
+
+#: Ctrl-C rounds in the default run (the closing measurement ran 10: CTRL_C_RUNS=10).
+CTRL_C_RUNS = int(os.environ.get("CTRL_C_RUNS", "1"))
+
+
+@contained
+def test_ctrl_c_on_a_parallel_run_leaves_nothing(marker: str) -> None:
+    """Ctrl-C reaches pytest and its xdist workers (the terminal's process group)
+    while they run a launcher-script server: nothing may be left."""
+    command = f"{SERVERS / 'launcher.sh'} {{port}}"
+    for _ in range(CTRL_C_RUNS):
+        run = subprocess.Popen([PY, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-n", "2",
+                                "--server-cmd", command, "--budget=600"], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+        try:
+            deadline = time.monotonic() + 60
+            while sum("impl.select_server" in line for line in marked(marker).values()) < 3:
+                assert time.monotonic() < deadline, "the run never started its servers"
+                time.sleep(0.05)
+            os.killpg(run.pid, signal.SIGINT)
+            run.wait(timeout=60)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+        assert gone(marker), list(marked(marker).values())
