@@ -489,7 +489,7 @@ class EchoConformance(RuleBasedStateMachine):
             for c in starving:
                 if not c.expects_more and not c.violation:
                     return Violation(
-                        LIVENESS, f"echo owed to {c} did not arrive within the settle time while "
+                        LIVENESS, f"echo owed to {c} did not arrive while "
                         f"{flooders[0]} was sending without reading; it arrived once "
                         f"{flooders[0]} read", connection=c.name, waited=True)
         c = starving[0]

@@ -137,13 +137,13 @@ def diagnose(
     if settled and missing:
         req = HALF_CLOSE if half_closed else STREAM
         why = "after half-close " if half_closed else ""
-        return Violation(req, f"{missing} echo bytes {why}never arrived within the settle time, "
-                         f"{got}", offset=len(received),
+        return Violation(req, f"{missing} echo bytes {why}never arrived (the server had done "
+                         f"all it would), {got}", offset=len(received),
                          expected=expected[len(received):len(received) + CONTEXT], received=b"",
                          waited=True)
     if settled and half_closed and not eof:
-        return Violation(HALF_CLOSE, f"no EOF within the settle time after half-close, {got}",
-                         waited=True)
+        return Violation(HALF_CLOSE, "no EOF after half-close (the server had done all it "
+                         f"would), {got}", waited=True)
     return None
 
 

@@ -506,7 +506,7 @@ def test_half_closed_full_echo_settled_without_eof_is_echo4_no_eof():
     v = diagnose(b"hello", b"HELLO", half_closed=True, settled=True)
     assert v is not None
     assert v.requirement == "ECHO-4"
-    assert v.summary.startswith("no EOF within the settle time")
+    assert v.summary.startswith("no EOF after half-close")
     assert "after 5 of 5 echo bytes" in v.summary
     assert v.offset is None and v.expected is None and v.received is None
 
