@@ -35,8 +35,9 @@ incomplete, else "pass".
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypedDict
 
 from spec.requirements import BY_ID, IDS, Level
 from spec.targets import Target
@@ -46,12 +47,70 @@ JUDGED = ("pass", "fail")
 VERDICTS = ("pass", "incomplete", "fail")
 
 
+class ViolationEvidence(TypedDict):
+    """A violation as the HTML diagram reads it (bytes as hex: it passes through JSON)."""
+
+    requirement: str
+    summary: str
+    offset: int | None
+    connection: str | None
+    expected_hex: str | None
+    received_hex: str | None
+
+
+class Evidence(TypedDict, total=False):
+    """What the HTML sequence diagram is drawn from: the program and the violation.
+
+    Not total, like `Entry`: readers use `.get` and an entry may have no evidence.
+    """
+
+    program: list[str]
+    violation: ViolationEvidence | None
+
+
+class Entry(TypedDict, total=False):
+    """One target's entry for one requirement: `Outcome.as_report()` plus `evidence`.
+
+    Not total: an entry read back from JSON (or written by hand) may lack any key,
+    so readers use `.get` with a default.
+    """
+
+    level: str
+    verdict: str
+    detail: str
+    counterexample: str
+    replay: str
+    seconds: float
+    masked_by: str | None
+    environment: dict[str, object]
+    evidence: Evidence
+
+
+class TargetReport(TypedDict):
+    """The JSON report of one target (shape in the module docstring)."""
+
+    target: str
+    name: str
+    kind: str
+    verdict: str
+    not_judged: dict[str, str]
+    requirements: dict[str, Entry]
+
+
+class RunReport(TypedDict):
+    """The JSON report of several targets (shape in the module docstring)."""
+
+    verdict: str
+    strict: bool
+    targets: dict[str, TargetReport]
+
+
 def counts(req_id: str, strict: bool) -> bool:
     """Whether this requirement decides a target's verdict."""
     return strict or BY_ID[req_id].level is Level.MUST
 
 
-def cell(entry: Mapping | None, req_id: str, strict: bool) -> str:
+def cell(entry: Entry | None, req_id: str, strict: bool) -> str:
     """What the matrix shows for one target and requirement."""
     if entry is None or entry.get("verdict") not in JUDGED:
         return "not judged"
@@ -65,7 +124,7 @@ def first_line(text: str, limit: int = 200) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-def why_not_judged(entry: Mapping | None, not_run: str) -> str:
+def why_not_judged(entry: Entry | None, not_run: str) -> str:
     """One line: why this requirement has no verdict."""
     if entry is None:
         return not_run
@@ -79,7 +138,7 @@ def why_not_judged(entry: Mapping | None, not_run: str) -> str:
 @dataclass
 class TargetResult:
     target: Target
-    entries: dict[str, dict]
+    entries: dict[str, Entry]
 
     def verdict(self, strict: bool) -> str:
         counted = [req_id for req_id in IDS if counts(req_id, strict)]
@@ -93,11 +152,11 @@ class TargetResult:
         return {req_id: why_not_judged(self.entries.get(req_id), not_run) for req_id in IDS
                 if self.entries.get(req_id, {}).get("verdict") not in JUDGED}
 
-    def report(self, strict: bool, not_run: str) -> dict:
-        requirements = {}
+    def report(self, strict: bool, not_run: str) -> TargetReport:
+        requirements: dict[str, Entry] = {}
         for req_id in IDS:
-            entry = {"level": BY_ID[req_id].level.value, "verdict": "not-run",
-                     "detail": not_run, "counterexample": ""}
+            entry: Entry = {"level": BY_ID[req_id].level.value, "verdict": "not-run",
+                            "detail": not_run, "counterexample": ""}
             entry.update(self.entries.get(req_id, {}))
             requirements[req_id] = entry
         return {"target": self.target.spec, "name": self.target.name, "kind": self.target.kind,
@@ -111,7 +170,8 @@ def overall(results: Sequence[TargetResult], strict: bool) -> str:
     return max((r.verdict(strict) for r in results), key=VERDICTS.index)
 
 
-def report(results: Sequence[TargetResult], strict: bool, not_run: str) -> dict:
+def report(results: Sequence[TargetResult], strict: bool,
+           not_run: str) -> TargetReport | RunReport:
     """The JSON report (shapes in the module docstring)."""
     if len(results) == 1:
         return results[0].report(strict, not_run)

@@ -205,10 +205,10 @@ def record(node: pytest.Item, target: Target, outcome: Outcome) -> None:
     node.user_properties.append((_PROPERTY, json.dumps(entry, default=str)))
 
 
-def evidence(outcome: Outcome) -> dict:
+def evidence(outcome: Outcome) -> matrix.Evidence:
     """What the HTML sequence diagram is drawn from: the program and the violation."""
     v = outcome.violation
-    violation = None if v is None else {
+    violation: matrix.ViolationEvidence | None = None if v is None else {
         "requirement": v.requirement, "summary": v.summary, "offset": v.offset,
         "connection": v.connection,
         "expected_hex": None if v.expected is None else bytes(v.expected).hex(),
@@ -222,13 +222,13 @@ class ConformanceSession:
     def __init__(self, config: pytest.Config, targets: list[Target]) -> None:
         self.config = config
         self.targets = targets
-        self.entries: dict[str, dict[str, dict]] = {t.name: {} for t in targets}
+        self.entries: dict[str, dict[str, matrix.Entry]] = {t.name: {} for t in targets}
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when != "call":
             return
         for name, value in report.user_properties:
-            if name == _PROPERTY:
+            if name == _PROPERTY and isinstance(value, str):  # record() wrote it: JSON text
                 data = json.loads(value)
                 target, req_id = data.pop("target"), data.pop("requirement")
                 self.entries.setdefault(target, {})[req_id] = data
@@ -248,7 +248,7 @@ class ConformanceSession:
                 return f"not run: deselected by {flag} {value!r} (or the run stopped early)"
         return "not run: the run stopped before it"
 
-    def pytest_terminal_summary(self, terminalreporter) -> None:
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if hasattr(self.config, "workerinput"):
             return
         tr = terminalreporter

@@ -24,8 +24,12 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass, field
 from html import escape
+from typing import TYPE_CHECKING
 
 from spec.model import CONTEXT, transform
+
+if TYPE_CHECKING:  # spec.matrix imports the targets and drivers: not needed to draw
+    from spec.matrix import ViolationEvidence
 
 SERVER = "server"
 LANE_W = 200
@@ -46,8 +50,9 @@ class Step:
 
     action: str
     client: str | None = None
-    args: list = field(default_factory=list)
-    kwargs: dict = field(default_factory=dict)
+    #: Literals, `_Client`s and `Payload`s (see `_value`).
+    args: list[object] = field(default_factory=list)
+    kwargs: dict[str, object] = field(default_factory=dict)
     text: str = ""
 
 
@@ -90,8 +95,9 @@ def parse_step(line: str) -> Step:
     except ValueError:
         return Step("unknown", text=line)
     client = assigned
-    if args and isinstance(args[0], _Client):
-        client = args.pop(0).name
+    if args and isinstance(first := args[0], _Client):
+        client = first.name
+        args.pop(0)
     return Step(call.func.attr, client, args, kwargs, line)
 
 
@@ -118,7 +124,7 @@ class Payload:
         return self.pattern[: self.length]
 
 
-def _value(node: ast.expr):
+def _value(node: ast.expr) -> object:
     """A literal, a client name, or Payload(bytes[, int]); never evaluated code."""
     if isinstance(node, ast.Name):
         return _Client(node.id)
@@ -239,7 +245,7 @@ def events(program: list[str]) -> tuple[list[str], list[Event]]:
                               else "close (FIN)", "reset" if unread else "control"))
             lane(name).ended = True
         elif a == "burst" and len(step.args) == 2 and isinstance(step.args[1], Payload):
-            n, p = step.args
+            n, p = step.args[0], step.args[1]
             for i in range(n if isinstance(n, int) else 0):
                 name = f"c{created}"
                 created += 1
@@ -270,16 +276,16 @@ def events(program: list[str]) -> tuple[list[str], list[Event]]:
     return [*lanes, SERVER], rows
 
 
-def mark_violation(rows: list[Event], violation: dict | None) -> None:
+def mark_violation(rows: list[Event], violation: ViolationEvidence | None) -> None:
     """Mark the row where the server first departed from the model."""
     if not violation:
         return
     connection, offset = violation.get("connection"), violation.get("offset")
     where = None
     if connection:
-        echoes = [r for r in rows if r.echo and r.echo[0] == connection]
+        echoes = [(r, r.echo) for r in rows if r.echo and r.echo[0] == connection]
         if offset is not None:
-            where = next((r for r in echoes if r.echo[1] <= offset < r.echo[2]), None)
+            where = next((r for r, (_, start, end) in echoes if start <= offset < end), None)
         if where is None:
             to_client = [r for r in rows if connection in (r.src, r.dst)]
             where = to_client[-1] if to_client else None
@@ -291,7 +297,7 @@ def mark_violation(rows: list[Event], violation: dict | None) -> None:
                       failed=text if where is None else ""))
 
 
-def divergence(violation: dict) -> str:
+def divergence(violation: ViolationEvidence) -> str:
     """'byte 3: expected b'A', received b'a'' from the violation's windows."""
     offset = violation.get("offset")
     expected = _hex(violation.get("expected_hex"))
@@ -317,7 +323,7 @@ def _hex(value: str | None) -> bytes | None:
         return None
 
 
-def svg(program: list[str], violation: dict | None = None) -> str:
+def svg(program: list[str], violation: ViolationEvidence | None = None) -> str:
     """The diagram as an inline <svg> element."""
     lanes, rows = events(program)
     mark_violation(rows, violation)

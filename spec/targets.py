@@ -104,7 +104,7 @@ def load_impl(spec: str) -> type:
         raise TargetError(f"--impl {spec!r}: cannot import module {module_name!r} ({e}); run "
                           "pytest from the directory that contains it or put it on PYTHONPATH"
                           ) from None
-    cls = module
+    cls: object = module
     for part in class_name.split("."):
         cls = getattr(cls, part, None)
         if cls is None:

@@ -97,7 +97,7 @@ def failure_message(outcome: Outcome, target: Target, request: pytest.FixtureReq
                   "", "Replay it (exit 0 = reproduced):", f"    {outcome.replay}",
                   "Rerunning this pytest command replays it first (Hypothesis' database)."]
         directory = request.config.getoption("--regressions")
-        if directory:
+        if directory and outcome.violation is not None:  # a failure's program has one
             path = write_regression(Path(directory), target, outcome.requirement,
                                     outcome.program, outcome.violation,
                                     settle_for(request.config, target))
