@@ -4,16 +4,15 @@
         socket.create_connection(server.address)
         server.memory_rss(), server.num_fds(), server.connections()
 
-Containment: the command runs as the child of a small init (`_init.py`) in a
-PID namespace of its own (util-linux ``unshare --pid --fork --kill-child``).
-When that init ends, the kernel kills everything in the namespace: forked
-children, daemons that left the session, a server behind a launcher script.
-The chain hangs on the checker: ``unshare`` gets SIGKILL when the checker's
-thread that started it dies (PR_SET_PDEATHSIG), the init when ``unshare``
-dies (``--kill-child``).  So a checker that exits, is interrupted or is
-killed leaves nothing running.  Where PID namespaces are not allowed, the
-command runs in its own session instead (a process group kill, which a
-daemon escapes); `containment()` says which.
+Containment: the command runs as process 2 of a PID namespace of its own,
+under an init (`_init.py`).  When that init ends, the kernel kills
+everything in the namespace: forked children, daemons that left the session,
+a server behind a launcher script.  The chain hangs on the checker: the
+process it starts gets SIGKILL when the checker's thread that started it
+dies (PR_SET_PDEATHSIG), the init when that process dies.  So a checker that
+exits, is interrupted or is killed leaves nothing running.  Where PID
+namespaces are not allowed, the command runs in its own session instead (a
+process group kill, which a daemon escapes); `containment()` says which.
 
 With a `network` (spec.drivers.network), the server runs in the checker's
 private network namespace, and its port, its listener and every connection
@@ -66,11 +65,9 @@ def _die_with_parent() -> None:
 @functools.cache
 def _namespace_prefix() -> tuple[str, ...] | None:
     """The argv that runs a command under its own init in a new PID namespace, if allowed."""
-    unshare = shutil.which("unshare")
-    if unshare is None or not sys.platform.startswith("linux"):
+    if not sys.platform.startswith("linux"):
         return None
-    prefix = (unshare, "--pid", "--fork", "--kill-child", "--", sys.executable, "-I",
-              "-S", str(_INIT))
+    prefix = (sys.executable, "-I", "-S", str(_INIT))
     try:
         done = subprocess.run([*prefix, "true"], stdin=subprocess.DEVNULL,
                               capture_output=True, timeout=10)
