@@ -64,7 +64,8 @@ class Page:
             f"- Date: {self.started:%Y-%m-%d %H:%M %Z}, "
             f"{(datetime.datetime.now().astimezone() - self.started).total_seconds() / 60:.0f} "
             "min",
-            f"- Commit: `{self.commit}`",
+            f"- Commit: `{self.commit}`" + ("" if commit() == self.commit else
+                                            f" at the start, `{commit()}` at the end"),
             f"- Machine: {os.cpu_count()} CPUs ({cpu_model()}), Linux {platform.release()}, "
             f"Python {platform.python_version()}; shared with other jobs",
             f"- Load average (1, 5, 15 min): before {self.load_before}, after {load()}",
