@@ -195,8 +195,14 @@ def seeded_run(name: str, driver: str, seed: int) -> Run:
                    seconds=round(time.monotonic() - start, 3),
                    detail=(str(e).splitlines() or [""])[0])
     return Run(name, driver, seed, o.verdict, o.violation.requirement if o.violation else "",
-               o.first_failure, o.seconds, o.detail.splitlines()[0] if o.detail else "",
-               o.replay)
+               o.first_failure, o.seconds, _lines(o.detail), o.replay)
+
+
+def _lines(detail: str, limit: int = 400) -> str:
+    """A multi-line detail on one table line (an inconclusive's first line says only
+    "What was seen:"; the diagnosis follows)."""
+    text = " / ".join(line.strip() for line in detail.splitlines() if line.strip())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _cell(runs: list[Run]) -> tuple[str, str, str, bool]:
