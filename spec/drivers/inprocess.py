@@ -58,6 +58,7 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from spec.drivers import sock_diag
 from spec.drivers.base import HOST, Driver
 from spec.drivers.clients import Client, connect
 from spec.drivers.server_process import socket_descriptors
@@ -162,6 +163,9 @@ class InProcessDriver(Driver):
         self._descriptors_before: set[int] = set()
         #: The kernel's inode of each matched server socket: a dup() shares it.
         self._server_inodes: dict[str, int] = {}
+        #: Every client of the program so far, ended ones too (see `_undelivered`).
+        self._known: dict[str, Client] = {}
+        self._netlink: socket.socket | None = None
 
     def start(self) -> None:
         self._descriptors_before = _open_descriptors()
@@ -181,10 +185,20 @@ class InProcessDriver(Driver):
         self.spinning = False
         if self._crash or self._blocked:
             return
+        self._known.update((c.name, c) for c in clients)
         quiet = idle = 0
         waiting_since: float | None = None
         with self._watchdog() as guarded:
-            while quiet < self.quiet_rounds or not done():
+            while True:
+                if quiet >= self.quiet_rounds and done():
+                    # Quiet, nothing owed: over, once the kernel has delivered
+                    # what the clients sent (a loaded machine defers a reset
+                    # or a FIN to a kernel thread, after send() returned).
+                    if not self._undelivered():
+                        break
+                    waiting_since = waiting_since or time.monotonic()
+                    if time.monotonic() - waiting_since > self.stall:
+                        break
                 moved = False
                 for c in clients:
                     moved |= c.pump()
@@ -253,6 +267,20 @@ class InProcessDriver(Driver):
                 if s is not None and s.fileno() != -1 and _unacknowledged(s):
                     return True
         return False
+
+    def _undelivered(self) -> bool:
+        """Does the kernel still owe a connection of the program something (sock_diag)?"""
+        try:
+            if self._netlink is None:
+                self._netlink = sock_diag.open_netlink()
+            # Delayed ACKs (host loopback) are waited out by `_in_flight` where it matters.
+            return any(sock_diag.in_flight(sock_diag.lookup(self._netlink, c.local_address,
+                                                            self.address),
+                                           sock_diag.lookup(self._netlink, self.address,
+                                                            c.local_address), acks=False)
+                       for c in self._known.values())
+        except (OSError, struct.error):  # not Linux, or netlink refused: trust quiet rounds
+            return False
 
     @contextlib.contextmanager
     def _watchdog(self) -> Iterator[Callable[..., Any]]:
@@ -392,6 +420,9 @@ class InProcessDriver(Driver):
 
     def close(self) -> Violation | None:
         """Close the server; a Violation if that raised or left descriptors open."""
+        if self._netlink is not None:  # the checker's own, not the server's
+            self._netlink.close()
+            self._netlink = None
         if self.server is None:
             return None
         server, self.server = self.server, None

@@ -54,22 +54,27 @@ from spec.drivers.server_process import ServerProcess, ServerSupply, containment
 from spec.model import Violation
 from spec.plans import CLEANUP, RESILIENCE
 
+Ends = tuple[sock_diag.TcpSocket | None, sock_diag.TcpSocket | None]
+
+
+def _shape(end: sock_diag.TcpSocket | None) -> tuple[object, ...] | None:
+    return None if end is None else (end.state, end.rqueue, end.wqueue, end.bytes_in,
+                                     end.bytes_out)
+
 
 @dataclass(frozen=True)
 class Look:
-    """The server's threads and its clients' connections (both ends) at one moment."""
+    """The server's threads and every connection of the program (both ends) at one moment."""
 
     threads: tuple[threads.Thread, ...]
-    sockets: tuple[sock_diag.TcpSocket, ...]
-    #: The ends of connections whose client reads (echo is owed to it).
-    reading: frozenset[tuple[int, int]] = frozenset()
+    #: (client's end, server's end) of each connection the program made, ended ones too.
+    connections: tuple[Ends, ...]
 
     def same(self, other: Look) -> bool:
         return ([(t.tid, t.state, t.runs) for t in self.threads]
                 == [(t.tid, t.state, t.runs) for t in other.threads]
-                and [(s.local, s.remote, s.queues, s.bytes_in, s.bytes_out) for s in self.sockets]
-                == [(s.local, s.remote, s.queues, s.bytes_in, s.bytes_out)
-                    for s in other.sockets])
+                and [(_shape(c), _shape(s)) for c, s in self.connections]
+                == [(_shape(c), _shape(s)) for c, s in other.connections])
 
     @property
     def asleep(self) -> bool:
@@ -77,22 +82,13 @@ class Look:
 
     @property
     def in_flight(self) -> bool:
-        """Will the kernel still move bytes on its own (softirqs, ACK timers)?
+        """Will the kernel still move something on its own (softirqs, timers)?
 
-        Bytes sent that the other end has not received, or not yet
-        acknowledged: an acknowledgement frees the sender's buffer, so the
-        sender may go on (a delayed ACK waits up to 40 ms on a timer; the
-        private network has none, see spec.drivers.network).
+        Data, an acknowledgement, a FIN or a reset that one end sent and the
+        other has not yet taken (sock_diag.in_flight).  The private network
+        has no delayed ACKs (see spec.drivers.network).
         """
-        ends = {(s.local, s.remote): s for s in self.sockets}
-        for s in self.sockets:
-            if s.unacked:
-                return True
-            peer = ends.get((s.remote, s.local))
-            if (peer is not None and s.bytes_out is not None and peer.bytes_in is not None
-                    and s.bytes_out > peer.bytes_in):
-                return True
-        return False
+        return any(sock_diag.in_flight(c, s) for c, s in self.connections)
 
 
 class ProcessDriver(Driver):
@@ -124,6 +120,9 @@ class ProcessDriver(Driver):
         self.witness = False
         self._blocked: str | None = None
         self._clients: Sequence[Client] = ()
+        #: Every client of the program so far, ended ones too: a reset or FIN
+        #: they sent may still be on its way to the server.
+        self._known: dict[str, Client] = {}
         #: Client name -> inode of the server's socket for that connection.
         self._server_inodes: dict[str, int] = {}
         #: Client name -> the client's address (the remote end of that socket).
@@ -163,18 +162,13 @@ class ProcessDriver(Driver):
         seen = threads.look(self.process.pids())
         if seen is None:
             return None
-        sockets, reading = [], set()
         try:
-            for c in self._clients:
-                for ends in ((c.local_address, self.address), (self.address, c.local_address)):
-                    found = self._lookup(*ends)
-                    if found is not None:
-                        sockets.append(found)
-                    if c.model.reading:
-                        reading.add((ends[0][1], ends[1][1]))
+            connections = tuple((self._lookup(c.local_address, self.address),
+                                 self._lookup(self.address, c.local_address))
+                                for c in self._known.values())
         except OSError:
             return None
-        return Look(seen, tuple(sockets), frozenset(reading))
+        return Look(seen, connections)
 
     def _lookup(self, local: tuple[str, int],
                 remote: tuple[str, int]) -> sock_diag.TcpSocket | None:
@@ -195,6 +189,7 @@ class ProcessDriver(Driver):
         judged differently from run to run.
         """
         self._clients = clients
+        self._known.update((c.name, c) for c in clients)
         self._blocked = None
         if not self.witness:
             self._settle_by_clock(clients, done)

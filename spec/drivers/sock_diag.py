@@ -62,6 +62,7 @@ _RTATTR = struct.Struct("=HH")
 _TCPI_UNACKED = struct.Struct("=I")  # offset 24
 _TCPI_U64 = struct.Struct("=Q")
 _TCPI_BYTES_RECEIVED, _TCPI_BYTES_SENT, _TCPI_BYTES_RETRANS = 128, 200, 208
+_TCPI_NOTSENT = 144
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,8 @@ class TcpSocket:
     bytes_out: int | None = None
     #: Payload bytes received in order.
     bytes_in: int | None = None
+    #: Bytes written and not yet sent (held back by the peer's window).
+    notsent: int | None = None
 
     @property
     def queues(self) -> tuple[TcpState, int, int]:
@@ -124,7 +127,7 @@ def _parse(data: bytes, offset: int, end: int) -> TcpSocket:
     sport, dport, src, dst = _SOCKID.unpack_from(data, offset + _MESSAGE.size)
     tail = offset + _MESSAGE.size + _SOCKID.size + _SOCKID_TAIL.size
     _, rqueue, wqueue, _, inode = _MESSAGE_TAIL.unpack_from(data, tail)
-    unacked = bytes_out = bytes_in = None
+    unacked = bytes_out = bytes_in = notsent = None
     attr = offset + _MESSAGE_SIZE
     while attr + _RTATTR.size <= end:
         length, kind = _RTATTR.unpack_from(data, attr)
@@ -138,9 +141,11 @@ def _parse(data: bytes, offset: int, end: int) -> TcpSocket:
             retrans = _TCPI_U64.unpack_from(data, value + _TCPI_BYTES_RETRANS)[0]
             bytes_out = sent - retrans
             bytes_in = _TCPI_U64.unpack_from(data, value + _TCPI_BYTES_RECEIVED)[0]
+            notsent = _TCPI_UNACKED.unpack_from(data, value + _TCPI_NOTSENT)[0]
         attr += (length + 3) & ~3
     return TcpSocket((_address(family, src), sport), (_address(family, dst), dport),
-                     TcpState(state), rqueue, wqueue, inode, unacked, bytes_out, bytes_in)
+                     TcpState(state), rqueue, wqueue, inode, unacked, bytes_out, bytes_in,
+                     notsent)
 
 
 def open_netlink(new_socket: Callable[..., socket.socket] = socket.socket) -> socket.socket:
@@ -197,6 +202,44 @@ def lookup(netlink: socket.socket, local: tuple[str, int], remote: tuple[str, in
     found = _parse(data, _NLMSGHDR.size, length)
     # Without an established socket the kernel's lookup falls back to the listener.
     return found if found.remote[1] == remote[1] else None
+
+
+#: States in which a socket has sent, or queued, its FIN.
+_FIN_SENT = frozenset({TcpState.FIN_WAIT1, TcpState.FIN_WAIT2, TcpState.CLOSING,
+                       TcpState.LAST_ACK, TcpState.TIME_WAIT})
+
+
+def _fin_on_its_way(sender: TcpSocket, receiver: TcpSocket) -> bool:
+    """The sender's FIN has left it (nothing queued ahead) and the receiver has not seen it."""
+    return (sender.state in _FIN_SENT and not sender.notsent
+            and receiver.state in (TcpState.ESTABLISHED, TcpState.FIN_WAIT1,
+                                   TcpState.FIN_WAIT2))
+
+
+def in_flight(client: TcpSocket | None, server: TcpSocket | None, *, acks: bool = True) -> bool:
+    """Does the kernel still owe one end of a connection something the other end sent?
+
+    A handshake the listener has not completed, data sent and not yet
+    received, a FIN or a reset (the client's socket is gone) the other end
+    has not yet seen: a loaded machine may defer that
+    work to a kernel thread after send() returned.  `acks`: an unacknowledged
+    segment counts too (where there are no delayed ACKs to wait out).
+    Something held back by a closed window is not in flight: it waits for
+    the receiver.
+    """
+    if client is not None and server is not None:
+        if server.state in (TcpState.SYN_RECV, TcpState.NEW_SYN_RECV):
+            return True  # the handshake's last ACK has not reached the listener yet
+        if acks and (client.unacked or server.unacked):
+            return True
+        if _fin_on_its_way(client, server) or _fin_on_its_way(server, client):
+            return True
+        return any(a.bytes_out is not None and b.bytes_in is not None
+                   and a.bytes_out > b.bytes_in
+                   for a, b in ((client, server), (server, client)))
+    if client is None:  # the client reset and destroyed its end
+        return server is not None and server.state is not TcpState.TIME_WAIT
+    return client.state is TcpState.SYN_SENT or bool(acks and client.unacked)
 
 
 def listening_inodes(port: int, *,
