@@ -1,5 +1,5 @@
-"""The self-suite's fixtures: a stepping rig, the reference server as a command, and a
-guard that no test leaves descriptors open behind it.
+"""The self-suite's fixtures: a stepping rig, the reference server (stepped, and as a
+command), and a guard that no test leaves descriptors open behind it.
 
 The rig and the command line are built in ``tests/harness.py`` (imported as
 ``harness``: see its docstring for why that import is reliable).
@@ -21,6 +21,7 @@ from collections.abc import Iterator
 import pytest
 from harness import REFERENCE_CMD, Rig
 
+from impl.select_server import SelectEchoServer
 from spec.drivers.server_process import ServerProcess
 
 #: Descriptors a test may leave open (caches, lazily opened files).
@@ -63,6 +64,13 @@ def rig() -> Iterator[Rig]:
         yield r
     finally:
         r.close()
+
+
+@pytest.fixture
+def server(rig: Rig) -> SelectEchoServer:
+    """The reference server, stepped in this process (test_alternatives.py and
+    test_client.py have their own `server`)."""
+    return rig.server(SelectEchoServer)
 
 
 @pytest.fixture

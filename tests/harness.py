@@ -33,18 +33,13 @@ from typing import Any, TypeVar
 
 from spec.drivers.server_process import HOST
 
-__all__ = [
-    "CHUNK", "HOST", "REFERENCE_CMD", "ROUNDS", "Hung", "MiB", "Peer", "Rig", "alarm_after",
-    "assert_released", "connect_peer", "echo_or_refusal", "exchange", "open_fds", "read_line",
-    "read_now", "read_to_eof", "recv_exactly", "reset", "roundtrip", "server_command",
-    "server_side", "step_read", "step_until",
-]
-
 #: Bytes a client sends or reads at once.
 CHUNK = 64 * 1024
 MiB = 1024 * 1024
 #: Rounds of polling a rounds-bounded wait may take before a test gives up.
 ROUNDS = 200
+#: Seconds a deadline-bounded wait (a client's echo, accept()) may take.
+WAIT = 10.0
 
 T = TypeVar("T")
 
@@ -219,6 +214,16 @@ class Rig:
         self.accepted(server, c, poll=poll)
         return c
 
+    def peer(self, server: Any, *, rcvbuf: int | None = None) -> Peer:
+        """Connect a `Peer`, step `server` until it has accepted it (and only it)."""
+        before = set(server.message_queues)
+        sock = self.client(server, rcvbuf=rcvbuf, timeout=5.0)
+        sock.setblocking(False)
+        new = step_until(server, lambda: set(server.message_queues) - before, seconds=WAIT,
+                         what="accept()")
+        assert len(new) == 1, new
+        return Peer(sock, new.pop())
+
     def track(self, s: socket.socket) -> socket.socket:
         """Close `s` with the rest."""
         self.sockets.append(s)
@@ -233,7 +238,7 @@ class Rig:
             os.close(fd)
 
 
-# -- the reference server in this process: a client that sends and reads at once ---------
+# -- a client that sends and reads at once, for a stepped server ------------------------
 
 
 class Peer:
@@ -286,21 +291,6 @@ class Peer:
     def step(self) -> None:
         self.send_some()
         self.read_some()
-
-
-#: Seconds a wait on the in-process reference server may take.
-WAIT = 10.0
-
-
-def connect_peer(rig: Rig, server: Any, *, rcvbuf: int | None = None) -> Peer:
-    """Connect a client, step the server until it has accepted it, return the pair."""
-    before = set(server.message_queues)
-    sock = rig.client(server, rcvbuf=rcvbuf, timeout=5.0)
-    sock.setblocking(False)
-    new = step_until(server, lambda: set(server.message_queues) - before, seconds=WAIT,
-                     what="accept()")
-    assert len(new) == 1, new
-    return Peer(sock, new.pop())
 
 
 def exchange(server: Any, peer: Peer, data: bytes, *, timeout: float = WAIT) -> bytes:
