@@ -1,8 +1,9 @@
 """The self-suite's fixtures: a stepping rig, the reference server (stepped, and as a
 command), and a guard that no test leaves descriptors open behind it.
 
-The rig and the command line are built in ``tests/harness.py`` (imported as
-``harness``: see its docstring for why that import is reliable).
+The rig and the command line are built in ``tests/harness.py``, imported as
+``harness`` (see its docstring; this file makes sure ``tests/`` is on ``sys.path``
+whatever the import mode).
 
 A descriptor leak is not only untidy here: an xdist worker runs many tests, and
 once its descriptors pile up, later tests' sockets get numbers at or past
@@ -16,13 +17,21 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from harness import REFERENCE_CMD, Rig
 
 from impl.select_server import SelectEchoServer
 from spec.drivers.server_process import ServerProcess
+
+# pytest's default (prepend) import mode has put tests/ on sys.path already; under
+# --import-mode=importlib nothing does, and `from harness import ...` would fail.
+if str(Path(__file__).parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).parent))
+
+from harness import REFERENCE_CMD, Rig
 
 #: Descriptors a test may leave open (caches, lazily opened files).
 SLACK = 8

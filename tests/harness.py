@@ -12,8 +12,9 @@ polling, by a deadline, or by a SIGALRM guard (`alarm_after`).
 Test modules import this as ``from harness import ...``: pytest's default
 (``prepend``) import mode puts ``tests/`` on ``sys.path`` before it imports
 ``tests/conftest.py`` or any test module (``tests/`` has no ``__init__.py``), from
-whichever directory pytest is run and in every xdist worker.  The fixtures built
-on it are in ``tests/conftest.py``.
+whichever directory pytest is run and in every xdist worker; under
+``--import-mode=importlib`` ``tests/conftest.py``, always imported first, puts it
+there.  The fixtures built on this module are in ``tests/conftest.py``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 from spec.drivers.server_process import HOST
 
@@ -371,6 +372,22 @@ def echo_or_refusal(sock: socket.socket, message: bytes, deadline: float) -> str
         got += chunk
     assert got == message.upper(), (got, message)
     return "served"
+
+
+@contextlib.contextmanager
+def running(argv: list[str], stderr: BinaryIO) -> Iterator[subprocess.Popen[bytes]]:
+    """Run `argv` in its own session, standard output piped (`read_line`), standard error
+    to `stderr`; on the way out kill it if it still runs, reap it and close the pipe."""
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=stderr, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+        assert proc.stdout is not None
+        proc.stdout.close()
 
 
 def read_line(proc: subprocess.Popen[bytes], timeout: float) -> bytes:

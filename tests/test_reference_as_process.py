@@ -84,14 +84,18 @@ def _nc_argv(port: int) -> list[str]:
     return [nc, "-N", HOST, str(port)]
 
 
-def test_nc_client(reference_process: ServerProcess) -> None:
-    argv = _nc_argv(reference_process.port)
+def _pipe_through(argv: list[str], sp: ServerProcess) -> None:
+    """Run the client `argv` twice, on CLIENT_PAYLOAD and on b"abc": each prints the echo."""
     done = subprocess.run(argv, input=CLIENT_PAYLOAD, capture_output=True, timeout=30)
     assert done.returncode == 0, done.stderr
     assert done.stdout == CLIENT_PAYLOAD.upper()
     small = subprocess.run(argv, input=b"abc", capture_output=True, timeout=30)
     assert small.stdout == b"ABC"
-    assert reference_process.alive
+    assert sp.alive
+
+
+def test_nc_client(reference_process: ServerProcess) -> None:
+    _pipe_through(_nc_argv(reference_process.port), reference_process)
 
 
 def test_socat_client(reference_process: ServerProcess) -> None:
@@ -100,12 +104,7 @@ def test_socat_client(reference_process: ServerProcess) -> None:
         pytest.skip("socat is not installed (Debian: apt-get install socat)")
     # -t: after EOF on stdin, wait this long for the server's EOF.
     argv = [socat, "-t", "20", "-", f"TCP:{HOST}:{reference_process.port},shut-down"]
-    done = subprocess.run(argv, input=CLIENT_PAYLOAD, capture_output=True, timeout=30)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout == CLIENT_PAYLOAD.upper()
-    small = subprocess.run(argv, input=b"abc", capture_output=True, timeout=30)
-    assert small.stdout == b"ABC"
-    assert reference_process.alive
+    _pipe_through(argv, reference_process)
 
 
 def test_flood_from_a_non_reading_client_keeps_memory_bounded(

@@ -18,7 +18,15 @@ import tempfile
 import time
 
 import pytest
-from harness import HOST, read_line, read_to_eof, recv_exactly, roundtrip, server_command
+from harness import (
+    HOST,
+    read_line,
+    read_to_eof,
+    recv_exactly,
+    roundtrip,
+    running,
+    server_command,
+)
 
 from spec.drivers.server_process import ServerProcess
 
@@ -60,12 +68,9 @@ def test_unresolvable_host_says_it_cannot_resolve() -> None:
 
 
 def test_port_0_prints_the_address_and_warning_level_is_quiet() -> None:
+    argv = [sys.executable, "-m", "impl.select_server", "--port", "0", "--log-level", "warning"]
     with tempfile.TemporaryFile() as stderr:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "impl.select_server", "--port", "0", "--log-level", "warning"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr,
-            start_new_session=True)
-        try:
+        with running(argv, stderr) as proc:
             line = read_line(proc, 10.0).decode()
             match = re.fullmatch(r"listening on 127\.0\.0\.1:(\d+)\n", line)
             assert match, line
@@ -74,12 +79,6 @@ def test_port_0_prints_the_address_and_warning_level_is_quiet() -> None:
             assert roundtrip((HOST, port), b"port zero") == b"PORT ZERO"
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(10) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(10)
-            assert proc.stdout is not None
-            proc.stdout.close()
         stderr.seek(0)
         assert stderr.read() == b"", "--log-level WARNING should log nothing here"
 

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import textwrap
 import time
 
 import psutil
-from harness import HOST, echo_or_refusal, read_line
+from harness import HOST, echo_or_refusal, read_line, running
 
 #: The server under a descriptor limit, for ``python -c``: argv[1] is its RLIMIT_NOFILE,
 #: argv[2] how many seconds it serves before it exits.
@@ -48,64 +47,57 @@ EMFILE_SCRIPT = textwrap.dedent("""
 
 def test_out_of_descriptors_refuses_cleanly_and_keeps_serving() -> None:
     limit, first_count, extra_count = 64, 20, 60
+    argv = [sys.executable, "-c", EMFILE_SCRIPT, str(limit), "60"]
     with tempfile.TemporaryFile() as stderr:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", EMFILE_SCRIPT, str(limit), "60"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr,
-            start_new_session=True)
-        socks: list[socket.socket] = []
-        try:
-            port = int(read_line(proc, 10.0))
-            address = (HOST, port)
-            first = [socket.create_connection(address, timeout=5.0) for _ in range(first_count)]
-            socks += first
-            deadline = time.monotonic() + 10.0
-            for i, s in enumerate(first):
-                assert echo_or_refusal(s, b"first %d" % i, deadline) == "served"
-            extras = [socket.create_connection(address, timeout=5.0)
-                      for _ in range(extra_count)]
-            socks += extras
-            deadline = time.monotonic() + 10.0
-            outcomes = [echo_or_refusal(s, b"extra %d" % i, deadline)
-                        for i, s in enumerate(extras)]
-            assert "hung" not in outcomes, outcomes
-            refused = outcomes.count("refused")
-            # 0, 1, 2, the listener and the spare descriptor are taken.
-            assert refused >= first_count + extra_count - (limit - 5), outcomes
-            assert proc.poll() is None, "the server died when it ran out of descriptors"
-            # Not a busy loop: idle once the extra connections are refused.
-            p = psutil.Process(proc.pid)
-            before = sum(p.cpu_times()[:2])
-            time.sleep(1.0)  # a measuring window, not synchronisation
-            cpu = sum(p.cpu_times()[:2]) - before
-            print(f"\nout of descriptors: {refused} of {extra_count} extra connections "
-                  f"refused; server CPU over the next 1 s: {cpu:.3f} s")
-            assert cpu < 0.1, f"{cpu:.3f} s of CPU in 1 s while out of descriptors"
-            # The first clients are still served.
-            deadline = time.monotonic() + 10.0
-            for i, s in enumerate(first):
-                assert echo_or_refusal(s, b"again %d" % i, deadline) == "served"
-            # Once descriptors are free again, new connections are served again.
-            for s in extras:
-                s.close()
-            deadline = time.monotonic() + 10.0
-            while True:
-                with socket.create_connection(address, timeout=5.0) as late:
-                    if echo_or_refusal(late, b"late", deadline) == "served":
-                        break
-                assert time.monotonic() < deadline, "no new connection served after recovery"
-            assert proc.poll() is None
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(10) == 0
-        finally:
-            for s in socks:
-                s.close()
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(10)
-            assert proc.stdout is not None
-            proc.stdout.close()
-            stderr.seek(0)
-            log = stderr.read().decode(errors="replace")
+        with running(argv, stderr) as proc:
+            socks: list[socket.socket] = []
+            try:
+                port = int(read_line(proc, 10.0))
+                address = (HOST, port)
+                first = [socket.create_connection(address, timeout=5.0) for _ in range(first_count)]
+                socks += first
+                deadline = time.monotonic() + 10.0
+                for i, s in enumerate(first):
+                    assert echo_or_refusal(s, b"first %d" % i, deadline) == "served"
+                extras = [socket.create_connection(address, timeout=5.0)
+                          for _ in range(extra_count)]
+                socks += extras
+                deadline = time.monotonic() + 10.0
+                outcomes = [echo_or_refusal(s, b"extra %d" % i, deadline)
+                            for i, s in enumerate(extras)]
+                assert "hung" not in outcomes, outcomes
+                refused = outcomes.count("refused")
+                # 0, 1, 2, the listener and the spare descriptor are taken.
+                assert refused >= first_count + extra_count - (limit - 5), outcomes
+                assert proc.poll() is None, "the server died when it ran out of descriptors"
+                # Not a busy loop: idle once the extra connections are refused.
+                p = psutil.Process(proc.pid)
+                before = sum(p.cpu_times()[:2])
+                time.sleep(1.0)  # a measuring window, not synchronisation
+                cpu = sum(p.cpu_times()[:2]) - before
+                print(f"\nout of descriptors: {refused} of {extra_count} extra connections "
+                      f"refused; server CPU over the next 1 s: {cpu:.3f} s")
+                assert cpu < 0.1, f"{cpu:.3f} s of CPU in 1 s while out of descriptors"
+                # The first clients are still served.
+                deadline = time.monotonic() + 10.0
+                for i, s in enumerate(first):
+                    assert echo_or_refusal(s, b"again %d" % i, deadline) == "served"
+                # Once descriptors are free again, new connections are served again.
+                for s in extras:
+                    s.close()
+                deadline = time.monotonic() + 10.0
+                while True:
+                    with socket.create_connection(address, timeout=5.0) as late:
+                        if echo_or_refusal(late, b"late", deadline) == "served":
+                            break
+                    assert time.monotonic() < deadline, "no new connection served after recovery"
+                assert proc.poll() is None
+                proc.send_signal(signal.SIGTERM)
+                assert proc.wait(10) == 0
+            finally:
+                for s in socks:
+                    s.close()
+        stderr.seek(0)
+        log = stderr.read().decode(errors="replace")
     assert "out of file descriptors: refusing" in log
     assert "Traceback" not in log, log
