@@ -21,15 +21,14 @@ import resource
 import select
 import selectors
 import socket
-import struct
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 
 import pytest
+from harness import CHUNK, HOST, MiB, reset, server_command
 
 from impl.selectors_server import SelectorsEchoServer
-from spec.drivers.server_process import HOST, ServerProcess
+from spec.drivers.server_process import ServerProcess
 from spec.model import diagnose, transform
 
 MODULES = {
@@ -39,12 +38,6 @@ MODULES = {
 }
 #: Seconds a correct server gets to deliver echo, EOF or cleanup.
 SETTLE = 5.0
-CHUNK = 64 * 1024
-MiB = 1024 * 1024
-
-
-def command(module: str) -> str:
-    return f"{sys.executable} -m {module} --port {{port}} --log-level WARNING"
 
 
 # -- readiness without FD_SETSIZE ------------------------------------------------
@@ -99,7 +92,8 @@ class Harness:
             self.stepped = SelectorsEchoServer(HOST, 0)
             self.address = self.stepped.address[:2]
         else:
-            self.process = ServerProcess(command(MODULES[name])).start()
+            command = server_command(MODULES[name], "--log-level", "WARNING")
+            self.process = ServerProcess(command).start()
             self.address = self.process.address
 
     def close(self) -> None:
@@ -148,22 +142,24 @@ class Harness:
 SERVERS = [*MODULES, "selectors-stepped"]
 
 
-@pytest.fixture(params=SERVERS)
-def server(request: pytest.FixtureRequest) -> Iterator[Harness]:
+def _harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
     h = Harness(request.param)
     try:
         yield h
     finally:
         h.close()
+
+
+@pytest.fixture(params=SERVERS)
+def server(request: pytest.FixtureRequest) -> Iterator[Harness]:
+    """Each design, the stepped one included (this module's own `server`)."""
+    yield from _harness(request)
 
 
 @pytest.fixture(params=list(MODULES))
 def server_process(request: pytest.FixtureRequest) -> Iterator[Harness]:
-    h = Harness(request.param)
-    try:
-        yield h
-    finally:
-        h.close()
+    """Each design as a command."""
+    yield from _harness(request)
 
 
 # -- clients ---------------------------------------------------------------------
@@ -227,12 +223,6 @@ def check_echo(sent: bytes, res: Result, *, half_closed: bool = False, name: str
 
 def payload(n: int, seed: int) -> bytes:
     return random.Random(seed).randbytes(n)
-
-
-def reset(s: socket.socket) -> None:
-    """Close `s` with a RST instead of a FIN."""
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    s.close()
 
 
 def push_without_reading(

@@ -30,13 +30,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from harness import REFERENCE_CMD
 
 from spec.drivers.server_process import HOST, ServerProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Upper bound on any single wait in this file, in seconds.
 WAIT = 10.0
-SERVER_CMD = f"{sys.executable} -m impl.select_server --port {{port}} --log-level WARNING"
 PROMPT = b">>:"
 
 
@@ -239,15 +239,9 @@ def assert_no_traceback(term: Terminal) -> None:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[ServerProcess]:
-    """The reference server, shared by the tests of one module in one worker."""
-    with ServerProcess(SERVER_CMD) as s:
-        yield s
-
-
-@pytest.fixture
-def own_server() -> Iterator[ServerProcess]:
-    """A reference server this test alone may kill."""
-    with ServerProcess(SERVER_CMD) as s:
+    """The reference server, shared by the tests of one module in one worker (a test that
+    kills it takes conftest.py's `reference_process`, its own)."""
+    with ServerProcess(REFERENCE_CMD) as s:
         yield s
 
 
@@ -420,13 +414,13 @@ def test_host_that_cannot_be_resolved(host: str) -> None:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
-def test_server_killed_mid_session(own_server: ServerProcess, sig: signal.Signals) -> None:
-    with Terminal("--port", str(own_server.port)) as term:
+def test_server_killed_mid_session(reference_process: ServerProcess, sig: signal.Signals) -> None:
+    with Terminal("--port", str(reference_process.port)) as term:
         term.line("hello")
         term.expect(b"recv: HELLO\r\n")
-        assert own_server.process is not None
-        os.killpg(own_server.process.pid, sig)
-        own_server.process.wait(WAIT)
+        assert reference_process.process is not None
+        os.killpg(reference_process.process.pid, sig)
+        reference_process.process.wait(WAIT)
         term.line("are you there")
         assert term.wait() == 1
     assert b"server closed the connection" in term.err

@@ -16,10 +16,8 @@ import os
 import random
 import resource
 import select
-import shlex
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import time
@@ -28,46 +26,28 @@ from collections.abc import Callable, Iterator
 
 import psutil
 import pytest
+from harness import (
+    HOST,
+    Hung,
+    Rig,
+    alarm_after,
+    read_now,
+    reset,
+    server_command,
+    step_read,
+    step_until,
+)
 
 from impl.seed_echo_server import SeedEchoServer
 from impl.seed_upper_server import SeedUpperServer
 from spec.drivers.server_process import ServerProcess
 
-HOST = "127.0.0.1"
 SERVERS = [SeedEchoServer, SeedUpperServer]
-#: Rounds a loop may take before a test gives up.
-ROUNDS = 200
 #: Rounds for the loops that push megabytes (one 1024-byte recv per round).
 BULK_ROUNDS = 50_000
 
 
-# -- guards and helpers --------------------------------------------------------------
-
-
-class Hung(Exception):
-    """Raised by the SIGALRM guard in whatever call was blocking."""
-
-
-@contextlib.contextmanager
-def alarm_after(seconds: float) -> Iterator[None]:
-    """Raise Hung in the main thread if the block has not finished within `seconds`.
-
-    Nests: an outer guard's remaining time is restored afterwards.
-    """
-    def on_alarm(signum: int, frame: object) -> None:
-        raise Hung(f"still running after {seconds} s")
-
-    old_handler = signal.signal(signal.SIGALRM, on_alarm)
-    old_delay, _ = signal.setitimer(signal.ITIMER_REAL, seconds)
-    started = time.monotonic()
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old_handler)
-        if old_delay:
-            left = old_delay - (time.monotonic() - started)
-            signal.setitimer(signal.ITIMER_REAL, max(left, 0.001))
+# -- guards and helpers ---------------------------------------------------------------
 
 
 @pytest.fixture(autouse=True)
@@ -75,116 +55,6 @@ def _no_test_hangs() -> Iterator[None]:
     """A last resort: each test's own waits are far shorter (generous for loaded hosts)."""
     with alarm_after(60.0):
         yield
-
-
-class Rig:
-    """Servers and client sockets made by one test, all closed when it ends."""
-
-    def __init__(self) -> None:
-        self.servers: list[SeedEchoServer | SeedUpperServer] = []
-        self.sockets: list[socket.socket] = []
-        self.fds: list[int] = []
-
-    def server(self, cls: type) -> SeedEchoServer | SeedUpperServer:
-        server = cls(HOST, 0)
-        self.servers.append(server)
-        return server
-
-    def client(self, server, *, rcvbuf: int | None = None,
-               sndbuf: int | None = None) -> socket.socket:
-        """A client connected to `server` (buffer sizes set before connecting)."""
-        c = socket.socket()
-        self.sockets.append(c)
-        if rcvbuf is not None:
-            c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        if sndbuf is not None:
-            c.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
-        c.settimeout(2.0)
-        c.connect(server.address)
-        return c
-
-    def accepted(self, server, client: socket.socket) -> socket.socket:
-        """Step `server` until it has accepted `client`; return the server's socket for it."""
-        step_until(server, lambda: server_side(server, client) is not None)
-        return server_side(server, client)
-
-    def track(self, s: socket.socket) -> socket.socket:
-        self.sockets.append(s)
-        return s
-
-    def close(self) -> None:
-        for s in self.sockets:
-            s.close()
-        for server in self.servers:
-            server.close()
-        for fd in self.fds:
-            os.close(fd)
-
-
-@pytest.fixture
-def rig() -> Iterator[Rig]:
-    r = Rig()
-    try:
-        yield r
-    finally:
-        r.close()
-
-
-def server_side(server, client: socket.socket) -> socket.socket | None:
-    """The server's socket for `client`, from its select lists (None if not there)."""
-    for s in server.inputs[1:]:
-        if s.getpeername() == client.getsockname():
-            return s
-    return None
-
-
-def step_until(server, done: Callable[[], bool], rounds: int = ROUNDS,
-               timeout: float = 0.01) -> int:
-    """Poll `server` until `done()`; return the rounds taken; fail after `rounds`."""
-    for i in range(rounds):
-        if done():
-            return i
-        server.poll(timeout)
-    assert done(), f"condition not reached in {rounds} rounds"
-    return rounds
-
-
-def step_read(server, client: socket.socket, n: int, rounds: int = ROUNDS) -> bytes:
-    """Poll `server` until `client` has read `n` bytes (or EOF); return them."""
-    got = bytearray()
-    for _ in range(rounds):
-        server.poll(0.01)
-        chunk = read_now(client)
-        if chunk is None:
-            break
-        got += chunk
-        if len(got) >= n:
-            break
-    return bytes(got)
-
-
-def read_now(client: socket.socket) -> bytes | None:
-    """What `client` can read right now: bytes (maybe b''), or None at EOF."""
-    got = bytearray()
-    timeout = client.gettimeout()
-    client.setblocking(False)
-    try:
-        while True:
-            try:
-                chunk = client.recv(65536)
-            except BlockingIOError:
-                return bytes(got)
-            if not chunk:
-                return None if not got else bytes(got)
-            got += chunk
-    finally:
-        client.settimeout(timeout)
-
-
-def abort(client: socket.socket) -> None:
-    """Close with SO_LINGER 0: the kernel sends an RST instead of a FIN."""
-    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    client.close()
 
 
 def tcp_state(server, client: socket.socket) -> str | None:
@@ -225,10 +95,6 @@ def drain_until_writable(client: socket.socket, conn: socket.socket, limit: int 
     return total
 
 
-def command(module: str) -> str:
-    return f"{shlex.quote(sys.executable)} -m {module} --port {{port}}"
-
-
 # -- both servers ----------------------------------------------------------------------
 
 
@@ -259,7 +125,7 @@ def test_client_reset_kills_the_server(rig: Rig, cls) -> None:
     server = rig.server(cls)
     c = rig.client(server)
     rig.accepted(server, c)
-    abort(c)
+    reset(c)
     with pytest.raises(ConnectionResetError):
         step_until(server, lambda: False, rounds=10)
 
@@ -402,7 +268,7 @@ def test_echo_unread_echo_overflows_select(rig: Rig) -> None:
 
 def test_echo_non_reading_client_kills_the_command() -> None:
     """The same, black-box: the process dies and the other clients with it."""
-    with ServerProcess(command("impl.seed_echo_server")) as process:
+    with ServerProcess(server_command("impl.seed_echo_server")) as process:
         other = socket.create_connection(process.address, timeout=2)
         with other:
             other.sendall(b"hello")
@@ -496,7 +362,7 @@ def test_echo_urgent_byte_with_unsent_entries_kills_the_server(rig: Rig) -> None
             break
         except BlockingIOError:
             server.poll(0)
-    step_until(server, lambda: conn not in server.msg_dic, rounds=BULK_ROUNDS, timeout=0)
+    step_until(server, lambda: conn not in server.msg_dic, rounds=BULK_ROUNDS, poll=0)
     assert conn not in server.inputs and conn in server.outputs
     drain_until_writable(c, conn)
     with pytest.raises(KeyError):
@@ -517,7 +383,7 @@ def test_upper_data_then_reset_getpeername_raises(rig: Rig) -> None:
     c = rig.client(server)
     rig.accepted(server, c)
     c.sendall(b"abc")
-    abort(c)
+    reset(c)
     with pytest.raises(OSError) as raised:
         step_until(server, lambda: False, rounds=10)
     assert raised.value.errno == errno.ENOTCONN
@@ -558,7 +424,7 @@ def test_upper_eof_with_backlog_discards_the_echo(rig: Rig) -> None:
     conn = rig.track(rig.accepted(server, c))
     pushed = flood(server, c, lambda: server.message_queues[conn].qsize() >= 64)
     c.shutdown(socket.SHUT_WR)
-    step_until(server, lambda: conn not in server.inputs, rounds=BULK_ROUNDS, timeout=0)
+    step_until(server, lambda: conn not in server.inputs, rounds=BULK_ROUNDS, poll=0)
     assert server.message_queues == {} and server.outputs == []
     got = bytearray()
     eof = False
@@ -682,7 +548,7 @@ def test_command_help(module: str, port: int) -> None:
 @pytest.mark.parametrize(("module", "expected"), [("impl.seed_echo_server", b"Hello"),
                                                   ("impl.seed_upper_server", b"HELLO")])
 def test_command_serves_and_ends_on_sigterm(module: str, expected: bytes) -> None:
-    with ServerProcess(command(module)) as process:
+    with ServerProcess(server_command(module)) as process:
         with socket.create_connection(process.address, timeout=2) as c:
             c.sendall(b"Hello")
             got = b""

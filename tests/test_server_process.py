@@ -11,6 +11,7 @@ import time
 
 import psutil
 import pytest
+from harness import HOST, REFERENCE_CMD, server_command
 from hypothesis import settings
 
 from spec.checker import check
@@ -19,11 +20,10 @@ from spec.drivers.sock_diag import listening_inodes
 from spec.targets import Target
 
 PY = sys.executable
-REFERENCE = f"{PY} -m impl.select_server --port {{port}} --log-level WARNING"
 
 
 def test_starts_serves_and_reports_its_resources() -> None:
-    with ServerProcess(REFERENCE) as server:
+    with ServerProcess(REFERENCE_CMD) as server:
         with socket.create_connection(server.address, timeout=5) as c:
             c.sendall(b"abc")
             assert c.recv(3) == b"ABC"
@@ -73,7 +73,7 @@ def test_forked_children_are_ended_with_the_server() -> None:
 
 
 def test_a_dead_server_is_described() -> None:
-    server = ServerProcess(REFERENCE).start()
+    server = ServerProcess(REFERENCE_CMD).start()
     try:
         server.process.kill()
         assert server.wait_dead(5)
@@ -114,7 +114,7 @@ def _running(servers: list[ServerProcess]) -> list[int]:
 
 
 def test_a_supply_hands_out_fresh_servers_and_ends_them_all() -> None:
-    with ServerSupply(REFERENCE) as supply:
+    with ServerSupply(REFERENCE_CMD) as supply:
         first = supply.take()
         launched = supply._launched[0]
         assert launched is not None and launched.alive  # starting while `first` is used
@@ -160,7 +160,7 @@ def test_a_process_check_leaves_no_process_behind(module: str) -> None:
     the one launched in advance included."""
     me = psutil.Process()
     before = {p.pid for p in me.children(recursive=True)}
-    outcome = check(Target("cmd", f"{PY} -m {module} --port {{port}}"), "ECHO-5", settle=1.0,
+    outcome = check(Target("cmd", server_command(module)), "ECHO-5", settle=1.0,
                     hypothesis_settings=settings(max_examples=5, stateful_step_count=5,
                                                  derandomize=True, database=None))
     assert outcome.verdict == ("pass" if module == "impl.select_server" else "fail")
@@ -173,7 +173,7 @@ def test_a_stranger_listening_on_the_port_is_not_taken_for_the_server(
     """Another process may bind the free port before the server does: the
     server then exits (EADDRINUSE), and the stranger's listener must not be
     taken for it."""
-    with socket.create_server(("127.0.0.1", 0)) as stranger:
+    with socket.create_server((HOST, 0)) as stranger:
         monkeypatch.setattr("spec.drivers.server_process.free_port",
                             lambda network=None: stranger.getsockname()[1])
         command = f"{PY} -c 'import sys, time; time.sleep(0.3); sys.exit(3)' {{port}}"
@@ -182,9 +182,9 @@ def test_a_stranger_listening_on_the_port_is_not_taken_for_the_server(
 
 
 def test_listening_inodes_names_only_the_listener() -> None:
-    with socket.create_server(("127.0.0.1", 0)) as listener:
+    with socket.create_server((HOST, 0)) as listener:
         port = listener.getsockname()[1]
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+        with socket.create_connection((HOST, port), timeout=5) as client:
             accepted, _ = listener.accept()
             with accepted:
                 found = listening_inodes(port)
@@ -199,5 +199,5 @@ def test_the_server_is_recognised_as_the_listener(monkeypatch: pytest.MonkeyPatc
     if not sock_diag:  # the fallback: psutil's connection table
         monkeypatch.setattr("spec.drivers.server_process.listening_inodes",
                             lambda port, **_: None)
-    with ServerProcess(REFERENCE) as server:
+    with ServerProcess(REFERENCE_CMD) as server:
         assert server._listens()

@@ -18,14 +18,11 @@ checker's standard budget and full shrinking.
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import socket
-import struct
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
+from harness import Hung, Rig, alarm_after, open_fds, reset, server_side, step_until
 from hypothesis import Phase, settings
 
 from impl.select_server import SelectEchoServer
@@ -38,9 +35,6 @@ from spec.model import diagnose
 from spec.replay import run_program
 from spec.requirements import IDS
 from spec.targets import Target, load_impl
-
-HOST = "127.0.0.1"
-
 
 # -- the budgets ------------------------------------------------------------------------
 
@@ -218,106 +212,41 @@ def test_dup_leak_is_rejected_as_a_process() -> None:
 # -- the defects are subtle: a plain exchange works -------------------------------------
 
 
-class Hung(Exception):
-    """Raised by the SIGALRM guard in whatever call was blocking."""
+#: The timeout of each poll() the stepped servers here are given, in seconds.
+POLL = 0.005
 
 
-@contextlib.contextmanager
-def alarm_after(seconds: float) -> Iterator[None]:
-    def on_alarm(signum: int, frame: object) -> None:
-        raise Hung(f"still running after {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
-
-
-class Rig:
-    """One stepped server and its client sockets, all closed at the end."""
-
-    def __init__(self, cls: type) -> None:
-        self.server = cls(HOST, 0)
-        self.clients: list[socket.socket] = []
-
-    def connect(self, *, rcvbuf: int | None = None) -> socket.socket:
-        c = socket.socket()
-        self.clients.append(c)
-        if rcvbuf is not None:
-            c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        c.settimeout(2.0)
-        c.connect(self.server.address)
-        c.setblocking(False)
-        self.step_until(lambda: self.conn(c) is not None)
-        return c
-
-    def conn(self, client: socket.socket) -> socket.socket | None:
-        """The server's socket for `client`."""
-        for s in list(self.server.message_queues):
-            with contextlib.suppress(OSError):
-                if s.fileno() != -1 and s.getpeername() == client.getsockname():
-                    return s
-        return None
-
-    def step_until(self, done: Callable[[], bool], rounds: int = 200) -> None:
-        for _ in range(rounds):
-            if done():
-                return
-            self.server.poll(0.005)
-        assert done(), f"not reached in {rounds} rounds"
-
-    def exchange(self, client: socket.socket, rounds: int = 200) -> tuple[bytes, bool]:
-        """Poll and read until EOF or `rounds` quiet rounds; return (bytes, eof)."""
-        got = bytearray()
+def read_until_eof(server, client: socket.socket, rounds: int = 200) -> tuple[bytes, bool]:
+    """Poll and read until EOF or `rounds` quiet rounds; return (bytes, eof)."""
+    got = bytearray()
+    quiet = 0
+    while quiet < rounds:
+        handled = server.poll(POLL)
+        try:
+            chunk = client.recv(1 << 20)
+        except BlockingIOError:
+            quiet = 0 if handled else quiet + 1
+            continue
+        except ConnectionResetError:
+            return bytes(got), True
+        if not chunk:
+            return bytes(got), True
+        got += chunk
         quiet = 0
-        while quiet < rounds:
-            handled = self.server.poll(0.005)
-            try:
-                chunk = client.recv(1 << 20)
-            except BlockingIOError:
-                quiet = 0 if handled else quiet + 1
-                continue
-            except ConnectionResetError:
-                return bytes(got), True
-            if not chunk:
-                return bytes(got), True
-            got += chunk
-            quiet = 0
-        return bytes(got), False
-
-    def close(self) -> None:
-        for c in self.clients:
-            c.close()
-        self.server.close()
-
-
-@pytest.fixture
-def rig_factory() -> Iterator[Callable[[type], Rig]]:
-    rigs: list[Rig] = []
-
-    def make(cls: type) -> Rig:
-        rigs.append(Rig(cls))
-        return rigs[-1]
-
-    yield make
-    for r in rigs:
-        r.close()
+    return bytes(got), False
 
 
 @pytest.mark.parametrize("name", list(DEFECTS))
-def test_plain_exchange_works(rig_factory, name: str) -> None:
+def test_plain_exchange_works(rig: Rig, name: str) -> None:
     """Every defect is subtle: one client sending a line of ASCII gets its echo, so only
     the checker's harder programs can tell it from the reference."""
-    rig = rig_factory(DEFECTS[name].load())
+    server = rig.server(DEFECTS[name].load())
     got = bytearray()
     with alarm_after(5.0):
-        c = rig.connect()
+        c = rig.connect(server, poll=POLL)
         c.sendall(b"Hello, World")
         for _ in range(200):
-            rig.server.poll(0.005)
+            server.poll(POLL)
             with contextlib.suppress(BlockingIOError):
                 got += c.recv(100)
             if len(got) >= 12:
@@ -331,45 +260,40 @@ def test_plain_exchange_works(rig_factory, name: str) -> None:
 REFERENCE = SelectEchoServer
 
 
-def _abort(c: socket.socket) -> None:
-    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    c.close()
-
-
 #: 64 KiB, one recv(): far more than a slow reader's window and the server's send buffer.
 SLOW_READER_DATA = bytes(range(256)) * 256
 
 
-def _send_to_slow_reader(rig: Rig, data: bytes) -> socket.socket:
+def _send_to_slow_reader(rig: Rig, server, data: bytes) -> socket.socket:
     """Connect a client that reads little (a 4 KiB window) to a server socket with a
     small, fixed send buffer (no autotuning, as many servers and other kernels have),
     and send `data` before the server has run: its send()s of the echo come up short."""
-    c = rig.connect(rcvbuf=4096)
-    rig.conn(c).setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    c = rig.connect(server, rcvbuf=4096, poll=POLL)
+    server_side(server, c).setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     c.setblocking(True)
     c.sendall(data)
     c.setblocking(False)
     return c
 
 
-def _hello_then_eof(rig: Rig) -> socket.socket:
+def _hello_then_eof(rig: Rig, server) -> socket.socket:
     """`printf hello | nc -N`: data and FIN arrive together, before any echo."""
-    c = rig.connect()
+    c = rig.connect(server, poll=POLL)
     c.sendall(b"hello")
     c.shutdown(socket.SHUT_WR)
     return c
 
 
 @pytest.mark.parametrize(("name", "lost"), [("reference", False), ("close-at-eof", True)])
-def test_close_at_eof_is_real(rig_factory, name: str, lost: bool) -> None:
+def test_close_at_eof_is_real(rig: Rig, name: str, lost: bool) -> None:
     """A slow reader sends more than its window takes and half-closes (``nc -N < file``):
     echo is still queued when the EOF is read, and closing then drops it."""
     cls = REFERENCE if name == "reference" else DEFECTS[name].load()
-    rig = rig_factory(cls)
+    server = rig.server(cls)
     with alarm_after(10.0):
-        c = _send_to_slow_reader(rig, SLOW_READER_DATA)
+        c = _send_to_slow_reader(rig, server, SLOW_READER_DATA)
         c.shutdown(socket.SHUT_WR)
-        got, eof = rig.exchange(c, rounds=50)
+        got, eof = read_until_eof(server, c, rounds=50)
     assert eof
     if lost:
         assert 0 < len(got) < len(SLOW_READER_DATA)
@@ -379,18 +303,18 @@ def test_close_at_eof_is_real(rig_factory, name: str, lost: bool) -> None:
 
 
 @pytest.mark.parametrize(("name", "dies"), [("reference", False), ("uncaught-send-error", True)])
-def test_uncaught_send_error_is_real(rig_factory, name: str, dies: bool) -> None:
+def test_uncaught_send_error_is_real(rig: Rig, name: str, dies: bool) -> None:
     """A client sends, half-closes and resets before reading: send() fails, the loop dies."""
     cls = REFERENCE if name == "reference" else DEFECTS[name].load()
-    rig = rig_factory(cls)
+    server = rig.server(cls)
     with alarm_after(5.0):
-        c = _hello_then_eof(rig)
-        rig.clients.remove(c)
-        _abort(c)
+        c = _hello_then_eof(rig, server)
+        rig.sockets.remove(c)
+        reset(c)
         raised = None
         try:
             for _ in range(20):
-                rig.server.poll(0.005)
+                server.poll(POLL)
         except OSError as e:
             raised = e
     if dies:
@@ -401,17 +325,17 @@ def test_uncaught_send_error_is_real(rig_factory, name: str, dies: bool) -> None
 
 @pytest.mark.parametrize(("name", "dies"), [("reference", False),
                                            ("remove-twice-after-flush", True)])
-def test_remove_twice_after_flush_is_real(rig_factory, name: str, dies: bool) -> None:
+def test_remove_twice_after_flush_is_real(rig: Rig, name: str, dies: bool) -> None:
     """`printf hello | nc -N`: EOF with echo queued; the flush's cleanup removes twice."""
     cls = REFERENCE if name == "reference" else DEFECTS[name].load()
-    rig = rig_factory(cls)
+    server = rig.server(cls)
     with alarm_after(5.0):
-        c = _hello_then_eof(rig)
+        c = _hello_then_eof(rig, server)
         if dies:
             with pytest.raises(ValueError, match="not in list"):
-                rig.exchange(c)
+                read_until_eof(server, c)
         else:
-            assert rig.exchange(c) == (b"HELLO", True)
+            assert read_until_eof(server, c) == (b"HELLO", True)
 
 
 @pytest.mark.parametrize(("name", "effect"), [
@@ -422,26 +346,26 @@ def test_remove_twice_after_flush_is_real(rig_factory, name: str, dies: bool) ->
     ("send-until-done", "blocks"),
     ("sendall-echo", "blocks"),
 ])
-def test_short_send_defects_are_real(rig_factory, name: str, effect: str) -> None:
+def test_short_send_defects_are_real(rig: Rig, name: str, effect: str) -> None:
     """With a small server send buffer (no autotuning: a fixed SO_SNDBUF, as many servers
     and other kernels have), a slow reader makes send() short: the defect shows."""
     cls = REFERENCE if name == "reference" else DEFECTS[name].load()
-    rig = rig_factory(cls)
+    server = rig.server(cls)
     data = SLOW_READER_DATA
     with alarm_after(10.0):
-        c = _send_to_slow_reader(rig, data)
+        c = _send_to_slow_reader(rig, server, data)
     blocked = False
     try:
         with alarm_after(1.0):
             for _ in range(20):  # the server reads it all and sends what fits
-                rig.server.poll(0.005)
+                server.poll(POLL)
     except Hung:
         blocked = True
     assert blocked == (effect == "blocks")
     if blocked:
         return
     with alarm_after(10.0):
-        got, _ = rig.exchange(c, rounds=50)
+        got, _ = read_until_eof(server, c, rounds=50)
     if effect == "loses":
         assert 0 < len(got) < len(data)
         assert data.upper().startswith(got)
@@ -449,27 +373,23 @@ def test_short_send_defects_are_real(rig_factory, name: str, effect: str) -> Non
         assert got == data.upper()
 
 
-def _fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
 @pytest.mark.parametrize(("name", "leaks"), [("reference", False), ("dup-leak", True)])
-def test_dup_leak_is_real(rig_factory, name: str, leaks: bool) -> None:
+def test_dup_leak_is_real(rig: Rig, name: str, leaks: bool) -> None:
     """After the connection ended the select lists are clean, yet a descriptor stays."""
     cls = REFERENCE if name == "reference" else DEFECTS[name].load()
-    rig = rig_factory(cls)
+    server = rig.server(cls)
     with alarm_after(5.0):
-        before = _fds()
-        c = rig.connect()
+        before = open_fds()
+        c = rig.connect(server, poll=POLL)
         c.sendall(b"abc")
         c.shutdown(socket.SHUT_WR)
-        got, eof = rig.exchange(c)
+        got, eof = read_until_eof(server, c)
         assert (got, eof) == (b"ABC", True)  # the client sees an orderly end
-        rig.clients.remove(c)
+        rig.sockets.remove(c)
         c.close()
-        rig.step_until(lambda: len(rig.server.inputs) == 1)
-    assert rig.server.outputs == [] and rig.server.message_queues == {}
-    assert _fds() - before == (1 if leaks else 0)
+        step_until(server, lambda: len(server.inputs) == 1, poll=POLL)
+    assert server.outputs == [] and server.message_queues == {}
+    assert open_fds() - before == (1 if leaks else 0)
 
 
 # -- the model ---------------------------------------------------------------------------
