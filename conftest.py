@@ -18,7 +18,6 @@ if not any(ep.value == "spec.pytest_plugin" for ep in entry_points(group="pytest
     pytest_plugins = ["spec.pytest_plugin"]
 
 
-
 def pytest_configure(config) -> None:  # type: ignore[no-untyped-def]
     """The self-suite's default profile, unless --hypothesis-profile names one."""
     if config.getoption("hypothesis_profile", None) is None:

@@ -46,18 +46,30 @@ def run(
 ) -> int:
     """Parse the command line, start the server, serve until a signal."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--host", default=default_host,
-                        help=f"address to listen on (default: {default_host})")
-    parser.add_argument("--port", type=int, default=default_port,
-                        help=f"TCP port, 0 for any free port (default: {default_port})")
-    parser.add_argument("--log-level", default="INFO", type=str.upper,
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                        help="logging verbosity (default: INFO)")
+    parser.add_argument(
+        "--host", default=default_host, help=f"address to listen on (default: {default_host})"
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=default_port,
+        help=f"TCP port, 0 for any free port (default: {default_port})",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="logging verbosity (default: INFO)",
+    )
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be between 0 and 65535, not {args.port}")
-    logging.basicConfig(level=args.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     # Handlers first: a signal that arrives while starting or closing must
     # still end the process with status 0, not kill it.
     old = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -76,8 +88,7 @@ def _serve(factory: Callable[[str, int], Any], host: str, port: int) -> int:
         # create_server() turns resolver errors into plain OSErrors; ask first.
         socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as e:
-        print(f"error: cannot resolve host {host!r}: {getattr(e, 'strerror', e)}",
-              file=sys.stderr)
+        print(f"error: cannot resolve host {host!r}: {getattr(e, 'strerror', e)}", file=sys.stderr)
         return 2
     try:
         server = factory(host, port)

@@ -164,8 +164,9 @@ class AsyncioEchoServer:
                     log.error("accept() failed: %s", e)
                 return
             conn.setblocking(False)
-            task = self.loop.create_task(self.loop.connect_accepted_socket(
-                lambda: EchoProtocol(self.connections), conn))
+            task = self.loop.create_task(
+                self.loop.connect_accepted_socket(lambda: EchoProtocol(self.connections), conn)
+            )
             self._pending[task] = conn
             task.add_done_callback(self._accepted)
 
@@ -246,9 +247,12 @@ class AsyncioEchoServer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return _cli.run(AsyncioEchoServer,
-                    description="An uppercase echo server on asyncio protocols with flow control.",
-                    default_port=10000, argv=argv)
+    return _cli.run(
+        AsyncioEchoServer,
+        description="An uppercase echo server on asyncio protocols with flow control.",
+        default_port=10000,
+        argv=argv,
+    )
 
 
 if __name__ == "__main__":

@@ -102,14 +102,14 @@ def connect(host: str, port: int, timeout: float) -> socket.socket:
         return socket.create_connection((host, port), timeout=timeout)
     except ConnectionRefusedError:
         raise SessionError(
-            f"cannot connect to {where}: connection refused (is the server running?)") from None
+            f"cannot connect to {where}: connection refused (is the server running?)"
+        ) from None
     except socket.gaierror as e:
         raise SessionError(f"cannot resolve host {host!r}: {e.strerror}") from None
     except UnicodeError:  # the IDNA codec rejects names such as 'a..b'
         raise SessionError(f"cannot resolve host {host!r}: not a valid host name") from None
     except TimeoutError:
-        raise SessionError(
-            f"cannot connect to {where}: timed out after {timeout:g} s") from None
+        raise SessionError(f"cannot connect to {where}: timed out after {timeout:g} s") from None
     except OSError as e:
         raise SessionError(f"cannot connect to {where}: {e.strerror or e}") from None
 
@@ -129,10 +129,11 @@ def exchange(sock: socket.socket, data: bytes, timeout: float) -> bytes:
         if not readable and not writable:
             raise SessionError(
                 f"timed out: the server sent no reply for {timeout:g} s "
-                f"(received {len(reply)} of {len(data)} bytes)")
+                f"(received {len(reply)} of {len(data)} bytes)"
+            )
         if writable:
             try:
-                unsent = unsent[sock.send(unsent[:CHUNK]):]
+                unsent = unsent[sock.send(unsent[:CHUNK]) :]
             except (BlockingIOError, InterruptedError):
                 pass
             except OSError as e:
@@ -147,7 +148,8 @@ def exchange(sock: socket.socket, data: bytes, timeout: float) -> bytes:
             if not chunk:
                 raise SessionError(
                     "server closed the connection"
-                    + (f" (after {len(reply)} of {len(data)} reply bytes)" if reply else ""))
+                    + (f" (after {len(reply)} of {len(data)} reply bytes)" if reply else "")
+                )
             reply += chunk
     return bytes(reply)
 
@@ -172,8 +174,11 @@ def session(sock: socket.socket, timeout: float) -> None:
 def _tolerant_stdio() -> None:
     """Let no byte crash the client: undecodable input passes through as raw
     bytes, unprintable output is replaced."""
-    for stream, errors in ((sys.stdin, "surrogateescape"), (sys.stdout, "replace"),
-                           (sys.stderr, "backslashreplace")):
+    for stream, errors in (
+        (sys.stdin, "surrogateescape"),
+        (sys.stdout, "replace"),
+        (sys.stderr, "backslashreplace"),
+    ):
         with contextlib.suppress(AttributeError, ValueError, io.UnsupportedOperation):
             stream.reconfigure(errors=errors)
 
@@ -195,14 +200,24 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="echo-client",
         description="Interactive client for the uppercase echo server: type a line, "
-                    "see it come back uppercased.  Ctrl-D quits.")
-    parser.add_argument("--host", default=DEFAULT_HOST,
-                        help=f"server host name or address (default: {DEFAULT_HOST})")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
-                        help=f"server TCP port (default: {DEFAULT_PORT})")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
-                        help="give up when connecting, or waiting for a reply, makes no "
-                             f"progress for this long (default: {DEFAULT_TIMEOUT:g})")
+        "see it come back uppercased.  Ctrl-D quits.",
+    )
+    parser.add_argument(
+        "--host",
+        default=DEFAULT_HOST,
+        help=f"server host name or address (default: {DEFAULT_HOST})",
+    )
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"server TCP port (default: {DEFAULT_PORT})"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help="give up when connecting, or waiting for a reply, makes no "
+        f"progress for this long (default: {DEFAULT_TIMEOUT:g})",
+    )
     return parser
 
 

@@ -83,8 +83,18 @@ log = logging.getLogger("impl.seed_echo_server")
 
 #: The seed's loop runs at module level, so these names outlive each round (and keep the
 #: sockets they refer to alive, and open, until they are bound to something else).
-_SEED_NAMES = ("readable", "writeables", "exceptional", "r", "w", "e", "conn", "addr",
-               "data", "data_to_client")
+_SEED_NAMES = (
+    "readable",
+    "writeables",
+    "exceptional",
+    "r",
+    "w",
+    "e",
+    "conn",
+    "addr",
+    "data",
+    "data_to_client",
+)
 
 
 class SeedEchoServer:
@@ -96,7 +106,9 @@ class SeedEchoServer:
         server.setblocking(False)
         msg_dic: dict[socket.socket, queue.Queue[bytes]] = {}
         # The connections we ask the kernel to watch.
-        inputs = [server,]
+        inputs = [
+            server,
+        ]
         # outputs holds the connections that have data to send back.
         outputs: list[socket.socket] = []
         self.server, self.msg_dic, self.inputs, self.outputs = server, msg_dic, inputs, outputs
@@ -174,8 +186,13 @@ class SeedEchoServer:
     def close(self) -> None:
         """Close every socket the server still refers to (the seed never closes anything)."""
         held = [v for v in self.seed_names.values() if isinstance(v, socket.socket)]
-        held += [s for v in self.seed_names.values() if isinstance(v, list)
-                 for s in v if isinstance(s, socket.socket)]
+        held += [
+            s
+            for v in self.seed_names.values()
+            if isinstance(v, list)
+            for s in v
+            if isinstance(s, socket.socket)
+        ]
         self.seed_names.clear()
         for s in [self.server, *self.inputs, *self.outputs, *self.msg_dic, *held]:
             s.close()
@@ -185,9 +202,13 @@ class SeedEchoServer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return _cli.run(SeedEchoServer, description="The seed tutorial's first select() echo "
-                    "server, defects intact (it echoes without uppercasing).",
-                    default_port=9000, argv=argv)
+    return _cli.run(
+        SeedEchoServer,
+        description="The seed tutorial's first select() echo "
+        "server, defects intact (it echoes without uppercasing).",
+        default_port=9000,
+        argv=argv,
+    )
 
 
 if __name__ == "__main__":

@@ -80,8 +80,16 @@ log = logging.getLogger("impl.seed_upper_server")
 
 #: The seed's loop runs at module level, so these names outlive each round (and keep the
 #: sockets they refer to alive, and open, until they are bound to something else).
-_SEED_NAMES = ("readable", "writeable", "exeptional", "s", "conn", "client_addr", "data",
-               "next_msg")
+_SEED_NAMES = (
+    "readable",
+    "writeable",
+    "exeptional",
+    "s",
+    "conn",
+    "client_addr",
+    "data",
+    "next_msg",
+)
 
 
 class SeedUpperServer:
@@ -89,10 +97,12 @@ class SeedUpperServer:
         server = socket.socket()
         server.setblocking(0)
         server_addr = (host, port)
-        log.info('starting up on %s port %s', *server_addr)
+        log.info("starting up on %s port %s", *server_addr)
         server.bind(server_addr)
         server.listen(5)
-        inputs = [server, ]  # Watch the server itself too: it is a descriptor as well.
+        inputs = [
+            server,
+        ]  # Watch the server itself too: it is a descriptor as well.
         outputs: list[socket.socket] = []
         message_queues: dict[socket.socket, queue.Queue[bytes]] = {}
         self.server, self.inputs, self.outputs = server, inputs, outputs
@@ -164,8 +174,13 @@ class SeedUpperServer:
     def close(self) -> None:
         """Close every socket the server still refers to (the seed never closes its server)."""
         held = [v for v in self.seed_names.values() if isinstance(v, socket.socket)]
-        held += [s for v in self.seed_names.values() if isinstance(v, list)
-                 for s in v if isinstance(s, socket.socket)]
+        held += [
+            s
+            for v in self.seed_names.values()
+            if isinstance(v, list)
+            for s in v
+            if isinstance(s, socket.socket)
+        ]
         self.seed_names.clear()
         for s in [self.server, *self.inputs, *self.outputs, *self.message_queues, *held]:
             s.close()
@@ -175,9 +190,13 @@ class SeedUpperServer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return _cli.run(SeedUpperServer, description="The seed tutorial's \"complete\" select() "
-                    "uppercase echo server, defects intact.",
-                    default_port=10000, argv=argv)
+    return _cli.run(
+        SeedUpperServer,
+        description='The seed tutorial\'s "complete" select() '
+        "uppercase echo server, defects intact.",
+        default_port=10000,
+        argv=argv,
+    )
 
 
 if __name__ == "__main__":

@@ -116,8 +116,11 @@ class SelectEchoServer:
                 log.warning("accept() failed: %s", e)
             return
         if conn.fileno() > self.max_fd:
-            log.warning("refusing %s: descriptor %d is beyond select()'s limit",
-                        client_address, conn.fileno())
+            log.warning(
+                "refusing %s: descriptor %d is beyond select()'s limit",
+                client_address,
+                conn.fileno(),
+            )
             conn.close()
             return
         log.debug("new connection from %s", client_address)
@@ -260,8 +263,12 @@ def _peer(s: socket.socket) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return _cli.run(SelectEchoServer, description="The reference select() uppercase echo server.",
-                    default_port=10000, argv=argv)
+    return _cli.run(
+        SelectEchoServer,
+        description="The reference select() uppercase echo server.",
+        default_port=10000,
+        argv=argv,
+    )
 
 
 if __name__ == "__main__":

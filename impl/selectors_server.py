@@ -265,8 +265,12 @@ def main(argv: list[str] | None = None) -> int:
             log.info("open-files limit (RLIMIT_NOFILE) is %d", new)
         return SelectorsEchoServer(host, port)
 
-    return _cli.run(start, description="An uppercase echo server on selectors (epoll): "
-                    "no FD_SETSIZE limit.", default_port=10000, argv=argv)
+    return _cli.run(
+        start,
+        description="An uppercase echo server on selectors (epoll): no FD_SETSIZE limit.",
+        default_port=10000,
+        argv=argv,
+    )
 
 
 if __name__ == "__main__":

@@ -94,8 +94,12 @@ class ThreadedEchoServer:
                 conn.close()
                 return
             self.connections.add(conn)
-        thread = threading.Thread(target=self._handle, args=(conn, client_address),
-                                  name=f"echo {client_address}", daemon=True)
+        thread = threading.Thread(
+            target=self._handle,
+            args=(conn, client_address),
+            name=f"echo {client_address}",
+            daemon=True,
+        )
         old_size = threading.stack_size(self.thread_stack_size)
         try:
             thread.start()
@@ -178,9 +182,12 @@ class ThreadedEchoServer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return _cli.run(ThreadedEchoServer,
-                    description="An uppercase echo server with a thread per connection.",
-                    default_port=10000, argv=argv)
+    return _cli.run(
+        ThreadedEchoServer,
+        description="An uppercase echo server with a thread per connection.",
+        default_port=10000,
+        argv=argv,
+    )
 
 
 if __name__ == "__main__":

@@ -74,15 +74,27 @@ class Outcome:
 
     def as_report(self) -> dict[str, object]:
         """The fields of the JSON report's entry for this requirement."""
-        return {"level": self.level, "verdict": self.verdict, "detail": self.detail,
-                "counterexample": self.counterexample, "replay": self.replay,
-                "seconds": self.seconds, "masked_by": self.masked_by,
-                "environment": self.environment}
+        return {
+            "level": self.level,
+            "verdict": self.verdict,
+            "detail": self.detail,
+            "counterexample": self.counterexample,
+            "replay": self.replay,
+            "seconds": self.seconds,
+            "masked_by": self.masked_by,
+            "environment": self.environment,
+        }
 
 
-def check(target: Target, req_id: str, *, settle: float = DEFAULT_SETTLE,
-          hypothesis_settings: settings | None = None, seed: int | None = None,
-          budget: float | None = DEFAULT_BUDGET) -> Outcome:
+def check(
+    target: Target,
+    req_id: str,
+    *,
+    settle: float = DEFAULT_SETTLE,
+    hypothesis_settings: settings | None = None,
+    seed: int | None = None,
+    budget: float | None = DEFAULT_BUDGET,
+) -> Outcome:
     """Judge `target` against one requirement.
 
     `seed` fixes Hypothesis' random programs (as pytest's --hypothesis-seed
@@ -100,10 +112,17 @@ def check(target: Target, req_id: str, *, settle: float = DEFAULT_SETTLE,
         outcome = _check_by_machine(target, req_id, settle, hypothesis_settings, seed, budget)
     if how.measured and (outcome is None or outcome.verdict == "pass"):
         violation, detail = measure.MEASURES[req_id](target.as_process(), settle)
-        outcome = Outcome(req_id, level, "fail" if violation else "pass",
-                          violation.describe() if violation else detail, violation=violation,
-                          environment={"network": host_description("measured on the host"),
-                                       "containment": containment()})
+        outcome = Outcome(
+            req_id,
+            level,
+            "fail" if violation else "pass",
+            violation.describe() if violation else detail,
+            violation=violation,
+            environment={
+                "network": host_description("measured on the host"),
+                "containment": containment(),
+            },
+        )
     assert outcome is not None, f"{req_id} has no way to be checked (spec/plans.py)"
     outcome.level = level
     outcome.seconds = round(time.monotonic() - start, 3)
@@ -124,21 +143,31 @@ def preflight(target: Target) -> None:
         try:
             server = cls(HOST, 0)
         except Exception as e:
-            raise TargetError(f"--impl {target.spec}: {cls.__name__}({HOST!r}, 0) raised "
-                              f"{type(e).__name__}: {e}; a steppable server is constructed "
-                              "as cls(host, port) and listens at once") from None
+            raise TargetError(
+                f"--impl {target.spec}: {cls.__name__}({HOST!r}, 0) raised "
+                f"{type(e).__name__}: {e}; a steppable server is constructed "
+                "as cls(host, port) and listens at once"
+            ) from None
         try:
             server.close()
         except Exception as e:
-            raise TargetError(f"--impl {target.spec}: close() of a server that never had a "
-                              f"connection raised {type(e).__name__}: {e}") from None
+            raise TargetError(
+                f"--impl {target.spec}: close() of a server that never had a "
+                f"connection raised {type(e).__name__}: {e}"
+            ) from None
 
 
-def machine_factory(target: Target, req_id: str, settle: float, log: CheckLog | None = None,
-                    seed: int | None = None,
-                    supply: ServerSupply | None = None) -> Callable[[], EchoConformance]:
+def machine_factory(
+    target: Target,
+    req_id: str,
+    settle: float,
+    log: CheckLog | None = None,
+    seed: int | None = None,
+    supply: ServerSupply | None = None,
+) -> Callable[[], EchoConformance]:
     """A machine factory for Hypothesis; `log` collects what every program
     showed (violations, masks); a command's servers come from `supply`."""
+
     def factory() -> EchoConformance:
         return machine_for(req_id)(target.driver(settle, supply), req_id, log)
 
@@ -150,8 +179,14 @@ def machine_factory(target: Target, req_id: str, settle: float, log: CheckLog | 
     return factory
 
 
-def _check_by_machine(target: Target, req_id: str, settle: float,
-                      base: settings | None, seed: int | None, budget: float | None) -> Outcome:
+def _check_by_machine(
+    target: Target,
+    req_id: str,
+    settle: float,
+    base: settings | None,
+    seed: int | None,
+    budget: float | None,
+) -> Outcome:
     base = base or settings()
     s = settings(
         base,
@@ -163,13 +198,15 @@ def _check_by_machine(target: Target, req_id: str, settle: float,
     )
     log = CheckLog(deadline=None if budget is None else time.monotonic() + budget)
     # A fresh server per program, each launched while the programs before run.
-    supply = (ServerSupply(target.spec, network=PrivateNetwork.shared())
-              if target.kind == "cmd" else None)
+    supply = (
+        ServerSupply(target.spec, network=PrivateNetwork.shared()) if target.kind == "cmd" else None
+    )
     try:
         with supply or contextlib.nullcontext():
             run_state_machine_as_test(  # takes any factory of machines, as documented
                 machine_factory(target, req_id, settle, log, seed, supply),  # type: ignore[arg-type]
-                settings=s)
+                settings=s,
+            )
             if plan(req_id).plays_idle_program:
                 outcome = _check_idle(target, req_id, settle, log)
                 if outcome is not None:
@@ -189,18 +226,36 @@ def _check_by_machine(target: Target, req_id: str, settle: float,
     return _outcome(req_id, "pass", log, detail=f"no violation in {log.finished} programs")
 
 
-def _budget_spent(target: Target, req_id: str, settle: float, log: CheckLog,
-                  budget: float | None) -> Outcome:
+def _budget_spent(
+    target: Target, req_id: str, settle: float, log: CheckLog, budget: float | None
+) -> Outcome:
     """The time budget ran out: report what was seen."""
     if log.failures:  # seen, then cut short while shrinking: the smallest seen so far
-        return _failed(target, req_id, settle, log.failures[-1], log,
-                       note=f"shrinking stopped at the {budget:g} s time budget")
+        return _failed(
+            target,
+            req_id,
+            settle,
+            log.failures[-1],
+            log,
+            note=f"shrinking stopped at the {budget:g} s time budget",
+        )
     if not log.finished:
-        return _masked(req_id, log) if log.masked else _outcome(
-            req_id, "not-run", log, detail=f"no program ran to its end within the "
-            f"{budget:g} s time budget (--budget)")
-    return _outcome(req_id, "pass", log, detail=f"no violation in {log.finished} programs "
-                    f"(the {budget:g} s time budget ran out)")
+        return (
+            _masked(req_id, log)
+            if log.masked
+            else _outcome(
+                req_id,
+                "not-run",
+                log,
+                detail=f"no program ran to its end within the {budget:g} s time budget (--budget)",
+            )
+        )
+    return _outcome(
+        req_id,
+        "pass",
+        log,
+        detail=f"no violation in {log.finished} programs (the {budget:g} s time budget ran out)",
+    )
 
 
 def _check_idle(target: Target, req_id: str, settle: float, log: CheckLog) -> Outcome | None:
@@ -225,14 +280,22 @@ def _masked(req_id: str, log: CheckLog) -> Outcome:
     if not log.masked:
         return _outcome(req_id, "not-run", log, detail="no program could be generated")
     mask, count = log.masked.most_common(1)[0]
-    return _outcome(req_id, "not-run", log, masked_by=mask, detail=(
-        f"not judged: {count} programs broke {mask} first, so none could show {req_id}; "
-        f"fix {mask}, then check again. {mask} as seen:\n"
-        + textwrap.indent(log.masking[mask].describe(), "  ")))
+    return _outcome(
+        req_id,
+        "not-run",
+        log,
+        masked_by=mask,
+        detail=(
+            f"not judged: {count} programs broke {mask} first, so none could show {req_id}; "
+            f"fix {mask}, then check again. {mask} as seen:\n"
+            + textwrap.indent(log.masking[mask].describe(), "  ")
+        ),
+    )
 
 
-def _inconclusive(target: Target, req_id: str, settle: float, log: CheckLog,
-                  error: Flaky) -> Outcome:
+def _inconclusive(
+    target: Target, req_id: str, settle: float, log: CheckLog, error: Flaky
+) -> Outcome:
     """Seen, but not again when the same program ran again.
 
     Bytes seen out of place, a reset, a death are facts about the server
@@ -240,30 +303,62 @@ def _inconclusive(target: Target, req_id: str, settle: float, log: CheckLog,
     from what did *not* happen within a wait is not one: inconclusive.
     """
     if not log.failures:
-        return _masked(req_id, log) if log.masked else _outcome(
-            req_id, "not-run", log, detail="a program behaved differently when it ran again, "
-            f"so {req_id} could not be judged ({type(error).__name__})")
+        return (
+            _masked(req_id, log)
+            if log.masked
+            else _outcome(
+                req_id,
+                "not-run",
+                log,
+                detail="a program behaved differently when it ran again, "
+                f"so {req_id} could not be judged ({type(error).__name__})",
+            )
+        )
     seen = log.failures[-1]
     if not seen.violation.waited:
-        return _failed(target, req_id, settle, seen, log, note=(
-            "the same program did not show it on every run: the server's behaviour "
-            "depends on timing"))
+        return _failed(
+            target,
+            req_id,
+            settle,
+            seen,
+            log,
+            note=(
+                "the same program did not show it on every run: the server's behaviour "
+                "depends on timing"
+            ),
+        )
     outcome = _failed(target, req_id, settle, seen, log)
     outcome.verdict = "inconclusive"
-    outcome.detail = (f"inconclusive: {req_id} was violated once but not again when the same "
-                      "program ran again, so this is not a verdict on the server. What was "
-                      "seen:\n" + textwrap.indent(seen.violation.describe(), "  "))
+    outcome.detail = (
+        f"inconclusive: {req_id} was violated once but not again when the same "
+        "program ran again, so this is not a verdict on the server. What was "
+        "seen:\n" + textwrap.indent(seen.violation.describe(), "  ")
+    )
     return outcome
 
 
-def _failed(target: Target, req_id: str, settle: float, failure: ConformanceFailure,
-            log: CheckLog, *, note: str = "") -> Outcome:
+def _failed(
+    target: Target,
+    req_id: str,
+    settle: float,
+    failure: ConformanceFailure,
+    log: CheckLog,
+    *,
+    note: str = "",
+) -> Outcome:
     detail = failure.violation.describe() + (f"\n  note: {note}" if note else "")
     first = log.failures[0] if log.failures else failure
-    return _outcome(req_id, "fail", log, detail=detail, first_failure=first.seen_at,
-                    counterexample="\n".join(failure.program), program=failure.program,
-                    violation=failure.violation,
-                    replay=replay_command(target, req_id, failure.program, settle))
+    return _outcome(
+        req_id,
+        "fail",
+        log,
+        detail=detail,
+        first_failure=first.seen_at,
+        counterexample="\n".join(failure.program),
+        program=failure.program,
+        violation=failure.violation,
+        replay=replay_command(target, req_id, failure.program, settle),
+    )
 
 
 def replay_command(target: Target, req_id: str, program: list[str], settle: float) -> str:
@@ -272,4 +367,3 @@ def replay_command(target: Target, req_id: str, program: list[str], settle: floa
     if target.kind == "cmd" and settle != DEFAULT_SETTLE:
         words += ["--settle", f"{settle:g}"]
     return shlex.join(words + program)
-

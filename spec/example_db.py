@@ -39,8 +39,9 @@ def example_database(value: str, *, check: bool = True) -> ExampleDatabase:
     if value.startswith(("redis://", "rediss://", "unix://")):
         return _redis(value, check)
     if "://" in value:
-        raise ExampleDbError(f"--example-db {value!r}: only redis:// URLs and directories "
-                             "are supported")
+        raise ExampleDbError(
+            f"--example-db {value!r}: only redis:// URLs and directories are supported"
+        )
     path = Path(value)
     if path.exists() and not path.is_dir():
         raise ExampleDbError(f"--example-db {value!r} is a file; give a directory")
@@ -52,19 +53,23 @@ def _redis(url: str, check: bool) -> ExampleDatabase:
         import redis
         from hypothesis.extra.redis import RedisExampleDatabase
     except ImportError:
-        raise ExampleDbError(f"--example-db {url}: the 'redis' package is not installed; "
-                             "pip install 'echo-conformance[redis]'") from None
+        raise ExampleDbError(
+            f"--example-db {url}: the 'redis' package is not installed; "
+            "pip install 'echo-conformance[redis]'"
+        ) from None
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=CONNECT_TIMEOUT,
-                                      socket_timeout=CONNECT_TIMEOUT)
+        client = redis.Redis.from_url(
+            url, socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=CONNECT_TIMEOUT
+        )
     except ValueError as e:
         raise ExampleDbError(f"--example-db {url}: {e}") from None
     if check:
         try:
             client.ping()
         except redis.RedisError as e:
-            raise ExampleDbError(f"--example-db {url}: the Redis server does not answer "
-                                 f"({e})") from None
+            raise ExampleDbError(
+                f"--example-db {url}: the Redis server does not answer ({e})"
+            ) from None
     return RedisExampleDatabase(client)
 
 

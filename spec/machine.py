@@ -128,14 +128,22 @@ PAYLOADS = st.one_of(SMALL, SMALL, SMALL, SMALL, LARGE)
 #: What a client sends without reading: 4 MiB is more than the kernel buffers
 #: hold, so it backs up; less leaves the server with echo queued for a client
 #: that does not read (which is when a half-close or a reset finds it).
-FLOODS = st.builds(Payload, st.binary(min_size=1, max_size=8),
-                   st.one_of(st.just(4 * MiB), st.integers(64 * 1024, 2 * MiB)))
+FLOODS = st.builds(
+    Payload,
+    st.binary(min_size=1, max_size=8),
+    st.one_of(st.just(4 * MiB), st.integers(64 * 1024, 2 * MiB)),
+)
+
 
 def idle_program(seconds: int = IDLE_SECONDS) -> list[str]:
     """The fixed program the idle check plays besides the generated ones."""
-    return ["c0 = state.connect()", "state.send(c0, Payload(b'before idle'), writes=1)",
-            f"state.idle(c0, {seconds!r})", "state.send(c0, Payload(b'after idle'), writes=1)",
-            "state.teardown()"]
+    return [
+        "c0 = state.connect()",
+        "state.send(c0, Payload(b'before idle'), writes=1)",
+        f"state.idle(c0, {seconds!r})",
+        "state.send(c0, Payload(b'after idle'), writes=1)",
+        "state.teardown()",
+    ]
 
 
 #: The scenarios the resilience machine plays (see spec/plans.py).
@@ -201,8 +209,9 @@ class EchoConformance(RuleBasedStateMachine):
     def __init__(self, driver: Driver, requirement: str, log: CheckLog | None = None) -> None:
         super().__init__()
         if requirement not in RULES:
-            raise ValueError(f"{requirement} is not checked by the state machine; "
-                             f"it checks {', '.join(RULES)}")
+            raise ValueError(
+                f"{requirement} is not checked by the state machine; it checks {', '.join(RULES)}"
+            )
         self.driver = driver
         self.requirement = requirement
         self.plan = PLANS[requirement]
@@ -226,8 +235,7 @@ class EchoConformance(RuleBasedStateMachine):
 
     # -- rules -----------------------------------------------------------------------
 
-    @precondition(lambda self: "connect" in self.actions
-                  and len(self.live) < self.max_clients)
+    @precondition(lambda self: "connect" in self.actions and len(self.live) < self.max_clients)
     @rule(target=clients)
     def connect(self) -> Client:
         c = self._connect(self._next_name())
@@ -341,8 +349,9 @@ class EchoConformance(RuleBasedStateMachine):
         if stall is None:  # settle() returns once the server is done: the flood has backed up
             self._step(lambda: base() and not client.pending)
             return
-        self._step(lambda: base() and (not client.pending
-                                       or time.monotonic() - client.last_write > stall))
+        self._step(
+            lambda: base() and (not client.pending or time.monotonic() - client.last_write > stall)
+        )
 
     def idle(self, client: Client, seconds: int) -> None:
         """Leave the connection idle for `seconds`, the server running; it must stay open.
@@ -358,8 +367,11 @@ class EchoConformance(RuleBasedStateMachine):
             time.sleep(min(IDLE_LOOK, max(0.0, deadline - time.monotonic())))
         self._step()
 
-    @precondition(lambda self: "connect_out_of_descriptors" in self.actions
-                  and self.driver.can_exhaust_descriptors)
+    @precondition(
+        lambda self: (
+            "connect_out_of_descriptors" in self.actions and self.driver.can_exhaust_descriptors
+        )
+    )
     @rule()
     def connect_out_of_descriptors(self) -> None:
         """A client connects while the server has no descriptor left to accept it.
@@ -377,30 +389,45 @@ class EchoConformance(RuleBasedStateMachine):
             except OSError as e:  # pragma: no cover - the kernel completes it before accept()
                 self._fail(Violation(CAPACITY, f"out of descriptors, a connect failed: {e}"))
             pending = Client("pending", sock, lambda: ())
-            self.driver.settle([*self.live, pending], lambda: pending.model.eof
-                               or pending.model.reset)
+            self.driver.settle(
+                [*self.live, pending], lambda: pending.model.eof or pending.model.reset
+            )
             spun = self.driver.spinning
         try:
             crash = self.driver.crash()
             if crash:
-                self._fail(Violation(CAPACITY, f"out of descriptors (accept() fails with "
-                                     f"EMFILE), the server died: {crash.summary}"))
+                self._fail(
+                    Violation(
+                        CAPACITY,
+                        f"out of descriptors (accept() fails with "
+                        f"EMFILE), the server died: {crash.summary}",
+                    )
+                )
             self._judge()
             if spun:
-                self._fail(Violation(
-                    CAPACITY, "out of descriptors (accept() fails with EMFILE), the server "
-                    "spins: its loop keeps handling a listening socket it cannot accept from, "
-                    "and the pending connection is neither refused nor served"))
+                self._fail(
+                    Violation(
+                        CAPACITY,
+                        "out of descriptors (accept() fails with EMFILE), the server "
+                        "spins: its loop keeps handling a listening socket it cannot accept from, "
+                        "and the pending connection is neither refused nor served",
+                    )
+                )
             m = pending.model
             if not (m.eof or m.reset):  # still pending: it must be served now
                 pending.queue(b"pending")
-                self.driver.settle([*self.live, pending], lambda: m.eof or m.reset
-                                   or m.received_count >= 7)
+                self.driver.settle(
+                    [*self.live, pending], lambda: m.eof or m.reset or m.received_count >= 7
+                )
                 self._judge()
                 if not (m.eof or m.reset or m.received_count >= 7):
-                    self._fail(Violation(
-                        CAPACITY, "a connection made while the server was out of descriptors "
-                        "was neither refused nor served once descriptors were free again"))
+                    self._fail(
+                        Violation(
+                            CAPACITY,
+                            "a connection made while the server was out of descriptors "
+                            "was neither refused nor served once descriptors were free again",
+                        )
+                    )
         finally:
             pending.close()
 
@@ -429,8 +456,12 @@ class EchoConformance(RuleBasedStateMachine):
         try:
             sock = self.driver.connect()
         except OSError as e:
-            self._fail(self.driver.crash(wait=True) or Violation(
-                RESILIENCE, f"a new connection failed ({e}): the server no longer accepts"))
+            self._fail(
+                self.driver.crash(wait=True)
+                or Violation(
+                    RESILIENCE, f"a new connection failed ({e}): the server no longer accepts"
+                )
+            )
         c = Client(name, sock, lambda: self._others(c), quickack=self.driver.quickack)
         self.all.append(c)
         return c
@@ -446,8 +477,11 @@ class EchoConformance(RuleBasedStateMachine):
 
     def _spend(self) -> None:
         """Stop the check if its time budget has run out."""
-        if self.log is not None and self.log.deadline is not None \
-                and time.monotonic() > self.log.deadline:
+        if (
+            self.log is not None
+            and self.log.deadline is not None
+            and time.monotonic() > self.log.deadline
+        ):
             self.log.spent = True
             raise BudgetSpent
 
@@ -464,7 +498,7 @@ class EchoConformance(RuleBasedStateMachine):
         flooders = [c for c in self.live if not c.model.reading]
         blocked = self.driver.blocked()
         if blocked:
-            during = (f" while {flooders[0]} was sending without reading" if flooders else "")
+            during = f" while {flooders[0]} was sending without reading" if flooders else ""
             # Seen, not inferred: the server was inside a call that cannot return
             # while a client that does not read holds it.
             self._fail(Violation(LIVENESS, f"{blocked}{during}: every other client is starved"))
@@ -489,14 +523,19 @@ class EchoConformance(RuleBasedStateMachine):
             for c in starving:
                 if not c.expects_more and not c.violation:
                     return Violation(
-                        LIVENESS, f"echo owed to {c} did not arrive while "
+                        LIVENESS,
+                        f"echo owed to {c} did not arrive while "
                         f"{flooders[0]} was sending without reading; it arrived once "
-                        f"{flooders[0]} read", connection=c.name, waited=True)
+                        f"{flooders[0]} read",
+                        connection=c.name,
+                        waited=True,
+                    )
         c = starving[0]
         v = c.violation or c.model.diagnose(settled=True, others=self._others(c))
         if v is None:  # pragma: no cover - expects_more implies something is owed
-            v = Violation(STREAM, "echo still owed after the settle time", connection=c.name,
-                          waited=True)
+            v = Violation(
+                STREAM, "echo still owed after the settle time", connection=c.name, waited=True
+            )
         return v
 
     def _check_released(self) -> None:
@@ -515,16 +554,24 @@ class EchoConformance(RuleBasedStateMachine):
         try:
             sock = self.driver.connect()
         except OSError as e:
-            self._fail(self.driver.crash(wait=True) or Violation(
-                RESILIENCE, f"after {after}, a new connection failed: {e}"))
+            self._fail(
+                self.driver.crash(wait=True)
+                or Violation(RESILIENCE, f"after {after}, a new connection failed: {e}")
+            )
         probe = Client("probe", sock, lambda: ())
         probe.queue(b"probe")
         try:
             self.driver.settle([*self.live, probe], lambda: not probe.expects_more)
             if probe.expects_more or probe.violation:
-                self._fail(self.driver.crash(wait=True) or Violation(
-                    RESILIENCE, f"after {after}, a new connection got "
-                    f"{probe.model.received_count} of 5 echo bytes", waited=True))
+                self._fail(
+                    self.driver.crash(wait=True)
+                    or Violation(
+                        RESILIENCE,
+                        f"after {after}, a new connection got "
+                        f"{probe.model.received_count} of 5 echo bytes",
+                        waited=True,
+                    )
+                )
         finally:
             probe.close()
 

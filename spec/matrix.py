@@ -149,19 +149,31 @@ class TargetResult:
         return "pass"
 
     def not_judged(self, not_run: str) -> dict[str, str]:
-        return {req_id: why_not_judged(self.entries.get(req_id), not_run) for req_id in IDS
-                if self.entries.get(req_id, {}).get("verdict") not in JUDGED}
+        return {
+            req_id: why_not_judged(self.entries.get(req_id), not_run)
+            for req_id in IDS
+            if self.entries.get(req_id, {}).get("verdict") not in JUDGED
+        }
 
     def report(self, strict: bool, not_run: str) -> TargetReport:
         requirements: dict[str, Entry] = {}
         for req_id in IDS:
-            entry: Entry = {"level": BY_ID[req_id].level.value, "verdict": "not-run",
-                            "detail": not_run, "counterexample": ""}
+            entry: Entry = {
+                "level": BY_ID[req_id].level.value,
+                "verdict": "not-run",
+                "detail": not_run,
+                "counterexample": "",
+            }
             entry.update(self.entries.get(req_id, {}))
             requirements[req_id] = entry
-        return {"target": self.target.spec, "name": self.target.name, "kind": self.target.kind,
-                "verdict": self.verdict(strict), "not_judged": self.not_judged(not_run),
-                "requirements": requirements}
+        return {
+            "target": self.target.spec,
+            "name": self.target.name,
+            "kind": self.target.kind,
+            "verdict": self.verdict(strict),
+            "not_judged": self.not_judged(not_run),
+            "requirements": requirements,
+        }
 
 
 def overall(results: Sequence[TargetResult], strict: bool) -> str:
@@ -170,13 +182,15 @@ def overall(results: Sequence[TargetResult], strict: bool) -> str:
     return max((r.verdict(strict) for r in results), key=VERDICTS.index)
 
 
-def report(results: Sequence[TargetResult], strict: bool,
-           not_run: str) -> TargetReport | RunReport:
+def report(results: Sequence[TargetResult], strict: bool, not_run: str) -> TargetReport | RunReport:
     """The JSON report (shapes in the module docstring)."""
     if len(results) == 1:
         return results[0].report(strict, not_run)
-    return {"verdict": overall(results, strict), "strict": strict,
-            "targets": {r.target.name: r.report(strict, not_run) for r in results}}
+    return {
+        "verdict": overall(results, strict),
+        "strict": strict,
+        "targets": {r.target.name: r.report(strict, not_run) for r in results},
+    }
 
 
 def terminal_lines(results: Sequence[TargetResult], strict: bool) -> list[str]:
@@ -188,10 +202,13 @@ def terminal_lines(results: Sequence[TargetResult], strict: bool) -> list[str]:
     for req_id in IDS:
         r = BY_ID[req_id]
         row = [cell(res.entries.get(req_id), req_id, strict) for res in results]
-        lines.append(f"{req_id:8} {r.level.value:6} {r.title:17} "
-                     + "".join(f"{c:<{width}}" for c in row).rstrip())
+        lines.append(
+            f"{req_id:8} {r.level.value:6} {r.title:17} "
+            + "".join(f"{c:<{width}}" for c in row).rstrip()
+        )
     scope = "all requirements" if strict else "MUST requirements"
     verdicts = [res.verdict(strict).upper() for res in results]
-    lines.append(f"{'verdict (' + scope + ')':{head}} "
-                 + "".join(f"{v:<{width}}" for v in verdicts).rstrip())
+    lines.append(
+        f"{'verdict (' + scope + ')':{head}} " + "".join(f"{v:<{width}}" for v in verdicts).rstrip()
+    )
     return lines

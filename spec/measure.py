@@ -40,8 +40,9 @@ def _server(target: Target, settle: float) -> ServerProcess:
     return ServerProcess(target.command(), start_timeout=max(10.0, settle))
 
 
-def _echo_all(socks: list[socket.socket], message: Callable[[int], bytes],
-              deadline: float) -> dict[int, bytes | str]:
+def _echo_all(
+    socks: list[socket.socket], message: Callable[[int], bytes], deadline: float
+) -> dict[int, bytes | str]:
     """Send each socket its message; collect echo until complete, closed, or deadline.
 
     Returns, per index, the bytes received, or a string saying how it ended.
@@ -98,20 +99,28 @@ def bounded_memory(target: Target, settle: float) -> tuple[Violation | None, str
                     pass
                 except OSError as e:
                     if not server.wait_dead(0.5):
-                        return Violation(plans.MEMORY, "the server reset the flooding connection "
-                                         f"after {pushed / MiB:.1f} MiB ({e})"), ""
+                        return Violation(
+                            plans.MEMORY,
+                            "the server reset the flooding connection "
+                            f"after {pushed / MiB:.1f} MiB ({e})",
+                        ), ""
                     break
             elif time.monotonic() - last_progress > settle:
                 break  # the server stopped reading: backpressure
             peak = max(peak, server.memory_rss())
         time.sleep(min(settle, 0.5))  # let a server that queues finish queueing
         if not server.alive:
-            return Violation(plans.MEMORY, f"the server died ({server.exit_description()}) while a "
-                             "client sent without reading" + _tail(server)), ""
+            return Violation(
+                plans.MEMORY,
+                f"the server died ({server.exit_description()}) while a "
+                "client sent without reading" + _tail(server),
+            ), ""
         peak = max(peak, server.memory_rss())
     growth = peak - before
-    detail = (f"a non-reading client pushed {pushed / MiB:.1f} MiB; the server's resident memory "
-              f"grew {growth / MiB:.1f} MiB (limit {MEMORY_LIMIT // MiB} MiB)")
+    detail = (
+        f"a non-reading client pushed {pushed / MiB:.1f} MiB; the server's resident memory "
+        f"grew {growth / MiB:.1f} MiB (limit {MEMORY_LIMIT // MiB} MiB)"
+    )
     if growth >= MEMORY_LIMIT:
         return Violation(plans.MEMORY, detail + ": no backpressure"), detail
     return None, detail
@@ -119,13 +128,18 @@ def bounded_memory(target: Target, settle: float) -> tuple[Violation | None, str
 
 def idle(target: Target, settle: float) -> tuple[Violation | None, str]:
     with _server(target, settle) as server, contextlib.ExitStack() as stack:
-        socks = [stack.enter_context(socket.create_connection(server.address, timeout=settle))
-                 for _ in range(IDLE_CONNECTIONS)]
+        socks = [
+            stack.enter_context(socket.create_connection(server.address, timeout=settle))
+            for _ in range(IDLE_CONNECTIONS)
+        ]
         # Messages the transform leaves alone: this measures CPU, not ECHO-1.
         got = _echo_all(socks, lambda i: b"IDLE", time.monotonic() + settle)
         if any(v != b"IDLE" for v in got.values()):
-            died = "" if server.alive else (f"; the server died ({server.exit_description()})"
-                                            + _tail(server))
+            died = (
+                ""
+                if server.alive
+                else (f"; the server died ({server.exit_description()})" + _tail(server))
+            )
             return Violation(plans.IDLE, f"echo failed before the idle period: {got}{died}"), ""
         # One connection ends, so a server that spins on EOF shows it.
         socks.pop().close()
@@ -133,8 +147,10 @@ def idle(target: Target, settle: float) -> tuple[Violation | None, str]:
         cpu0 = server.cpu_seconds()
         time.sleep(IDLE_SECONDS)
         used = server.cpu_seconds() - cpu0
-    detail = (f"{used:.3f} CPU seconds over {IDLE_SECONDS:g} s idle with {IDLE_CONNECTIONS} "
-              f"connections open (limit {IDLE_CPU_LIMIT:g} s)")
+    detail = (
+        f"{used:.3f} CPU seconds over {IDLE_SECONDS:g} s idle with {IDLE_CONNECTIONS} "
+        f"connections open (limit {IDLE_CPU_LIMIT:g} s)"
+    )
     if used >= IDLE_CPU_LIMIT:
         return Violation(plans.IDLE, detail + ": a busy loop"), detail
     return None, detail
@@ -154,27 +170,43 @@ def _fd_limit_at_least(need: int) -> Iterator[None]:
 
 def capacity(target: Target, settle: float) -> tuple[Violation | None, str]:
     budget = max(15.0, 5 * settle)
-    with _fd_limit_at_least(2 * (CAPACITY + EXTRA) + 100), _server(target, settle) as server, \
-            contextlib.ExitStack() as stack:
+    with (
+        _fd_limit_at_least(2 * (CAPACITY + EXTRA) + 100),
+        _server(target, settle) as server,
+        contextlib.ExitStack() as stack,
+    ):
         start = time.monotonic()
         socks, failed = _connect_all(server.address, CAPACITY, stack, start + budget)
         if failed:
-            died = "" if server.alive else (f"; the server died ({server.exit_description()})"
-                                            + _tail(server))
-            return Violation(plans.CAPACITY, f"{len(failed)} of {CAPACITY} simultaneous "
-                             f"connections could not be established within {budget:g} s: "
-                             f"{failed[0]}"
-                             + died), ""
+            died = (
+                ""
+                if server.alive
+                else (f"; the server died ({server.exit_description()})" + _tail(server))
+            )
+            return Violation(
+                plans.CAPACITY,
+                f"{len(failed)} of {CAPACITY} simultaneous "
+                f"connections could not be established within {budget:g} s: "
+                f"{failed[0]}" + died,
+            ), ""
+
         def msg(i: int) -> bytes:
             return b"CAPACITY %d " % i  # the transform leaves it alone
+
         got = _echo_all(socks, msg, time.monotonic() + budget)
         bad = {i: v for i, v in got.items() if v != msg(i).upper()}
         if bad:
             i, v = next(iter(bad.items()))
-            died = "" if server.alive else (f"; the server died ({server.exit_description()})"
-                                            + _tail(server))
-            return Violation(plans.CAPACITY, f"{len(bad)} of {CAPACITY} simultaneous connections "
-                             f"were not served; connection {i}: {v!r}{died}"), ""
+            died = (
+                ""
+                if server.alive
+                else (f"; the server died ({server.exit_description()})" + _tail(server))
+            )
+            return Violation(
+                plans.CAPACITY,
+                f"{len(bad)} of {CAPACITY} simultaneous connections "
+                f"were not served; connection {i}: {v!r}{died}",
+            ), ""
         served = time.monotonic() - start
         # Beyond the server's own limit: served, or refused/closed cleanly.
         extra, failed = _connect_all(server.address, EXTRA, stack, time.monotonic() + budget)
@@ -183,25 +215,37 @@ def capacity(target: Target, settle: float) -> tuple[Violation | None, str]:
         hanging = [i for i, v in got.items() if isinstance(v, bytes) and v != msg(i).upper()]
         ended = sum(1 for v in got.values() if isinstance(v, str))
         if not server.alive:
-            return Violation(plans.CAPACITY, f"beyond {CAPACITY} connections the server died "
-                             f"({server.exit_description()})" + _tail(server)), ""
+            return Violation(
+                plans.CAPACITY,
+                f"beyond {CAPACITY} connections the server died "
+                f"({server.exit_description()})" + _tail(server),
+            ), ""
         if hanging:
-            return Violation(plans.CAPACITY, f"{len(hanging)} of {EXTRA} connections beyond the "
-                             f"first {CAPACITY} were neither served nor closed within "
-                             f"{budget:g} s"), ""
+            return Violation(
+                plans.CAPACITY,
+                f"{len(hanging)} of {EXTRA} connections beyond the "
+                f"first {CAPACITY} were neither served nor closed within "
+                f"{budget:g} s",
+            ), ""
         again = _echo_all(socks, msg, time.monotonic() + budget)
         broken = [i for i, v in again.items() if v != msg(i).upper()]
         if broken:
-            return Violation(plans.CAPACITY, f"after {EXTRA} extra connections, {len(broken)} of "
-                             f"the first {CAPACITY} stopped working; connection {broken[0]}: "
-                             f"{again[broken[0]]!r}"), ""
-    detail = (f"{CAPACITY} simultaneous connections served in {served:.2f} s; of {EXTRA} more, "
-              f"{EXTRA - refused - ended} served, {refused} refused, {ended} closed")
+            return Violation(
+                plans.CAPACITY,
+                f"after {EXTRA} extra connections, {len(broken)} of "
+                f"the first {CAPACITY} stopped working; connection {broken[0]}: "
+                f"{again[broken[0]]!r}",
+            ), ""
+    detail = (
+        f"{CAPACITY} simultaneous connections served in {served:.2f} s; of {EXTRA} more, "
+        f"{EXTRA - refused - ended} served, {refused} refused, {ended} closed"
+    )
     return None, detail
 
 
-def _connect_all(address: tuple[str, int], n: int, stack: contextlib.ExitStack,
-                 deadline: float) -> tuple[list[socket.socket], list[str]]:
+def _connect_all(
+    address: tuple[str, int], n: int, stack: contextlib.ExitStack, deadline: float
+) -> tuple[list[socket.socket], list[str]]:
     """Open `n` connections at once (non-blocking); those not up by `deadline` fail."""
     pending: dict[socket.socket, int] = {}
     for i in range(n):
@@ -225,8 +269,10 @@ def _connect_all(address: tuple[str, int], n: int, stack: contextlib.ExitStack,
                     s.setblocking(True)
                     s.settimeout(None)
                     done.append(s)
-        failed += [f"connection {pending[k.data]}: not established (SYN unanswered)"
-                   for k in selector.get_map().values()]
+        failed += [
+            f"connection {pending[k.data]}: not established (SYN unanswered)"
+            for k in selector.get_map().values()
+        ]
     done.sort(key=pending.__getitem__)
     return done, failed
 

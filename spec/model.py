@@ -123,27 +123,47 @@ def diagnose(
     got = f"after {len(received)} of {len(expected)} echo bytes"
     if reset:
         if half_closed:
-            return Violation(HALF_CLOSE, f"server reset the connection after half-close, {got}",
-                             offset=len(received))
-        return Violation(STREAM, f"server reset a connection the client had not closed, {got}",
-                         offset=len(received))
+            return Violation(
+                HALF_CLOSE,
+                f"server reset the connection after half-close, {got}",
+                offset=len(received),
+            )
+        return Violation(
+            STREAM,
+            f"server reset a connection the client had not closed, {got}",
+            offset=len(received),
+        )
     if eof and not half_closed:
-        return Violation(STREAM, f"server closed a connection the client had not closed, {got}",
-                         offset=len(received))
+        return Violation(
+            STREAM,
+            f"server closed a connection the client had not closed, {got}",
+            offset=len(received),
+        )
     if eof and missing:
-        return Violation(HALF_CLOSE, f"server closed after half-close with {missing} echo "
-                         f"bytes undelivered, {got}", offset=len(received),
-                         expected=expected[len(received):len(received) + CONTEXT], received=b"")
+        return Violation(
+            HALF_CLOSE,
+            f"server closed after half-close with {missing} echo bytes undelivered, {got}",
+            offset=len(received),
+            expected=expected[len(received) : len(received) + CONTEXT],
+            received=b"",
+        )
     if settled and missing:
         req = HALF_CLOSE if half_closed else STREAM
         why = "after half-close " if half_closed else ""
-        return Violation(req, f"{missing} echo bytes {why}never arrived (the server had done "
-                         f"all it would), {got}", offset=len(received),
-                         expected=expected[len(received):len(received) + CONTEXT], received=b"",
-                         waited=True)
+        return Violation(
+            req,
+            f"{missing} echo bytes {why}never arrived (the server had done all it would), {got}",
+            offset=len(received),
+            expected=expected[len(received) : len(received) + CONTEXT],
+            received=b"",
+            waited=True,
+        )
     if settled and half_closed and not eof:
-        return Violation(HALF_CLOSE, "no EOF after half-close (the server had done all it "
-                         f"would), {got}", waited=True)
+        return Violation(
+            HALF_CLOSE,
+            f"no EOF after half-close (the server had done all it would), {got}",
+            waited=True,
+        )
     return None
 
 
@@ -159,8 +179,8 @@ def _divergence(
     else:
         i = next(k for k in range(n) if received[k] != expected[k])
     lo = max(0, i - CONTEXT)
-    exp_win, rcv_win = expected[lo:i + CONTEXT], received[lo:i + CONTEXT]
-    snippet = received[i:i + CONTEXT]
+    exp_win, rcv_win = expected[lo : i + CONTEXT], received[lo : i + CONTEXT]
+    snippet = received[i : i + CONTEXT]
 
     def violation(req: str, summary: str) -> Violation:
         return Violation(req, summary, offset=i, expected=exp_win, received=rcv_win)
@@ -168,35 +188,53 @@ def _divergence(
     if snippet not in expected and any(
         snippet in o if len(snippet) >= MIN_FOREIGN else snippet == o for o in others
     ):
-        return violation(ISOLATION, f"received {len(snippet)}+ bytes that belong to another "
-                         "connection's echo")
+        return violation(
+            ISOLATION, f"received {len(snippet)}+ bytes that belong to another connection's echo"
+        )
     if i >= len(expected):
-        return violation(STREAM, f"received {len(received) - len(expected)} bytes more than "
-                         "the echo of what was sent (duplicated or inserted)")
+        return violation(
+            STREAM,
+            f"received {len(received) - len(expected)} bytes more than "
+            "the echo of what was sent (duplicated or inserted)",
+        )
     if received[i] == sent[i]:
-        return violation(TRANSFORM, f"byte {_byte(sent[i])} came back untransformed; expected "
-                         f"{_byte(expected[i])}")
-    substituted = _agrees(received[i + 1:], expected[i + 1:])
+        return violation(
+            TRANSFORM,
+            f"byte {_byte(sent[i])} came back untransformed; expected {_byte(expected[i])}",
+        )
+    substituted = _agrees(received[i + 1 :], expected[i + 1 :])
     if substituted and len(received) == len(expected):
         # A same-length stream that realigns: a wrong byte value.
-        return violation(TRANSFORM, f"byte {_byte(sent[i])} came back as {_byte(received[i])}; "
-                         f"expected {_byte(expected[i])}")
-    if _agrees(received[i:], expected[i + 1:]):
+        return violation(
+            TRANSFORM,
+            f"byte {_byte(sent[i])} came back as {_byte(received[i])}; "
+            f"expected {_byte(expected[i])}",
+        )
+    if _agrees(received[i:], expected[i + 1 :]):
         return violation(STREAM, f"byte {_byte(expected[i])} is missing from the echo (lost)")
-    if _agrees(received[i + 1:], expected[i:]):
-        return violation(STREAM, f"byte {_byte(received[i])} was inserted into the echo "
-                         "(duplicated or foreign)")
+    if _agrees(received[i + 1 :], expected[i:]):
+        return violation(
+            STREAM, f"byte {_byte(received[i])} was inserted into the echo (duplicated or foreign)"
+        )
     moved = _moved_from(snippet, expected, i)
     if moved is not None:
-        return violation(STREAM, f"the echo of bytes {moved}-{moved + len(snippet) - 1} "
-                         f"arrived at offset {i} (reordered or duplicated)")
+        return violation(
+            STREAM,
+            f"the echo of bytes {moved}-{moved + len(snippet) - 1} "
+            f"arrived at offset {i} (reordered or duplicated)",
+        )
     # Non-ASCII bytes turned into something else are what a server that
     # decodes text does (U+FFFD, case-mapped Latin-1): a transform error.
     if substituted or len(received) == i + 1 or sent[i] >= 0x80:
-        return violation(TRANSFORM, f"byte {_byte(sent[i])} came back as {_byte(received[i])}; "
-                         f"expected {_byte(expected[i])}")
-    return violation(STREAM, "echo diverges from the transform of what was sent "
-                     "(bytes lost, inserted or reordered)")
+        return violation(
+            TRANSFORM,
+            f"byte {_byte(sent[i])} came back as {_byte(received[i])}; "
+            f"expected {_byte(expected[i])}",
+        )
+    return violation(
+        STREAM,
+        "echo diverges from the transform of what was sent (bytes lost, inserted or reordered)",
+    )
 
 
 def _moved_from(snippet: bytes, expected: bytes, i: int) -> int | None:
@@ -217,7 +255,7 @@ def _moved_from(snippet: bytes, expected: bytes, i: int) -> int | None:
 def _agrees(received: bytes, expected: bytes) -> bool:
     """The next CONTEXT received bytes (at least one) match `expected` there."""
     r = received[:CONTEXT]
-    return bool(r) and r == expected[:len(r)]
+    return bool(r) and r == expected[: len(r)]
 
 
 @dataclass
@@ -248,8 +286,10 @@ class Connection:
     @property
     def ended(self) -> bool:
         """Both directions are finished: the server must hold nothing for it."""
-        return self.reset or self.state in (ClientState.CLOSED, ClientState.ABORTED) or (
-            self.state is ClientState.HALF_CLOSED and self.eof
+        return (
+            self.reset
+            or self.state in (ClientState.CLOSED, ClientState.ABORTED)
+            or (self.state is ClientState.HALF_CLOSED and self.eof)
         )
 
     @property
@@ -261,7 +301,9 @@ class Connection:
         self.expected += transform(data)
 
     def record_received(
-        self, data: bytes, others: Iterable[bytes] | Callable[[], Iterable[bytes]] = (),
+        self,
+        data: bytes,
+        others: Iterable[bytes] | Callable[[], Iterable[bytes]] = (),
     ) -> Violation | None:
         """Account for `data` read from the server; the first divergence, if any.
 
@@ -273,15 +315,22 @@ class Connection:
         if self.violation is not None:
             return self.violation
         # A slice compares with memcmp; a memoryview would compare byte by byte.
-        if self.expected[n:n + len(data)] == data:
+        if self.expected[n : n + len(data)] == data:
             return None
         # Something is wrong: the stream was a prefix of `expected` until
         # now, so rebuild it and let diagnose() locate and classify it.
         received = bytes(self.expected[:n]) + data
         v = diagnose(bytes(self.sent), received, others=others() if callable(others) else others)
-        self.violation = _on(v, self.name) if v else Violation(
-            STREAM, "echo diverges from the transform of what was sent", offset=n,
-            connection=self.name)
+        self.violation = (
+            _on(v, self.name)
+            if v
+            else Violation(
+                STREAM,
+                "echo diverges from the transform of what was sent",
+                offset=n,
+                connection=self.name,
+            )
+        )
         return self.violation
 
     def diagnose(self, *, settled: bool = False, others: Iterable[bytes] = ()) -> Violation | None:
@@ -289,8 +338,13 @@ class Connection:
         if self.violation is not None:
             return self.violation
         v = diagnose(
-            bytes(self.sent), bytes(self.expected[: self.received_count]), eof=self.eof,
-            reset=self.reset, half_closed=self.half_closed, settled=settled, others=others,
+            bytes(self.sent),
+            bytes(self.expected[: self.received_count]),
+            eof=self.eof,
+            reset=self.reset,
+            half_closed=self.half_closed,
+            settled=settled,
+            others=others,
         )
         return _on(v, self.name) if v else None
 

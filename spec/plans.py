@@ -16,8 +16,9 @@ from dataclasses import dataclass
 
 from spec.requirements import IDS
 
-TRANSFORM, STREAM, ISOLATION, HALF_CLOSE, RESILIENCE, CLEANUP, LIVENESS, MEMORY, IDLE, \
-    CAPACITY = IDS
+TRANSFORM, STREAM, ISOLATION, HALF_CLOSE, RESILIENCE, CLEANUP, LIVENESS, MEMORY, IDLE, CAPACITY = (
+    IDS
+)
 
 
 @dataclass(frozen=True)
@@ -57,24 +58,45 @@ PLANS: dict[str, Plan] = {
     ISOLATION: Plan(rules=_READ_WRITE | {"burst"}),
     # Flood, then half-close, or send and half-close at once: the EOF arrives
     # while echo is still queued.
-    HALF_CLOSE: Plan(rules=frozenset({"connect", "send", "flood", "half_close",
-                                      "send_and_half_close"}), half_close_at_end=True),
+    HALF_CLOSE: Plan(
+        rules=frozenset({"connect", "send", "flood", "half_close", "send_and_half_close"}),
+        half_close_at_end=True,
+    ),
     # A crash can hide behind any rule (a reset while echo is still queued, the
     # backpressure path), so it runs them all, and the narrower scenarios whose
     # programs reach a crash its wide ones rarely do (flood, then half-close).
-    RESILIENCE: Plan(rules=_READ_WRITE | {"flood", "burst", "half_close", "send_and_half_close",
-                                          "abort", "close"},
-                     scenarios=(RESILIENCE, HALF_CLOSE, CLEANUP, STREAM), probe_after_end=True),
-    CLEANUP: Plan(rules=frozenset({"connect", "send", "drain", "flood", "half_close",
-                                   "send_and_half_close", "abort", "close"}),
-                  released_after_each_step=True, half_close_at_end=True,
-                  close_server_at_end=True),
+    RESILIENCE: Plan(
+        rules=_READ_WRITE
+        | {"flood", "burst", "half_close", "send_and_half_close", "abort", "close"},
+        scenarios=(RESILIENCE, HALF_CLOSE, CLEANUP, STREAM),
+        probe_after_end=True,
+    ),
+    CLEANUP: Plan(
+        rules=frozenset(
+            {
+                "connect",
+                "send",
+                "drain",
+                "flood",
+                "half_close",
+                "send_and_half_close",
+                "abort",
+                "close",
+            }
+        ),
+        released_after_each_step=True,
+        half_close_at_end=True,
+        close_server_at_end=True,
+    ),
     LIVENESS: Plan(rules=_READ_WRITE | {"flood"}),
     MEMORY: Plan(measured=True),
     IDLE: Plan(measured=True),
     # In-process, first the server's own limit (EMFILE), then the measurement.
-    CAPACITY: Plan(rules=frozenset({"connect", "send", "close", "connect_out_of_descriptors"}),
-                   in_process_only=True, measured=True),
+    CAPACITY: Plan(
+        rules=frozenset({"connect", "send", "close", "connect_out_of_descriptors"}),
+        in_process_only=True,
+        measured=True,
+    ),
 }
 
 #: The rules each requirement's programs use (the requirements checked by programs).

@@ -57,47 +57,73 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("conformance", "echo server conformance")
     # Both append to one list, so the targets keep the command line's order.
     group.addoption(
-        "--server-cmd", action="append", dest="conformance_cli_targets", default=[],
-        type=lambda value: ("cmd", value), metavar="COMMAND",
+        "--server-cmd",
+        action="append",
+        dest="conformance_cli_targets",
+        default=[],
+        type=lambda value: ("cmd", value),
+        metavar="COMMAND",
         help="check this server command, any language; '{port}' is replaced by a free port. "
         "Repeat for several targets; each is named after its program (echo_server, "
-        "select_server-2); to choose names, use --targets")
+        "select_server-2); to choose names, use --targets",
+    )
     group.addoption(
-        "--impl", action="append", dest="conformance_cli_targets", default=[],
-        type=lambda value: ("impl", value), metavar="MODULE:CLASS",
+        "--impl",
+        action="append",
+        dest="conformance_cli_targets",
+        default=[],
+        type=lambda value: ("impl", value),
+        metavar="MODULE:CLASS",
         help="check this steppable Python server class in-process (repeatable; named after "
-        "its module)")
+        "its module)",
+    )
     group.addoption(
-        "--targets", metavar="TOML",
+        "--targets",
+        metavar="TOML",
         help="check the targets listed in this TOML file: [[target]] tables with name, "
-        "cmd or impl, and an optional settle (see examples/targets.toml)")
+        "cmd or impl, and an optional settle (see examples/targets.toml)",
+    )
     group.addoption(
-        "--settle", default=str(DEFAULT_SETTLE), metavar="SECONDS",
+        "--settle",
+        default=str(DEFAULT_SETTLE),
+        metavar="SECONDS",
         help="seconds a process server gets for anything awaited, a positive number "
-        f"(default {DEFAULT_SETTLE:g}; a target's own settle in --targets wins)")
+        f"(default {DEFAULT_SETTLE:g}; a target's own settle in --targets wins)",
+    )
     group.addoption(
-        "--budget", default=str(DEFAULT_BUDGET), metavar="SECONDS",
+        "--budget",
+        default=str(DEFAULT_BUDGET),
+        metavar="SECONDS",
         help="seconds each requirement's generated programs (and their shrinking) may take "
-        f"in all; the check then reports what it has (default {DEFAULT_BUDGET:g})")
+        f"in all; the check then reports what it has (default {DEFAULT_BUDGET:g})",
+    )
     group.addoption(
-        "--report", metavar="PATH",
+        "--report",
+        metavar="PATH",
         help="write the verdicts as JSON (one target: {target, verdict, requirements}; "
         "several: {verdict, targets: {NAME: ...}}; see spec/matrix.py). The verdict is pass "
         "only if every MUST was judged and passed, else fail or incomplete (exit status 1). "
         "Write path options as --report=PATH: a separate PATH that exists would be taken by "
-        "pytest as its rootdir")
+        "pytest as its rootdir",
+    )
     group.addoption(
-        "--html", metavar="PATH",
+        "--html",
+        metavar="PATH",
         help="write one self-contained HTML page: the matrix, and per cell the diagnosis, "
-        "the shrunk program as a sequence diagram, the replay command")
+        "the shrunk program as a sequence diagram, the replay command",
+    )
     group.addoption(
-        "--regressions", metavar="DIR",
-        help="write a standalone pytest file per failure into DIR (a directory; created)")
+        "--regressions",
+        metavar="DIR",
+        help="write a standalone pytest file per failure into DIR (a directory; created)",
+    )
     group.addoption(
-        "--example-db", metavar="URL|DIR",
+        "--example-db",
+        metavar="URL|DIR",
         help="Hypothesis' example database to replay failures from and save them to: "
         "redis://HOST:PORT/N (shared between machines; needs the 'redis' extra) or a "
-        "directory. It is used even under the CI profile, which otherwise has none")
+        "directory. It is used even under the CI profile, which otherwise has none",
+    )
 
 
 _TARGETS = pytest.StashKey[list[Target]]()
@@ -158,8 +184,10 @@ def pytest_configure(config: pytest.Config) -> None:
 def _targets(config: pytest.Config) -> list[Target]:
     config.option.settle = positive_seconds(config.getoption("--settle"), "--settle")
     config.option.budget = positive_seconds(config.getoption("--budget"), "--budget")
-    targets = [server_cmd(value) if kind == "cmd" else impl(value)
-               for kind, value in config.getoption("conformance_cli_targets")]
+    targets = [
+        server_cmd(value) if kind == "cmd" else impl(value)
+        for kind, value in config.getoption("conformance_cli_targets")
+    ]
     path = config.getoption("--targets")
     if path is not None:
         targets = load_targets_file(path) + targets
@@ -179,8 +207,10 @@ def _check_output_paths(config: pytest.Config) -> None:
     if directory is not None:
         d = Path(directory)
         if not directory.strip() or (d.exists() and not d.is_dir()):
-            raise pytest.UsageError(f"--regressions {directory!r} is not a directory; give a "
-                                    "directory for the regression files")
+            raise pytest.UsageError(
+                f"--regressions {directory!r} is not a directory; give a "
+                "directory for the regression files"
+            )
         while not d.exists():
             d = d.parent
         _writable("--regressions", d)
@@ -194,25 +224,37 @@ def _writable(option: str, directory: Path) -> None:
         with tempfile.NamedTemporaryFile(dir=where, prefix=".conformance-probe-"):
             pass
     except OSError as e:
-        raise pytest.UsageError(f"{option}: cannot write in {str(where)!r} "
-                                f"({e.strerror or e})") from None
+        raise pytest.UsageError(
+            f"{option}: cannot write in {str(where)!r} ({e.strerror or e})"
+        ) from None
 
 
 def record(node: pytest.Item, target: Target, outcome: Outcome) -> None:
     """Attach an outcome to a test's report; the controller collects it."""
-    entry = {"target": target.name, "requirement": outcome.requirement,
-             **outcome.as_report(), "evidence": evidence(outcome)}
+    entry = {
+        "target": target.name,
+        "requirement": outcome.requirement,
+        **outcome.as_report(),
+        "evidence": evidence(outcome),
+    }
     node.user_properties.append((_PROPERTY, json.dumps(entry, default=str)))
 
 
 def evidence(outcome: Outcome) -> matrix.Evidence:
     """What the HTML sequence diagram is drawn from: the program and the violation."""
     v = outcome.violation
-    violation: matrix.ViolationEvidence | None = None if v is None else {
-        "requirement": v.requirement, "summary": v.summary, "offset": v.offset,
-        "connection": v.connection,
-        "expected_hex": None if v.expected is None else bytes(v.expected).hex(),
-        "received_hex": None if v.received is None else bytes(v.received).hex()}
+    violation: matrix.ViolationEvidence | None = (
+        None
+        if v is None
+        else {
+            "requirement": v.requirement,
+            "summary": v.summary,
+            "offset": v.offset,
+            "connection": v.connection,
+            "expected_hex": None if v.expected is None else bytes(v.expected).hex(),
+            "received_hex": None if v.received is None else bytes(v.received).hex(),
+        }
+    )
     return {"program": list(outcome.program), "violation": violation}
 
 
@@ -257,8 +299,11 @@ class ConformanceSession:
         for line in matrix.terminal_lines(results, self.strict):
             tr.write_line(line)
         for result in results:
-            missing = {req_id: why for req_id, why in result.not_judged(self.not_run()).items()
-                       if matrix.counts(req_id, self.strict)}
+            missing = {
+                req_id: why
+                for req_id, why in result.not_judged(self.not_run()).items()
+                if matrix.counts(req_id, self.strict)
+            }
             by_reason: dict[str, list[str]] = {}
             for req_id, why in missing.items():
                 by_reason.setdefault(why, []).append(req_id)

@@ -79,8 +79,7 @@ ARGUMENT_VALUES: dict[str, range | tuple[str, ...]] = {
 FIXED_PROGRAM_RULES = frozenset({"idle"})
 
 _CLIENT_NAME = re.compile(r"c\d+")
-_STEP = ("a step is one 'state.<rule>(...)' call, or 'cN = state.connect()', "
-         "with literal arguments")
+_STEP = "a step is one 'state.<rule>(...)' call, or 'cN = state.connect()', with literal arguments"
 
 
 class InvalidProgram(ValueError):
@@ -105,8 +104,9 @@ class Step:
     binds: str | None = None
 
 
-def run_program(target: Target, requirement: str, program: list[str],
-                settle: float = DEFAULT_SETTLE) -> Violation | None:
+def run_program(
+    target: Target, requirement: str, program: list[str], settle: float = DEFAULT_SETTLE
+) -> Violation | None:
     """Run the lines; return the violation of `requirement` they produce, if any.
 
     A violation of another requirement is raised as `ConformanceFailure`; a
@@ -125,8 +125,9 @@ def run_program(target: Target, requirement: str, program: list[str],
                 function = getattr(machine_class, step.rule)
                 _check_preconditions(machine, function, number, step)
                 args = [clients[a.name] if isinstance(a, _Ref) else a for a in step.args]
-                kwargs = {k: clients[v.name] if isinstance(v, _Ref) else v
-                          for k, v in step.kwargs.items()}
+                kwargs = {
+                    k: clients[v.name] if isinstance(v, _Ref) else v for k, v in step.kwargs.items()
+                }
                 result = function(machine, *args, **kwargs)
                 if step.binds:
                     clients[step.binds] = result
@@ -148,8 +149,11 @@ def rules_of(machine_class: type[EchoConformance]) -> dict[str, Callable[..., An
     found.update({name: getattr(machine_class, name) for name in sorted(FIXED_PROGRAM_RULES)})
     for name in dir(machine_class):
         function: Callable[..., Any] | None = getattr(machine_class, name, None)
-        if function is not None and not name.startswith("_") and (hasattr(function, RULE_MARKER)
-                                         or hasattr(function, INITIALIZE_RULE_MARKER)):
+        if (
+            function is not None
+            and not name.startswith("_")
+            and (hasattr(function, RULE_MARKER) or hasattr(function, INITIALIZE_RULE_MARKER))
+        ):
             found[name] = function
     return found
 
@@ -165,12 +169,15 @@ def parse_program(machine_class: type[EchoConformance], program: list[str]) -> l
             if steps and steps[-1].rule == "teardown":
                 raise InvalidProgram("state.teardown() ends the program: it must be the last line")
             if _is_initializer(rules[step.rule]) and not all(
-                    _is_initializer(rules[s.rule]) for s in steps):
-                raise InvalidProgram(f"state.{step.rule} is an initializer: it must come before "
-                                     f"every rule")
+                _is_initializer(rules[s.rule]) for s in steps
+            ):
+                raise InvalidProgram(
+                    f"state.{step.rule} is an initializer: it must come before every rule"
+                )
         except RecursionError:
-            raise InvalidProgram(f"line {number}, {_clip(line)}: nested too deeply to be a "
-                                 f"step; {_STEP}") from None
+            raise InvalidProgram(
+                f"line {number}, {_clip(line)}: nested too deeply to be a step; {_STEP}"
+            ) from None
         except InvalidProgram as e:
             raise InvalidProgram(f"line {number}, {_clip(line)}: {e}") from None
         if step.binds:
@@ -191,27 +198,35 @@ def _parse_step(line: str, rules: dict[str, Callable[..., Any]], bound: set[str]
     except SyntaxError as e:
         raise InvalidProgram(f"not valid Python ({e.msg}); {_STEP}") from None
     if len(tree.body) != 1:
-        raise InvalidProgram(f"not a step of a conformance program: give each step as its "
-                             f"own argument; {_STEP}")
+        raise InvalidProgram(
+            f"not a step of a conformance program: give each step as its own argument; {_STEP}"
+        )
     statement = tree.body[0]
     binds = None
     if isinstance(statement, ast.Assign) and len(statement.targets) == 1:
         target = statement.targets[0]
         if not (isinstance(target, ast.Name) and _CLIENT_NAME.fullmatch(target.id)):
-            raise InvalidProgram(f"not a step of a conformance program: only a client name "
-                                 f"such as c0 can be assigned; {_STEP}")
+            raise InvalidProgram(
+                f"not a step of a conformance program: only a client name "
+                f"such as c0 can be assigned; {_STEP}"
+            )
         binds, call = target.id, statement.value
     elif isinstance(statement, ast.Expr):
         call = statement.value
     else:
         raise InvalidProgram(f"not a step of a conformance program; {_STEP}")
-    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
-            and isinstance(call.func.value, ast.Name) and call.func.value.id == "state"):
+    if not (
+        isinstance(call, ast.Call)
+        and isinstance(call.func, ast.Attribute)
+        and isinstance(call.func.value, ast.Name)
+        and call.func.value.id == "state"
+    ):
         raise InvalidProgram(f"not a step of a conformance program; {_STEP}")
     rule = call.func.attr
     if rule not in rules:
-        raise InvalidProgram(f"state.{rule} is not a rule of this machine; "
-                             f"its rules are {', '.join(sorted(rules))}")
+        raise InvalidProgram(
+            f"state.{rule} is not a rule of this machine; its rules are {', '.join(sorted(rules))}"
+        )
     args = tuple(_argument(node, bound) for node in call.args)
     kwargs = {}
     for keyword in call.keywords:
@@ -221,8 +236,10 @@ def _parse_step(line: str, rules: dict[str, Callable[..., Any]], bound: set[str]
     function = rules[rule]
     _check_arguments(rule, function, args, kwargs)
     if binds and typing.get_type_hints(function).get("return") is not Client:
-        raise InvalidProgram(f"state.{rule}() returns no client; only a rule that connects "
-                             f"one can be assigned to {binds}")
+        raise InvalidProgram(
+            f"state.{rule}() returns no client; only a rule that connects "
+            f"one can be assigned to {binds}"
+        )
     return Step(line, rule, args, kwargs, binds)
 
 
@@ -230,27 +247,37 @@ def _argument(node: ast.expr, bound: set[str]) -> Any:
     """The literal value of one argument (a `_Ref` for a client name)."""
     if isinstance(node, ast.Name) and _CLIENT_NAME.fullmatch(node.id):
         if node.id not in bound:
-            raise InvalidProgram(f"{node.id} is not bound by an earlier line; "
-                                 f"connect it first with '{node.id} = state.connect()'")
+            raise InvalidProgram(
+                f"{node.id} is not bound by an earlier line; "
+                f"connect it first with '{node.id} = state.connect()'"
+            )
         return _Ref(node.id)
-    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-            and node.func.id == "Payload"):
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "Payload":
         return _payload(node)
     value = _constant(node)
     if value is None:
-        raise InvalidProgram(f"{_clip(ast.unparse(node))} is not a literal: an argument is an "
-                             f"int, bytes, a string, a client name such as c0, or "
-                             f"Payload(b'...'[, size])")
+        raise InvalidProgram(
+            f"{_clip(ast.unparse(node))} is not a literal: an argument is an "
+            f"int, bytes, a string, a client name such as c0, or "
+            f"Payload(b'...'[, size])"
+        )
     return value
 
 
 def _constant(node: ast.expr) -> int | bytes | str | None:
     """An int (possibly negative), bytes or str literal; None for anything else."""
-    if (isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub)
-            and isinstance(node.operand, ast.Constant) and type(node.operand.value) is int):
+    if (
+        isinstance(node, ast.UnaryOp)
+        and isinstance(node.op, ast.USub)
+        and isinstance(node.operand, ast.Constant)
+        and type(node.operand.value) is int
+    ):
         return -node.operand.value
-    if isinstance(node, ast.Constant) and isinstance(node.value, int | bytes | str) \
-            and type(node.value) is not bool:
+    if (
+        isinstance(node, ast.Constant)
+        and isinstance(node.value, int | bytes | str)
+        and type(node.value) is not bool
+    ):
         return node.value
     return None
 
@@ -258,9 +285,11 @@ def _constant(node: ast.expr) -> int | bytes | str | None:
 def _payload(node: ast.Call) -> Payload:
     for a in [*node.args, *(k.value for k in node.keywords)]:
         if _constant(a) is None:
-            raise InvalidProgram(f"{_clip(ast.unparse(a))} is not a literal; write "
-                                 f"Payload(b'pattern') or Payload(b'pattern', size) with the "
-                                 f"size as a plain int")
+            raise InvalidProgram(
+                f"{_clip(ast.unparse(a))} is not a literal; write "
+                f"Payload(b'pattern') or Payload(b'pattern', size) with the "
+                f"size as a plain int"
+            )
     if any(k.arg is None for k in node.keywords):
         raise InvalidProgram("Payload() takes no **arguments; write Payload(b'pattern', size)")
     values = [_constant(a) for a in node.args]
@@ -268,25 +297,31 @@ def _payload(node: ast.Call) -> Payload:
     try:
         bound = inspect.signature(Payload).bind(*values, **named)
     except TypeError as e:
-        raise InvalidProgram(f"Payload(): {e}; write Payload(b'pattern') or "
-                             f"Payload(b'pattern', size)") from None
+        raise InvalidProgram(
+            f"Payload(): {e}; write Payload(b'pattern') or Payload(b'pattern', size)"
+        ) from None
     pattern, size = bound.arguments["pattern"], bound.arguments.get("size")
     if type(pattern) is not bytes:
         raise InvalidProgram(f"a Payload pattern is bytes, like b'abc', not {_clip(repr(pattern))}")
     if not 1 <= len(pattern) <= MAX_PATTERN:
-        raise InvalidProgram(f"a Payload pattern is 1 to {MAX_PATTERN} bytes, not {len(pattern)}; "
-                             f"for more data give a size: Payload(b'ab', 100000)")
+        raise InvalidProgram(
+            f"a Payload pattern is 1 to {MAX_PATTERN} bytes, not {len(pattern)}; "
+            f"for more data give a size: Payload(b'ab', 100000)"
+        )
     if size is not None:
         if type(size) is not int:
             raise InvalidProgram(f"a Payload size is an int, not {_clip(repr(size))}")
         if not 1 <= size <= MAX_PAYLOAD_SIZE:
-            raise InvalidProgram(f"Payload size {size} is out of range: replay sends 1 byte to "
-                                 f"{MAX_PAYLOAD_SIZE // MiB} MiB ({MAX_PAYLOAD_SIZE} bytes)")
+            raise InvalidProgram(
+                f"Payload size {size} is out of range: replay sends 1 byte to "
+                f"{MAX_PAYLOAD_SIZE // MiB} MiB ({MAX_PAYLOAD_SIZE} bytes)"
+            )
     return Payload(pattern, size)
 
 
-def _check_arguments(rule: str, function: Callable[..., Any], args: tuple[Any, ...],
-                     kwargs: dict[str, Any]) -> None:
+def _check_arguments(
+    rule: str, function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
     """The right number, names, types and values of arguments for `rule`."""
     try:
         bound = inspect.signature(function).bind(None, *args, **kwargs)
@@ -298,17 +333,22 @@ def _check_arguments(rule: str, function: Callable[..., Any], args: tuple[Any, .
         got = Client if isinstance(value, _Ref) else type(value)
         if wanted is not None and got is not wanted:
             shown = value.name if isinstance(value, _Ref) else _clip(repr(value))
-            raise InvalidProgram(f"argument {name} of state.{rule} is {_kind(wanted)}, "
-                                 f"not {shown}")
+            raise InvalidProgram(f"argument {name} of state.{rule} is {_kind(wanted)}, not {shown}")
         allowed = ARGUMENT_VALUES.get(name)
         if allowed is not None and got in (int, str) and value not in allowed:
-            raise InvalidProgram(f"argument {name} of state.{rule} is {_allowed(allowed)}, "
-                                 f"not {_clip(repr(value))}")
+            raise InvalidProgram(
+                f"argument {name} of state.{rule} is {_allowed(allowed)}, not {_clip(repr(value))}"
+            )
 
 
 def _kind(t: type) -> str:
-    return {Client: "a client name such as c0", Payload: "a Payload(b'...'[, size])",
-            int: "an int", str: "a string", bytes: "bytes"}.get(t, t.__name__)
+    return {
+        Client: "a client name such as c0",
+        Payload: "a Payload(b'...'[, size])",
+        int: "an int",
+        str: "a string",
+        bytes: "bytes",
+    }.get(t, t.__name__)
 
 
 def _allowed(values: range | tuple[str, ...]) -> str:
@@ -317,19 +357,24 @@ def _allowed(values: range | tuple[str, ...]) -> str:
     return "one of " + ", ".join(map(repr, values))
 
 
-def _check_preconditions(machine: EchoConformance, function: Callable[..., Any],
-                         number: int, step: Step) -> None:
+def _check_preconditions(
+    machine: EchoConformance, function: Callable[..., Any], number: int, step: Step
+) -> None:
     if step.rule in FIXED_PROGRAM_RULES:
         return
     rule = getattr(function, RULE_MARKER, None) or getattr(function, INITIALIZE_RULE_MARKER)
     if all(p(machine) for p in rule.preconditions):
         return
     if step.rule not in machine.actions:
-        why = (f"the {machine.requirement} machine does not run state.{step.rule} here; "
-               f"it runs {', '.join(sorted(machine.actions))}")
+        why = (
+            f"the {machine.requirement} machine does not run state.{step.rule} here; "
+            f"it runs {', '.join(sorted(machine.actions))}"
+        )
     else:
-        why = (f"a precondition of state.{step.rule} is false at this point, so the checker "
-               f"could not have run it here")
+        why = (
+            f"a precondition of state.{step.rule} is false at this point, so the checker "
+            f"could not have run it here"
+        )
     raise InvalidProgram(f"line {number}, {_clip(step.line)}: {why}")
 
 
@@ -342,8 +387,14 @@ def _clip(text: str, limit: int = 72) -> str:
 # -- regressions -------------------------------------------------------------------------
 
 
-def write_regression(directory: Path, target: Target, requirement: str, program: list[str],
-                     violation: Violation, settle: float = DEFAULT_SETTLE) -> Path:
+def write_regression(
+    directory: Path,
+    target: Target,
+    requirement: str,
+    program: list[str],
+    violation: Violation,
+    settle: float = DEFAULT_SETTLE,
+) -> Path:
     """A standalone pytest file that replays `program` and expects the same violation."""
     directory.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha1(f"{target.kind}|{target.spec}".encode()).hexdigest()[:10]
@@ -414,8 +465,8 @@ def _settle(text: str) -> float:
 def _requirement(text: str) -> str:
     if text not in RULES:
         raise argparse.ArgumentTypeError(
-            f"{text} is not a requirement the state machine checks; "
-            f"give one of {', '.join(RULES)}")
+            f"{text} is not a requirement the state machine checks; give one of {', '.join(RULES)}"
+        )
     return text
 
 
@@ -423,18 +474,35 @@ def main(argv: list[str] | None = None) -> int:
     parser = _Parser(
         prog="python -m spec.replay",
         description="Replay a conformance step program, as the checker printed it, against\n"
-                    "a server, and say whether it still violates the expected requirement.",
-        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        "a server, and say whether it still violates the expected requirement.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--impl", metavar="MODULE:CLASS", help="a steppable Python server class")
-    which.add_argument("--server-cmd", metavar="COMMAND",
-                       help="a command that starts the server on {port}")
-    parser.add_argument("--expect", required=True, metavar="ECHO-N", type=_requirement,
-                        help="the requirement the program is expected to violate")
-    parser.add_argument("--settle", type=_settle, default=DEFAULT_SETTLE, metavar="SECONDS",
-                        help=f"seconds a process server gets (default {DEFAULT_SETTLE:g})")
-    parser.add_argument("program", nargs="*", metavar="LINE",
-                        help="the program's lines, one per argument (none: just start and end)")
+    which.add_argument(
+        "--server-cmd", metavar="COMMAND", help="a command that starts the server on {port}"
+    )
+    parser.add_argument(
+        "--expect",
+        required=True,
+        metavar="ECHO-N",
+        type=_requirement,
+        help="the requirement the program is expected to violate",
+    )
+    parser.add_argument(
+        "--settle",
+        type=_settle,
+        default=DEFAULT_SETTLE,
+        metavar="SECONDS",
+        help=f"seconds a process server gets (default {DEFAULT_SETTLE:g})",
+    )
+    parser.add_argument(
+        "program",
+        nargs="*",
+        metavar="LINE",
+        help="the program's lines, one per argument (none: just start and end)",
+    )
     args = parser.parse_args(argv)
     try:
         target = impl(args.impl) if args.impl else server_cmd(args.server_cmd)

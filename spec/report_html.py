@@ -79,8 +79,13 @@ SCRIPT = """
 """
 
 
-def render(results: Sequence[matrix.TargetResult], *, strict: bool, not_run: str,
-           title: str = "Echo server conformance") -> str:
+def render(
+    results: Sequence[matrix.TargetResult],
+    *,
+    strict: bool,
+    not_run: str,
+    title: str = "Echo server conformance",
+) -> str:
     """The whole page."""
     verdict = matrix.overall(results, strict)
     scope = "all requirements" if strict else "MUST requirements"
@@ -106,8 +111,11 @@ def render(results: Sequence[matrix.TargetResult], *, strict: bool, not_run: str
 
 
 def _matrix(results: Sequence[matrix.TargetResult], strict: bool) -> str:
-    head = "".join(f'<th scope="col">{escape(r.target.name)}<br><small>'
-                   f"{escape(_cut_line(r.target.spec, 48))}</small></th>" for r in results)
+    head = "".join(
+        f'<th scope="col">{escape(r.target.name)}<br><small>'
+        f"{escape(_cut_line(r.target.spec, 48))}</small></th>"
+        for r in results
+    )
     rows = []
     for req_id in IDS:
         req = BY_ID[req_id]
@@ -117,28 +125,36 @@ def _matrix(results: Sequence[matrix.TargetResult], strict: bool) -> str:
             shown = matrix.cell(entry, req_id, strict)
             ev = _id(t, req_id)
             tip = matrix.first_line((entry or {}).get("detail", "")) or shown
-            cells.append(f'<td class="cell {CELL_CLASS[shown]}" data-ev="{ev}" '
-                         f'title="{escape(tip)}"><a href="#{ev}">{escape(shown)}</a></td>')
-        rows.append(f'<tr><th scope="row">{req_id} {escape(req.title)}</th>'
-                    f'<td class="level">{req.level.value}</td>{"".join(cells)}</tr>')
-    foot = "".join(f'<td class="verdict-cell v-{v}">{v.upper()}</td>'
-                   for v in (r.verdict(strict) for r in results))
-    return (f'<table class="matrix" id="matrix"><thead><tr><th>Requirement</th><th>Level</th>'
-            f'{head}</tr></thead><tbody>{"".join(rows)}</tbody>'
-            f'<tfoot><tr><th scope="row">verdict</th><td></td>{foot}</tr></tfoot></table>')
+            cells.append(
+                f'<td class="cell {CELL_CLASS[shown]}" data-ev="{ev}" '
+                f'title="{escape(tip)}"><a href="#{ev}">{escape(shown)}</a></td>'
+            )
+        rows.append(
+            f'<tr><th scope="row">{req_id} {escape(req.title)}</th>'
+            f'<td class="level">{req.level.value}</td>{"".join(cells)}</tr>'
+        )
+    foot = "".join(
+        f'<td class="verdict-cell v-{v}">{v.upper()}</td>'
+        for v in (r.verdict(strict) for r in results)
+    )
+    return (
+        f'<table class="matrix" id="matrix"><thead><tr><th>Requirement</th><th>Level</th>'
+        f"{head}</tr></thead><tbody>{''.join(rows)}</tbody>"
+        f'<tfoot><tr><th scope="row">verdict</th><td></td>{foot}</tr></tfoot></table>'
+    )
 
 
-def _evidence(t: int, result: matrix.TargetResult, req_id: str, strict: bool,
-              not_run: str) -> str:
+def _evidence(t: int, result: matrix.TargetResult, req_id: str, strict: bool, not_run: str) -> str:
     req = BY_ID[req_id]
     entry = result.entries.get(req_id)
     shown = matrix.cell(entry, req_id, strict)
     name = escape(result.target.name)
-    out = [f'<section class="evidence {CELL_CLASS[shown]}" id="{_id(t, req_id)}">',
-           f"<h2>{req_id} {escape(req.title)} ({req.level.value}) · {name}: {escape(shown)}</h2>",
-           f"<p>{escape(req.text)}</p>",
-           f"<p class=\"meta\">target: <code>{escape(_cut_line(result.target.label, 300))}"
-           "</code></p>"]
+    out = [
+        f'<section class="evidence {CELL_CLASS[shown]}" id="{_id(t, req_id)}">',
+        f"<h2>{req_id} {escape(req.title)} ({req.level.value}) · {name}: {escape(shown)}</h2>",
+        f"<p>{escape(req.text)}</p>",
+        f'<p class="meta">target: <code>{escape(_cut_line(result.target.label, 300))}</code></p>',
+    ]
     if entry is None:
         out.append(f"<p>{escape(not_run)}</p></section>")
         return "\n".join(out)
@@ -152,13 +168,14 @@ def _evidence(t: int, result: matrix.TargetResult, req_id: str, strict: bool,
     if entry.get("verdict") == "fail":
         evidence = entry.get("evidence") or {}
         program = evidence.get("program") or entry.get("counterexample", "").splitlines()
-        out += ["<h3>Sequence diagram</h3>",
-                '<p class="hint">Arrows from the server show the echo and EOF a conforming '
-                "server owes; the red mark is where this one departed.</p>",
-                f'<div class="diagram">{svg(program, evidence.get("violation"))}</div>']
+        out += [
+            "<h3>Sequence diagram</h3>",
+            '<p class="hint">Arrows from the server show the echo and EOF a conforming '
+            "server owes; the red mark is where this one departed.</p>",
+            f'<div class="diagram">{svg(program, evidence.get("violation"))}</div>',
+        ]
         if program:
-            out += [f"<h3>Shrunk program ({len(program)} steps)</h3>",
-                    _pre("\n".join(program))]
+            out += [f"<h3>Shrunk program ({len(program)} steps)</h3>", _pre("\n".join(program))]
         if entry.get("replay"):
             out += ["<h3>Replay it (exit 0 = reproduced)</h3>", _pre(entry["replay"])]
     seconds = entry.get("seconds")
@@ -177,9 +194,11 @@ def _pre(text: str) -> str:
     if len(text) <= HEAD + TAIL:
         return f"<pre>{escape(text)}</pre>"
     cut = len(text) - HEAD - TAIL
-    return (f"<pre>{escape(text[:HEAD])}<span class=\"cut\">\n… {cut:,} of {len(text):,} "
-            f"characters cut here (the JSON report has them all) …\n</span>"
-            f"{escape(text[-TAIL:])}</pre>")
+    return (
+        f'<pre>{escape(text[:HEAD])}<span class="cut">\n… {cut:,} of {len(text):,} '
+        f"characters cut here (the JSON report has them all) …\n</span>"
+        f"{escape(text[-TAIL:])}</pre>"
+    )
 
 
 def _cut_line(text: str, limit: int) -> str:

@@ -25,54 +25,74 @@ class Requirement:
 
 REQUIREMENTS: tuple[Requirement, ...] = (
     Requirement(
-        "ECHO-1", Level.MUST, "Transform",
+        "ECHO-1",
+        Level.MUST,
+        "Transform",
         "Every byte received comes back as bytes.upper() of it: a-z become A-Z, every other "
         "value 0x00-0xFF is unchanged (no text decoding).",
     ),
     Requirement(
-        "ECHO-2", Level.MUST, "Stream integrity",
+        "ECHO-2",
+        Level.MUST,
+        "Stream integrity",
         "On each connection the bytes sent back are exactly the transform of the bytes "
         "received, in order: nothing lost, duplicated, inserted or reordered, however the "
         "client splits its writes and reads; the server does not close or reset a connection "
         "the client has not closed.",
     ),
     Requirement(
-        "ECHO-3", Level.MUST, "Isolation",
+        "ECHO-3",
+        Level.MUST,
+        "Isolation",
         "A connection receives only the echo of its own bytes.",
     ),
     Requirement(
-        "ECHO-4", Level.MUST, "Half-close",
+        "ECHO-4",
+        Level.MUST,
+        "Half-close",
         "After the client shuts down its sending side, the server delivers every outstanding "
         "echo byte and then closes its side (the client reads EOF) within the settle time.",
     ),
     Requirement(
-        "ECHO-5", Level.MUST, "Resilience",
+        "ECHO-5",
+        Level.MUST,
+        "Resilience",
         "A client's reset (RST) or an error on one connection affects no other connection "
         "and never stops the server accepting.",
     ),
     Requirement(
-        "ECHO-6", Level.MUST, "Cleanup",
+        "ECHO-6",
+        Level.MUST,
+        "Cleanup",
         "Once a connection has ended (orderly or reset), within the settle time the server "
         "holds nothing for it: no socket (no CLOSE_WAIT, no leaked descriptor), no entry in "
         "its select lists (inputs, outputs), no message queue.",
     ),
     Requirement(
-        "ECHO-7", Level.MUST, "Liveness",
+        "ECHO-7",
+        Level.MUST,
+        "Liveness",
         "A client that sends without reading never delays another client's echo beyond the "
         "settle time.",
     ),
     Requirement(
-        "ECHO-8", Level.SHOULD, "Bounded memory",
+        "ECHO-8",
+        Level.SHOULD,
+        "Bounded memory",
         "While a client sends without reading, the server stops reading from it once its "
         "unsent backlog passes a bound (backpressure): pushing 64 MiB grows the server's "
         "resident memory by less than 32 MiB.",
     ),
     Requirement(
-        "ECHO-9", Level.SHOULD, "Idle",
+        "ECHO-9",
+        Level.SHOULD,
+        "Idle",
         "With connections open and no traffic, the server uses no CPU (no busy loop).",
     ),
     Requirement(
-        "ECHO-10", Level.SHOULD, "Capacity",
+        "ECHO-10",
+        Level.SHOULD,
+        "Capacity",
         "1,000 simultaneous connections are served correctly; beyond the server's own limit, "
         "extra connections are refused or closed cleanly while existing ones keep working.",
     ),

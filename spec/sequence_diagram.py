@@ -40,8 +40,14 @@ MIN_WIDTH = 720  # room for a note's text however few the lanes
 CHAR_W = 6.6  # monospace 11px
 PREVIEW = 12  # bytes shown of a payload
 
-COLOURS = {"data": "#1f5fa8", "echo": "#2e7d32", "control": "#555", "eof": "#7a4fa0",
-           "reset": "#c62828", "fail": "#c62828"}
+COLOURS = {
+    "data": "#1f5fa8",
+    "echo": "#2e7d32",
+    "control": "#555",
+    "eof": "#7a4fa0",
+    "reset": "#c62828",
+    "fail": "#c62828",
+}
 
 
 @dataclass
@@ -79,15 +85,22 @@ def parse_step(line: str) -> Step:
         return Step("unknown", text=line)
     node = tree.body[0]
     assigned = None
-    if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(
-            node.targets[0], ast.Name):
+    if (
+        isinstance(node, ast.Assign)
+        and len(node.targets) == 1
+        and isinstance(node.targets[0], ast.Name)
+    ):
         assigned, call = node.targets[0].id, node.value
     elif isinstance(node, ast.Expr):
         call = node.value
     else:
         return Step("unknown", text=line)
-    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
-            and isinstance(call.func.value, ast.Name) and call.func.value.id == "state"):
+    if not (
+        isinstance(call, ast.Call)
+        and isinstance(call.func, ast.Attribute)
+        and isinstance(call.func.value, ast.Name)
+        and call.func.value.id == "state"
+    ):
         return Step("unknown", text=line)
     try:
         args = [_value(a) for a in call.args]
@@ -128,11 +141,17 @@ def _value(node: ast.expr) -> object:
     """A literal, a client name, or Payload(bytes[, int]); never evaluated code."""
     if isinstance(node, ast.Name):
         return _Client(node.id)
-    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-            and node.func.id == "Payload" and not node.keywords and 1 <= len(node.args) <= 2):
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "Payload"
+        and not node.keywords
+        and 1 <= len(node.args) <= 2
+    ):
         values = [ast.literal_eval(a) for a in node.args]
-        if not isinstance(values[0], bytes) or (len(values) == 2
-                                                and not isinstance(values[1], int)):
+        if not isinstance(values[0], bytes) or (
+            len(values) == 2 and not isinstance(values[1], int)
+        ):
             raise ValueError("not a payload")
         return Payload(*values)
     return ast.literal_eval(node)
@@ -228,8 +247,14 @@ def events(program: list[str]) -> tuple[list[str], list[Event]]:
             c = lane(name)
             if a == "send_and_half_close" and step.args and isinstance(step.args[0], Payload):
                 p = step.args[0]
-                rows.append(Event(name, SERVER, f"{preview(p.head, p.length)} "
-                                  f"({size(p.length)}) + FIN (half-close)", "eof"))
+                rows.append(
+                    Event(
+                        name,
+                        SERVER,
+                        f"{preview(p.head, p.length)} ({size(p.length)}) + FIN (half-close)",
+                        "eof",
+                    )
+                )
                 c.half_closed = True
                 owe(name, p.head, p.length)
             else:
@@ -241,8 +266,14 @@ def events(program: list[str]) -> tuple[list[str], list[Event]]:
             lane(name).ended = True
         elif a == "close" and name:
             unread = lane(name).owed
-            rows.append(Event(name, SERVER, f"close: RST, {size(unread)} unread" if unread
-                              else "close (FIN)", "reset" if unread else "control"))
+            rows.append(
+                Event(
+                    name,
+                    SERVER,
+                    f"close: RST, {size(unread)} unread" if unread else "close (FIN)",
+                    "reset" if unread else "control",
+                )
+            )
             lane(name).ended = True
         elif a == "burst" and len(step.args) == 2 and isinstance(step.args[1], Payload):
             n, p = step.args[0], step.args[1]
@@ -251,22 +282,33 @@ def events(program: list[str]) -> tuple[list[str], list[Event]]:
                 created += 1
                 data = p.head + bytes([i]) * (i + 1)
                 lane(name)
-                rows.append(Event(name, SERVER, f"connect, {preview(data)} ({size(len(data))}), "
-                                  "FIN", "data"))
+                rows.append(
+                    Event(
+                        name, SERVER, f"connect, {preview(data)} ({size(len(data))}), FIN", "data"
+                    )
+                )
                 c = lane(name)
                 c.next_echo, c.owed, c.half_closed = transform(data), len(data), True
                 deliver(name, len(data), "echo")
                 eof_if_done(name)
                 c.ended = True
         elif a == "connect_out_of_descriptors":
-            rows.append(Event(None, None, "server out of descriptors: a client connects; it "
-                              "must be refused, or served once descriptors are free", "control"))
+            rows.append(
+                Event(
+                    None,
+                    None,
+                    "server out of descriptors: a client connects; it "
+                    "must be refused, or served once descriptors are free",
+                    "control",
+                )
+            )
         elif a == "choose_scenario":
             scenario = step.kwargs.get("scenario", step.args[0] if step.args else "?")
             rows.append(Event(None, None, f"scenario: {scenario}'s programs", "control"))
         elif a == "teardown":
-            rows.append(Event(None, None, "end of program: every client reads what it is owed",
-                              "control"))
+            rows.append(
+                Event(None, None, "end of program: every client reads what it is owed", "control")
+            )
             for name, c in lanes.items():
                 if not c.ended:
                     deliver(name, c.owed, "echo")
@@ -293,8 +335,7 @@ def mark_violation(rows: list[Event], violation: ViolationEvidence | None) -> No
     summary = f"✗ {violation.get('requirement', '')}: {violation.get('summary', '')}"
     if where is not None:
         where.failed = text or summary
-    rows.append(Event(None, None, summary, "fail",
-                      failed=text if where is None else ""))
+    rows.append(Event(None, None, summary, "fail", failed=text if where is None else ""))
 
 
 def divergence(violation: ViolationEvidence) -> str:
@@ -308,9 +349,12 @@ def divergence(violation: ViolationEvidence) -> str:
     # when nothing was received there).
     start = max(0, offset - CONTEXT) if received else offset
     i = offset - start
-    want = preview(expected[i:i + 4], len(expected) - i)
-    got = preview(received[i:i + 4], len(received) - i) if received and i < len(received) \
+    want = preview(expected[i : i + 4], len(expected) - i)
+    got = (
+        preview(received[i : i + 4], len(received) - i)
+        if received and i < len(received)
         else "nothing"
+    )
     return f"✗ first divergent byte at offset {offset}: expected {want}, received {got}"
 
 
@@ -330,18 +374,24 @@ def svg(program: list[str], violation: ViolationEvidence | None = None) -> str:
     x = {name: LEFT + LANE_W // 2 + i * LANE_W for i, name in enumerate(lanes)}
     width = max(MIN_WIDTH, LEFT * 2 + LANE_W * len(lanes))
     height = TOP + ROW_H * (len(rows) + 1) + sum(ROW_H for r in rows if r.failed)
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="sequence" width="{width}" '
-           f'height="{height}" viewBox="0 0 {width} {height}" role="img" '
-           f'font-family="ui-monospace, Menlo, Consolas, monospace" font-size="11">',
-           f"<title>sequence diagram: {len(program)} program steps</title>"]
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="sequence" width="{width}" '
+        f'height="{height}" viewBox="0 0 {width} {height}" role="img" '
+        f'font-family="ui-monospace, Menlo, Consolas, monospace" font-size="11">',
+        f"<title>sequence diagram: {len(program)} program steps</title>",
+    ]
     for name in lanes:
         cx = x[name]
         fill = "#eee" if name == SERVER else "#fff"
-        out.append(f'<rect x="{cx - 50}" y="8" width="100" height="24" rx="4" fill="{fill}" '
-                   f'stroke="#333"/><text x="{cx}" y="24" text-anchor="middle" '
-                   f'font-weight="bold">{escape(name)}</text>')
-        out.append(f'<line x1="{cx}" y1="32" x2="{cx}" y2="{height - 8}" stroke="#999" '
-                   'stroke-dasharray="4 3"/>')
+        out.append(
+            f'<rect x="{cx - 50}" y="8" width="100" height="24" rx="4" fill="{fill}" '
+            f'stroke="#333"/><text x="{cx}" y="24" text-anchor="middle" '
+            f'font-weight="bold">{escape(name)}</text>'
+        )
+        out.append(
+            f'<line x1="{cx}" y1="32" x2="{cx}" y2="{height - 8}" stroke="#999" '
+            'stroke-dasharray="4 3"/>'
+        )
     y = TOP
     for row in rows:
         y += ROW_H
@@ -352,13 +402,23 @@ def svg(program: list[str], violation: ViolationEvidence | None = None) -> str:
                 out.append(_cross(x[SERVER], y - ROW_H + 10))
             out.append(_note(row.label, y, width, colour))
         else:
-            out.append(_arrow(x[row.src], x[row.dst], y, row.label, colour,
-                              dashed=row.style in ("echo", "eof")))
+            out.append(
+                _arrow(
+                    x[row.src],
+                    x[row.dst],
+                    y,
+                    row.label,
+                    colour,
+                    dashed=row.style in ("echo", "eof"),
+                )
+            )
         if row.failed:
             y += ROW_H
             target = x.get(row.dst or "", x[SERVER]) if row.src else x[SERVER]
-            out.append(f'<circle cx="{target}" cy="{y - ROW_H + 2}" r="6" fill="none" '
-                       f'stroke="{COLOURS["fail"]}" stroke-width="2" class="divergence"/>')
+            out.append(
+                f'<circle cx="{target}" cy="{y - ROW_H + 2}" r="6" fill="none" '
+                f'stroke="{COLOURS["fail"]}" stroke-width="2" class="divergence"/>'
+            )
             out.append(_note(row.failed, y, width, COLOURS["fail"]))
     out.append("</svg>")
     return "\n".join(out)
@@ -370,9 +430,11 @@ def _marked(rows: list[Event]) -> bool:
 
 def _cross(cx: int, cy: int) -> str:
     c = COLOURS["fail"]
-    return (f'<g class="divergence" stroke="{c}" stroke-width="2.5"><line x1="{cx - 6}" '
-            f'y1="{cy - 6}" x2="{cx + 6}" y2="{cy + 6}"/><line x1="{cx - 6}" y1="{cy + 6}" '
-            f'x2="{cx + 6}" y2="{cy - 6}"/></g>')
+    return (
+        f'<g class="divergence" stroke="{c}" stroke-width="2.5"><line x1="{cx - 6}" '
+        f'y1="{cy - 6}" x2="{cx + 6}" y2="{cy + 6}"/><line x1="{cx - 6}" y1="{cy + 6}" '
+        f'x2="{cx + 6}" y2="{cy - 6}"/></g>'
+    )
 
 
 def _fit(text: str, pixels: float) -> str:
@@ -386,15 +448,19 @@ def _arrow(x1: int, x2: int, y: int, label: str, colour: str, *, dashed: bool) -
     head = f"{tip},{y} {tip - direction * 8},{y - 4} {tip - direction * 8},{y + 4}"
     dash = ' stroke-dasharray="5 3"' if dashed else ""
     shown = _fit(label, max(abs(x2 - x1), LANE_W) - 10)
-    return (f'<g class="step"><title>{escape(label)}</title>'
-            f'<line x1="{x1}" y1="{y}" x2="{tip - direction * 6}" y2="{y}" stroke="{colour}" '
-            f'stroke-width="1.5"{dash}/><polygon points="{head}" fill="{colour}"/>'
-            f'<text x="{(x1 + x2) // 2}" y="{y - 5}" text-anchor="middle" fill="{colour}">'
-            f"{escape(shown)}</text></g>")
+    return (
+        f'<g class="step"><title>{escape(label)}</title>'
+        f'<line x1="{x1}" y1="{y}" x2="{tip - direction * 6}" y2="{y}" stroke="{colour}" '
+        f'stroke-width="1.5"{dash}/><polygon points="{head}" fill="{colour}"/>'
+        f'<text x="{(x1 + x2) // 2}" y="{y - 5}" text-anchor="middle" fill="{colour}">'
+        f"{escape(shown)}</text></g>"
+    )
 
 
 def _note(label: str, y: int, width: int, colour: str) -> str:
     shown = _fit(label, width - 2 * LEFT - 10)
-    return (f'<g class="note"><title>{escape(label)}</title>'
-            f'<text x="{LEFT}" y="{y - 4}" fill="{colour}" font-style="italic">'
-            f"{escape(shown)}</text></g>")
+    return (
+        f'<g class="note"><title>{escape(label)}</title>'
+        f'<text x="{LEFT}" y="{y - 4}" fill="{colour}" font-style="italic">'
+        f"{escape(shown)}</text></g>"
+    )

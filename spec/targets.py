@@ -71,11 +71,15 @@ class Target:
 
 def server_cmd(command: str) -> Target:
     if not command.strip():
-        raise TargetError("--server-cmd is empty: give a command with '{port}', e.g. "
-                          "--server-cmd 'python myserver.py --port {port}'")
+        raise TargetError(
+            "--server-cmd is empty: give a command with '{port}', e.g. "
+            "--server-cmd 'python myserver.py --port {port}'"
+        )
     if "{port}" not in command:
-        raise TargetError(f"--server-cmd {command!r} has no '{{port}}' placeholder: write where "
-                          "the port goes, e.g. --server-cmd 'python myserver.py --port {port}'")
+        raise TargetError(
+            f"--server-cmd {command!r} has no '{{port}}' placeholder: write where "
+            "the port goes, e.g. --server-cmd 'python myserver.py --port {port}'"
+        )
     try:
         argv = shlex.split(command)
     except ValueError as e:
@@ -87,8 +91,9 @@ def server_cmd(command: str) -> Target:
 
 def impl(spec: str) -> Target:
     if not spec.strip():
-        raise TargetError("--impl is empty: give MODULE:CLASS, e.g. "
-                          "--impl impl.select_server:SelectEchoServer")
+        raise TargetError(
+            "--impl is empty: give MODULE:CLASS, e.g. --impl impl.select_server:SelectEchoServer"
+        )
     load_impl(spec)  # fail now, with a clear message, not in the middle of a test
     return Target("impl", spec)
 
@@ -96,14 +101,17 @@ def impl(spec: str) -> Target:
 def load_impl(spec: str) -> type:
     module_name, sep, class_name = spec.partition(":")
     if not sep or not module_name or not class_name:
-        raise TargetError(f"--impl {spec!r} should be MODULE:CLASS, e.g. "
-                          "--impl impl.select_server:SelectEchoServer")
+        raise TargetError(
+            f"--impl {spec!r} should be MODULE:CLASS, e.g. "
+            "--impl impl.select_server:SelectEchoServer"
+        )
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as e:
-        raise TargetError(f"--impl {spec!r}: cannot import module {module_name!r} ({e}); run "
-                          "pytest from the directory that contains it or put it on PYTHONPATH"
-                          ) from None
+        raise TargetError(
+            f"--impl {spec!r}: cannot import module {module_name!r} ({e}); run "
+            "pytest from the directory that contains it or put it on PYTHONPATH"
+        ) from None
     cls: object = module
     for part in class_name.split("."):
         cls = getattr(cls, part, None)
@@ -114,7 +122,8 @@ def load_impl(spec: str) -> type:
         raise TargetError(
             f"--impl {spec!r} is not a steppable server class (missing: "
             f"{', '.join(missing) or 'a class'}); it needs cls(host, port), .address, "
-            ".poll(timeout) -> int and .close(). Check any server with --server-cmd instead.")
+            ".poll(timeout) -> int and .close(). Check any server with --server-cmd instead."
+        )
     return cls
 
 
@@ -128,8 +137,10 @@ BUNDLED = {
 #: A target's name: what pytest's -k and the test ids can hold as one word.
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _ENV_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
-_INTERPRETERS = re.compile(r"(python[0-9.]*|pypy[0-9.]*|node|nodejs|deno|bun|ruby|perl|php|"
-                           r"sh|bash|dash|zsh|java|env|exec|nice|taskset|timeout|stdbuf)")
+_INTERPRETERS = re.compile(
+    r"(python[0-9.]*|pypy[0-9.]*|node|nodejs|deno|bun|ruby|perl|php|"
+    r"sh|bash|dash|zsh|java|env|exec|nice|taskset|timeout|stdbuf)"
+)
 
 
 def default_name(target: Target) -> str:
@@ -138,9 +149,11 @@ def default_name(target: Target) -> str:
         return _as_name(target.spec.partition(":")[0].rpartition(".")[2])
     words = shlex.split(target.spec)
     i = 0
-    while i < len(words) and (_ENV_ASSIGNMENT.match(words[i])
-                              or _INTERPRETERS.fullmatch(Path(words[i]).name)
-                              or (words[i].startswith("-") and words[i] != "-m")):
+    while i < len(words) and (
+        _ENV_ASSIGNMENT.match(words[i])
+        or _INTERPRETERS.fullmatch(Path(words[i]).name)
+        or (words[i].startswith("-") and words[i] != "-m")
+    ):
         i += 1
     if i + 1 < len(words) and words[i] == "-m":  # python -m package.module
         return _as_name(words[i + 1].rpartition(".")[2])
@@ -193,14 +206,14 @@ def positive_seconds(value: object, what: str) -> float:
 def load_targets_file(path: str | Path) -> list[Target]:
     """The targets a TOML file lists, in order:
 
-        [[target]]
-        name = "reference"
-        impl = "impl.select_server:SelectEchoServer"
+    [[target]]
+    name = "reference"
+    impl = "impl.select_server:SelectEchoServer"
 
-        [[target]]
-        name = "node"
-        cmd = "node examples/echo_server.js {port}"
-        settle = 3          # optional: this target's --settle
+    [[target]]
+    name = "node"
+    cmd = "node examples/echo_server.js {port}"
+    settle = 3          # optional: this target's --settle
     """
     where = f"--targets {path}"
     try:
@@ -212,8 +225,10 @@ def load_targets_file(path: str | Path) -> list[Target]:
     extra = set(data) - {"target"}
     entries = data.get("target")
     if extra or not isinstance(entries, list) or not entries:
-        raise TargetError(f"{where} should hold [[target]] tables (name, cmd or impl, "
-                          "optional settle) and nothing else")
+        raise TargetError(
+            f"{where} should hold [[target]] tables (name, cmd or impl, "
+            "optional settle) and nothing else"
+        )
     targets = []
     for i, entry in enumerate(entries, 1):
         targets.append(_file_target(entry, f"{where}, target {i}"))
@@ -225,8 +240,9 @@ def _file_target(entry: object, where: str) -> Target:
         raise TargetError(f"{where} is not a table")
     unknown = set(entry) - {"name", "cmd", "impl", "settle"}
     if unknown:
-        raise TargetError(f"{where}: unknown key {sorted(unknown)[0]!r} "
-                          "(known: name, cmd, impl, settle)")
+        raise TargetError(
+            f"{where}: unknown key {sorted(unknown)[0]!r} (known: name, cmd, impl, settle)"
+        )
     name = entry.get("name")
     if not isinstance(name, str) or not NAME.fullmatch(name):
         raise TargetError(f"{where}: name {name!r} should be letters, digits, '_', '.' or '-'")

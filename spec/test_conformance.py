@@ -40,14 +40,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     targets = conformance_targets(metafunc.config)
     params = [pytest.param(t, r, id=f"{t.name}-{r}") for t in targets for r in IDS]
-    metafunc.parametrize(("target", "req_id"),
-                         params or [pytest.param(None, r, id=r) for r in IDS])
+    metafunc.parametrize(("target", "req_id"), params or [pytest.param(None, r, id=r) for r in IDS])
 
 
 def test_requirement(target: Target | None, req_id: str, request: pytest.FixtureRequest) -> None:
     if target is None:
-        pytest.skip("no server to check: give --server-cmd 'COMMAND {port}', "
-                    "--impl MODULE:CLASS or --targets FILE")
+        pytest.skip(
+            "no server to check: give --server-cmd 'COMMAND {port}', "
+            "--impl MODULE:CLASS or --targets FILE"
+        )
     config = request.config
     outcome = judge(target, req_id, config)
     record(request.node, target, outcome)
@@ -67,9 +68,13 @@ def judge(target: Target, req_id: str, config: pytest.Config) -> Outcome:
     if target.name in failures:
         return Outcome(req_id, level, "not-run", detail=failures[target.name])
     try:
-        return check(target, req_id, settle=settle_for(config, target),
-                     hypothesis_settings=hypothesis_settings(config),
-                     budget=float(config.getoption("--budget")))
+        return check(
+            target,
+            req_id,
+            settle=settle_for(config, target),
+            hypothesis_settings=hypothesis_settings(config),
+            budget=float(config.getoption("--budget")),
+        )
     except (ServerStartError, TargetError) as e:
         failures[target.name] = f"cannot start the server: {e}"
         return Outcome(req_id, level, "not-run", detail=failures[target.name])
@@ -89,17 +94,31 @@ def not_judged_reason(target: Target, outcome: Outcome) -> str:
 
 def failure_message(outcome: Outcome, target: Target, request: pytest.FixtureRequest) -> str:
     r = BY_ID[outcome.requirement]
-    lines = [f"{r.id} ({r.level.value}, {r.title}) fails for {target.name} ({target.label})",
-             "", outcome.detail]
+    lines = [
+        f"{r.id} ({r.level.value}, {r.title}) fails for {target.name} ({target.label})",
+        "",
+        outcome.detail,
+    ]
     if outcome.program:
         steps = "\n".join(f"    {line}" for line in outcome.program)
-        lines += ["", f"Shrunk program ({len(outcome.program)} steps):", steps,
-                  "", "Replay it (exit 0 = reproduced):", f"    {outcome.replay}",
-                  "Rerunning this pytest command replays it first (Hypothesis' database)."]
+        lines += [
+            "",
+            f"Shrunk program ({len(outcome.program)} steps):",
+            steps,
+            "",
+            "Replay it (exit 0 = reproduced):",
+            f"    {outcome.replay}",
+            "Rerunning this pytest command replays it first (Hypothesis' database).",
+        ]
         directory = request.config.getoption("--regressions")
         if directory and outcome.violation is not None:  # a failure's program has one
-            path = write_regression(Path(directory), target, outcome.requirement,
-                                    outcome.program, outcome.violation,
-                                    settle_for(request.config, target))
+            path = write_regression(
+                Path(directory),
+                target,
+                outcome.requirement,
+                outcome.program,
+                outcome.violation,
+                settle_for(request.config, target),
+            )
             lines.append(f"Regression test written: {path}")
     return "\n".join(lines)

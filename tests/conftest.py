@@ -58,8 +58,7 @@ def _no_descriptor_leak() -> Iterator[None]:
     if len(_open_descriptors()) <= len(before) + SLACK:
         return
     gc.collect()
-    left = {fd: what for fd, what in _open_descriptors().items()
-            if before.get(fd) != what}
+    left = {fd: what for fd, what in _open_descriptors().items() if before.get(fd) != what}
     if len(left) > SLACK:
         shown = ", ".join(f"{fd}: {what}" for fd, what in sorted(left.items())[:10])
         pytest.fail(f"the test left {len(left)} descriptors open: {shown}", pytrace=False)

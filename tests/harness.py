@@ -68,6 +68,7 @@ def alarm_after(seconds: float) -> Iterator[None]:
 
     Nests: an outer guard's remaining time is restored afterwards.
     """
+
     def on_alarm(signum: int, frame: object) -> None:
         raise Hung(f"still running after {seconds} s")
 
@@ -188,8 +189,14 @@ class Rig:
         self.servers.append(server)
         return server
 
-    def client(self, server: Any, *, rcvbuf: int | None = None, sndbuf: int | None = None,
-               timeout: float = 2.0) -> socket.socket:
+    def client(
+        self,
+        server: Any,
+        *,
+        rcvbuf: int | None = None,
+        sndbuf: int | None = None,
+        timeout: float = 2.0,
+    ) -> socket.socket:
         """A client connected to `server` (buffer sizes set before connecting), not yet
         accepted: the connection completes in the kernel's backlog."""
         c = self.track(socket.socket())
@@ -201,14 +208,13 @@ class Rig:
         c.connect(server.address)
         return c
 
-    def accepted(self, server: Any, client: socket.socket, *, poll: float = 0.01
-                 ) -> socket.socket:
+    def accepted(self, server: Any, client: socket.socket, *, poll: float = 0.01) -> socket.socket:
         """Step `server` until it has accepted `client`; return the server's socket for it."""
-        return step_until(server, lambda: server_side(server, client), poll=poll,
-                          what="accept()")
+        return step_until(server, lambda: server_side(server, client), poll=poll, what="accept()")
 
-    def connect(self, server: Any, *, rcvbuf: int | None = None, poll: float = 0.01
-                ) -> socket.socket:
+    def connect(
+        self, server: Any, *, rcvbuf: int | None = None, poll: float = 0.01
+    ) -> socket.socket:
         """A non-blocking client that `server` has accepted."""
         c = self.client(server, rcvbuf=rcvbuf)
         c.setblocking(False)
@@ -220,8 +226,9 @@ class Rig:
         before = set(server.message_queues)
         sock = self.client(server, rcvbuf=rcvbuf, timeout=5.0)
         sock.setblocking(False)
-        new = step_until(server, lambda: set(server.message_queues) - before, seconds=WAIT,
-                         what="accept()")
+        new = step_until(
+            server, lambda: set(server.message_queues) - before, seconds=WAIT, what="accept()"
+        )
         assert len(new) == 1, new
         return Peer(sock, new.pop())
 
@@ -298,8 +305,13 @@ def exchange(server: Any, peer: Peer, data: bytes, *, timeout: float = WAIT) -> 
     """Send `data`, step the server until as many bytes came back; return them."""
     start = len(peer.received)
     peer.write(data)
-    step_until(server, lambda: len(peer.received) - start >= len(data) or peer.eof or peer.error,
-               each=peer.step, what=f"the echo of {len(data)} bytes", seconds=timeout)
+    step_until(
+        server,
+        lambda: len(peer.received) - start >= len(data) or peer.eof or peer.error,
+        each=peer.step,
+        what=f"the echo of {len(data)} bytes",
+        seconds=timeout,
+    )
     assert peer.error is None and not peer.eof, (peer.error, peer.eof)
     return bytes(peer.received[start:])
 
@@ -378,8 +390,13 @@ def echo_or_refusal(sock: socket.socket, message: bytes, deadline: float) -> str
 def running(argv: list[str], stderr: BinaryIO) -> Iterator[subprocess.Popen[bytes]]:
     """Run `argv` in its own session, standard output piped (`read_line`), standard error
     to `stderr`; on the way out kill it if it still runs, reap it and close the pipe."""
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=stderr, start_new_session=True)
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        start_new_session=True,
+    )
     try:
         yield proc
     finally:

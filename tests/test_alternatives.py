@@ -111,7 +111,9 @@ class Harness:
         return s
 
     def wait(
-        self, rlist: Iterable[socket.socket], wlist: Iterable[socket.socket],
+        self,
+        rlist: Iterable[socket.socket],
+        wlist: Iterable[socket.socket],
         timeout: float = 0.05,
     ) -> tuple[list[socket.socket], list[socket.socket]]:
         """Wait (bounded) for client sockets, stepping an in-process server meanwhile."""
@@ -172,8 +174,12 @@ class Result:
 
 
 def exchange(
-    h: Harness, payloads: dict[socket.socket, bytes], *, half_close: bool = False,
-    timeout: float = SETTLE, on_tick: Callable[[], None] | None = None,
+    h: Harness,
+    payloads: dict[socket.socket, bytes],
+    *,
+    half_close: bool = False,
+    timeout: float = SETTLE,
+    on_tick: Callable[[], None] | None = None,
 ) -> dict[socket.socket, Result]:
     """Send each socket its payload while reading its echo; bounded by `timeout`.
 
@@ -188,8 +194,11 @@ def exchange(
                 s.shutdown(socket.SHUT_WR)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        rlist = [s for s, res in results.items()
-                 if not res.eof and (half_close or len(res.received) < len(payloads[s]))]
+        rlist = [
+            s
+            for s, res in results.items()
+            if not res.eof and (half_close or len(res.received) < len(payloads[s]))
+        ]
         wlist = [s for s, rest in out.items() if rest]
         if not rlist and not wlist:
             break
@@ -226,7 +235,12 @@ def payload(n: int, seed: int) -> bytes:
 
 
 def push_without_reading(
-    h: Harness, s: socket.socket, data: bytes, *, limit: float, stall: float,
+    h: Harness,
+    s: socket.socket,
+    data: bytes,
+    *,
+    limit: float,
+    stall: float,
 ) -> int:
     """Send as much of `data` as the server takes; stop when all is sent, at
     `limit` seconds, or once nothing could be sent for `stall` seconds."""
@@ -240,7 +254,7 @@ def push_without_reading(
         _, w = h.wait([], [s])
         if w:
             try:
-                n = s.send(view[sent:sent + CHUNK])
+                n = s.send(view[sent : sent + CHUNK])
             except BlockingIOError:
                 continue
             sent += n
@@ -255,19 +269,26 @@ def server_sockets_left(h: Harness) -> str | None:
     """What the server still holds for ended connections; None when nothing."""
     if h.stepped is not None:
         srv = h.stepped
-        extra = [name for name, held in (
-            ("inputs", [s for s in srv.inputs if s is not srv.server]),
-            ("outputs", list(srv.outputs)),
-            ("message_queues", list(srv.message_queues)),
-            ("finished", list(srv.finished)),
-            ("selector", [k for k in srv.selector.get_map().values()
-                          if k.fileobj is not srv.server]),
-        ) if held]
+        extra = [
+            name
+            for name, held in (
+                ("inputs", [s for s in srv.inputs if s is not srv.server]),
+                ("outputs", list(srv.outputs)),
+                ("message_queues", list(srv.message_queues)),
+                ("finished", list(srv.finished)),
+                (
+                    "selector",
+                    [k for k in srv.selector.get_map().values() if k.fileobj is not srv.server],
+                ),
+            )
+            if held
+        ]
         return f"still held in {', '.join(extra)}" if extra else None
     assert h.process is not None
     conns = [c for c in h.process.connections() if c.status != "LISTEN"]
-    return f"still has connections {[(c.laddr, c.raddr, c.status) for c in conns]}" \
-        if conns else None
+    return (
+        f"still has connections {[(c.laddr, c.raddr, c.status) for c in conns]}" if conns else None
+    )
 
 
 def settle_idle(h: Harness) -> None:
@@ -305,8 +326,9 @@ def test_half_close_flushes_queued_echo_then_eof(server: Harness) -> None:
     res = exchange(server, {s: b""}, half_close=True, timeout=10)[s]
     check_echo(data[:n], res, half_closed=True)
     assert res.eof, "no EOF after the echo"
-    assert server.step_until(lambda: server_sockets_left(server) is None), \
-        server_sockets_left(server)
+    assert server.step_until(lambda: server_sockets_left(server) is None), server_sockets_left(
+        server
+    )
 
 
 def test_reset_does_not_disturb_another_client(server: Harness) -> None:
@@ -329,13 +351,17 @@ def test_reset_does_not_disturb_another_client(server: Harness) -> None:
 
 def test_200_simultaneous_connections(server: Harness) -> None:
     socks = [server.connect() for _ in range(200)]
-    payloads = {s: f"client {i}: ".encode() + payload(3000, seed=i)
-                for i, s in enumerate(socks)}
+    payloads = {s: f"client {i}: ".encode() + payload(3000, seed=i) for i, s in enumerate(socks)}
     results = exchange(server, payloads, timeout=10)
     others = [transform(p) for p in payloads.values()]
     for i, s in enumerate(socks):
-        v = diagnose(payloads[s], bytes(results[s].received), eof=results[s].eof,
-                     settled=True, others=[o for o in others if o != transform(payloads[s])])
+        v = diagnose(
+            payloads[s],
+            bytes(results[s].received),
+            eof=results[s].eof,
+            settled=True,
+            others=[o for o in others if o != transform(payloads[s])],
+        )
         assert v is None, f"client {i}: {v}"
 
 
@@ -361,7 +387,7 @@ def test_flood_memory_bounded_and_others_served(server: Harness) -> None:
     rss_before = server.process.memory_rss() if server.process else 0
     flooder = server.connect()
     data = b"flood! " * (64 * MiB // 7 + 1)
-    data = data[:64 * MiB]
+    data = data[: 64 * MiB]
     view = memoryview(data)
     pushed = 0
     largest_backlog = 0
@@ -375,7 +401,7 @@ def test_flood_memory_bounded_and_others_served(server: Harness) -> None:
             if pushed >= len(data):
                 return
             try:
-                pushed += flooder.send(view[pushed:pushed + CHUNK])
+                pushed += flooder.send(view[pushed : pushed + CHUNK])
             except BlockingIOError:
                 break
         if srv is not None and flood_side in srv.message_queues:
@@ -407,10 +433,13 @@ def test_flood_memory_bounded_and_others_served(server: Harness) -> None:
         check_echo(msg, res, name="a client during the flood")
     if server.process is not None:
         growth = server.process.memory_rss() - rss_before
-        print(f"\n{server.name}: flood pushed {pushed / MiB:.1f} MiB in "
-              f"{time.monotonic() - start:.1f} s; RSS grew {growth / MiB:.2f} MiB")
+        print(
+            f"\n{server.name}: flood pushed {pushed / MiB:.1f} MiB in "
+            f"{time.monotonic() - start:.1f} s; RSS grew {growth / MiB:.2f} MiB"
+        )
         assert growth < 32 * MiB, (
-            f"RSS grew by {growth / MiB:.1f} MiB after {pushed / MiB:.1f} MiB pushed")
+            f"RSS grew by {growth / MiB:.1f} MiB after {pushed / MiB:.1f} MiB pushed"
+        )
         assert server.process.alive
     else:
         assert srv is not None
@@ -431,8 +460,9 @@ def test_cleanup_after_clients_end(server: Harness) -> None:
     assert all(len(r.received) == 20_000 for r in results.values())
     # Half-close: echo queued, then EOF both ways.
     halves = [server.connect() for _ in range(8)]
-    results = exchange(server, {s: payload(20_000, seed=i) for i, s in enumerate(halves)},
-                       half_close=True)
+    results = exchange(
+        server, {s: payload(20_000, seed=i) for i, s in enumerate(halves)}, half_close=True
+    )
     assert all(r.eof for r in results.values())
     # Resets with echo in flight, and closes with unread echo (the kernel resets).
     resets = [server.connect() for _ in range(8)]
@@ -447,8 +477,9 @@ def test_cleanup_after_clients_end(server: Harness) -> None:
         s.close()
     server.clients.clear()
 
-    assert server.step_until(lambda: server_sockets_left(server) is None), \
-        server_sockets_left(server)
+    assert server.step_until(lambda: server_sockets_left(server) is None), server_sockets_left(
+        server
+    )
     if server.process is not None:
         proc = server.process
         ok = server.step_until(lambda: proc.num_fds() == fds_before)
@@ -477,8 +508,10 @@ def test_idle_cpu(server_process: Harness) -> None:
 def open_files_limit(wanted: int) -> Iterator[None]:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and hard < wanted:
-        pytest.skip(f"needs {wanted} open files in the test process, but RLIMIT_NOFILE's "
-                    f"hard limit is {hard} (raise it, e.g. `ulimit -Hn {wanted}` as root)")
+        pytest.skip(
+            f"needs {wanted} open files in the test process, but RLIMIT_NOFILE's "
+            f"hard limit is {hard} (raise it, e.g. `ulimit -Hn {wanted}` as root)"
+        )
     if soft == resource.RLIM_INFINITY or soft >= wanted:
         yield
         return
@@ -511,8 +544,9 @@ def test_selectors_10000_connections() -> None:
                     ep.register(s, selectors.EVENT_WRITE)
                     pending.add(s)
                 while pending:
-                    assert time.monotonic() < deadline, \
+                    assert time.monotonic() < deadline, (
                         f"only {first + batch - len(pending)} of {n} connected in time"
+                    )
                     for key, _ in ep.select(0.5):
                         s = key.fileobj
                         err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
@@ -521,8 +555,9 @@ def test_selectors_10000_connections() -> None:
                         pending.discard(s)
             connected = time.monotonic() - t0
             # Every connection is open at once: the server holds them all.
-            assert h.step_until(lambda: h.process.num_fds() >= n, timeout=10), \
+            assert h.step_until(lambda: h.process.num_fds() >= n, timeout=10), (
                 f"the server holds only {h.process.num_fds()} descriptors"
+            )
             # A sample of them (spread over the whole range) echoes.
             rng = random.Random(10)
             sample = [clients[0], clients[-1], *rng.sample(clients[1:-1], 500)]
@@ -531,8 +566,10 @@ def test_selectors_10000_connections() -> None:
             for s, p in payloads.items():
                 check_echo(p, results[s], name=f"sampled connection {p!r}")
             assert h.process.alive
-            print(f"\nselectors: {n} connections open in {connected:.1f} s, "
-                  f"sample echoed, total {time.monotonic() - t0:.1f} s")
+            print(
+                f"\nselectors: {n} connections open in {connected:.1f} s, "
+                f"sample echoed, total {time.monotonic() - t0:.1f} s"
+            )
         finally:
             ep.close()
             for s in clients:

@@ -32,10 +32,12 @@ SERVERS = Path(__file__).parent / "servers"
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = settings(max_examples=15, stateful_step_count=10, derandomize=True, database=None)
 
-contained = pytest.mark.skipif(containment().startswith("process group"),
-                               reason="PID namespaces are not allowed here")
-private = pytest.mark.skipif(PrivateNetwork.shared() is None,
-                             reason="network namespaces are not allowed here")
+contained = pytest.mark.skipif(
+    containment().startswith("process group"), reason="PID namespaces are not allowed here"
+)
+private = pytest.mark.skipif(
+    PrivateNetwork.shared() is None, reason="network namespaces are not allowed here"
+)
 
 
 def zoo(name: str) -> Target:
@@ -83,15 +85,21 @@ def marker(monkeypatch: pytest.MonkeyPatch):
 @private
 def test_a_forking_server_with_socketpairs_passes_cleanup() -> None:
     """Per-connection processes own several sockets; only the ended connection's counts."""
-    outcome = check(Target("cmd", f"{PY} {SERVERS / 'forking_server.py'} {{port}}"), "ECHO-6",
-                    hypothesis_settings=SMALL)
+    outcome = check(
+        Target("cmd", f"{PY} {SERVERS / 'forking_server.py'} {{port}}"),
+        "ECHO-6",
+        hypothesis_settings=SMALL,
+    )
     assert outcome.verdict == "pass", outcome.detail
 
 
 @private
 def test_a_socket_never_closed_after_eof_is_named_with_its_state() -> None:
-    outcome = check(Target("cmd", f"{PY} -m impl.seed_upper_server --port {{port}}"), "ECHO-6",
-                    hypothesis_settings=SMALL)
+    outcome = check(
+        Target("cmd", f"{PY} -m impl.seed_upper_server --port {{port}}"),
+        "ECHO-6",
+        hypothesis_settings=SMALL,
+    )
     assert outcome.verdict == "fail"
     assert "CLOSE_WAIT" in outcome.detail or "CLOSE" in outcome.detail, outcome.detail
 
@@ -109,24 +117,31 @@ def test_a_lifo_queue_is_echo_2_and_not_echo_1() -> None:
 @private
 def test_a_blocking_send_is_echo_7_at_once() -> None:
     """Asleep in send() to a client that does not read while another is owed echo."""
-    outcome = check(zoo("impl.zoo.liveness:SendallEchoServer"), "ECHO-7",
-                    hypothesis_settings=SMALL, budget=20)
+    outcome = check(
+        zoo("impl.zoo.liveness:SendallEchoServer"), "ECHO-7", hypothesis_settings=SMALL, budget=20
+    )
     assert outcome.verdict == "fail"
     assert "asleep in sendto()" in outcome.detail, outcome.detail
     assert outcome.first_failure is not None and outcome.first_failure < 15
 
 
 def test_an_idle_timeout_is_echo_2() -> None:
-    outcome = check(Target("cmd", f"{PY} {SERVERS / 'idle_timeout_server.py'} {{port}}"),
-                    "ECHO-2", hypothesis_settings=SMALL)
+    outcome = check(
+        Target("cmd", f"{PY} {SERVERS / 'idle_timeout_server.py'} {{port}}"),
+        "ECHO-2",
+        hypothesis_settings=SMALL,
+    )
     assert outcome.verdict == "fail"
     assert "state.idle(c0, 6)" in outcome.program
     assert "closed a connection the client had not closed" in outcome.detail
 
 
 def test_a_requirement_masked_by_a_crash_is_not_judged_and_says_why() -> None:
-    outcome = check(Target("impl", "impl.zoo.resilience:UncaughtResetServer"), "ECHO-6",
-                    hypothesis_settings=SMALL)
+    outcome = check(
+        Target("impl", "impl.zoo.resilience:UncaughtResetServer"),
+        "ECHO-6",
+        hypothesis_settings=SMALL,
+    )
     if outcome.verdict == "not-run":
         assert outcome.masked_by == "ECHO-5"
         assert "ECHO-5" in outcome.detail and "fix ECHO-5" in outcome.detail
@@ -136,9 +151,12 @@ def test_a_requirement_masked_by_a_crash_is_not_judged_and_says_why() -> None:
 
 def test_the_budget_bounds_a_check() -> None:
     start = time.monotonic()
-    outcome = check(Target("cmd", f"{PY} -m impl.select_server --port {{port}}"), "ECHO-5",
-                    hypothesis_settings=settings(max_examples=1000, stateful_step_count=15,
-                                                 database=None), budget=3)
+    outcome = check(
+        Target("cmd", f"{PY} -m impl.select_server --port {{port}}"),
+        "ECHO-5",
+        hypothesis_settings=settings(max_examples=1000, stateful_step_count=15, database=None),
+        budget=3,
+    )
     assert time.monotonic() - start < 20
     assert outcome.verdict == "pass"
     assert "time budget ran out" in outcome.detail
@@ -146,8 +164,11 @@ def test_the_budget_bounds_a_check() -> None:
 
 @private
 def test_the_report_names_the_network_and_its_buffers() -> None:
-    outcome = check(Target("cmd", f"{PY} -m impl.select_server --port {{port}}"), "ECHO-1",
-                    hypothesis_settings=SMALL)
+    outcome = check(
+        Target("cmd", f"{PY} -m impl.select_server --port {{port}}"),
+        "ECHO-1",
+        hypothesis_settings=SMALL,
+    )
     network = outcome.environment["network"]
     assert network["namespace"].startswith("private")
     assert network["tcp_wmem"] == list(PrivateNetwork.tcp_wmem)
@@ -188,14 +209,17 @@ CHECKER = textwrap.dedent("""
 
 
 @contained
-@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT],
-                         ids=["SIGKILL", "SIGTERM", "SIGINT"])
+@pytest.mark.parametrize(
+    "how", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=["SIGKILL", "SIGTERM", "SIGINT"]
+)
 def test_a_launcher_script_leaves_nothing_when_the_checker_is_ended(
-        marker: str, how: signal.Signals) -> None:
+    marker: str, how: signal.Signals
+) -> None:
     """A server behind `sh` without exec, the checker killed or interrupted mid-run."""
     command = f"{SERVERS / 'launcher.sh'} {{port}}"
-    checker = subprocess.Popen([PY, "-c", CHECKER, command], cwd=ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checker = subprocess.Popen(
+        [PY, "-c", CHECKER, command], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         deadline = time.monotonic() + 30
         while sum("impl.select_server" in line for line in marked(marker).values()) < 2:
@@ -219,10 +243,25 @@ def test_ctrl_c_on_a_parallel_run_leaves_nothing(marker: str) -> None:
     while they run a launcher-script server: nothing may be left."""
     command = f"{SERVERS / 'launcher.sh'} {{port}}"
     for _ in range(CTRL_C_RUNS):
-        run = subprocess.Popen([PY, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-n", "2",
-                                "--server-cmd", command, "--budget=600"], cwd=ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
+        run = subprocess.Popen(
+            [
+                PY,
+                "-m",
+                "pytest",
+                "-p",
+                "no:cacheprovider",
+                "-q",
+                "-n",
+                "2",
+                "--server-cmd",
+                command,
+                "--budget=600",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         try:
             deadline = time.monotonic() + 60
             while sum("impl.select_server" in line for line in marked(marker).values()) < 3:

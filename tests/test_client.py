@@ -119,13 +119,14 @@ class Terminal:
             at = self.screen.find(pattern, self._mark)
             if at >= 0:
                 start, self._mark = self._mark, at + len(pattern)
-                return bytes(self.screen[start:self._mark])
+                return bytes(self.screen[start : self._mark])
             remaining = deadline - time.monotonic()
             if remaining <= 0 or (self.master < 0 and self._err_fd < 0):
                 raise AssertionError(
                     f"{pattern[:80]!r} did not appear on the screen within {timeout:g} s\n"
                     f"screen tail: {bytes(self.screen[-500:])!r}\n"
-                    f"stderr: {bytes(self.err)!r}")
+                    f"stderr: {bytes(self.err)!r}"
+                )
             self._pump(min(remaining, 0.2))
 
     # -- typing --------------------------------------------------------------
@@ -140,7 +141,7 @@ class Terminal:
                 raise AssertionError(f"could not type {len(data)} more bytes within {timeout:g} s")
             if self.master < 0:
                 raise AssertionError("the client's terminal closed while typing")
-            data = data[self._pump(min(remaining, 0.2), data):]
+            data = data[self._pump(min(remaining, 0.2), data) :]
 
     def line(self, text: str) -> None:
         """At the next prompt, type a line and press Enter."""
@@ -196,7 +197,8 @@ class Terminal:
             if remaining <= 0:
                 raise AssertionError(
                     f"the client did not exit within {timeout:g} s\n"
-                    f"screen tail: {bytes(self.screen[-500:])!r}\nstderr: {bytes(self.err)!r}")
+                    f"screen tail: {bytes(self.screen[-500:])!r}\nstderr: {bytes(self.err)!r}"
+                )
             self._pump(min(remaining, 0.05))
         # Collect the rest of its output: both streams reach EOF soon after exit.
         drain_until = time.monotonic() + 2.0
@@ -278,26 +280,31 @@ def fake_server(handle: Callable[[socket.socket], None]) -> Iterator[int]:
         thread.join(WAIT)
 
 
-def dribble(transform: Callable[[bytes], bytes] = bytes.upper, chunk: int = 3,
-            delay: float = 0.02) -> Callable[[socket.socket], None]:
+def dribble(
+    transform: Callable[[bytes], bytes] = bytes.upper, chunk: int = 3, delay: float = 0.02
+) -> Callable[[socket.socket], None]:
     """Answer each read with transform(data), `chunk` bytes at a time with a
     pause between: the reply arrives in pieces, as TCP is allowed to deliver it."""
+
     def handle(conn: socket.socket) -> None:
         while data := conn.recv(65536):
             out = transform(data)
             for i in range(0, len(out), chunk):
-                conn.sendall(out[i:i + chunk])
+                conn.sendall(out[i : i + chunk])
                 time.sleep(delay)
+
     return handle
 
 
 def silent(received: threading.Event) -> Callable[[socket.socket], None]:
     """Read the line, never answer; return when the client goes away."""
+
     def handle(conn: socket.socket) -> None:
         if conn.recv(65536):
             received.set()
             while conn.recv(65536):
                 pass
+
     return handle
 
 
@@ -383,8 +390,10 @@ def test_ctrl_c_at_the_prompt_ends_cleanly(server: ServerProcess) -> None:
 
 def test_ctrl_c_while_waiting_for_a_reply_ends_cleanly() -> None:
     received = threading.Event()
-    with fake_server(silent(received)) as port, \
-            Terminal("--port", str(port), "--timeout", "60") as term:
+    with (
+        fake_server(silent(received)) as port,
+        Terminal("--port", str(port), "--timeout", "60") as term,
+    ):
         term.line("hello")
         assert received.wait(WAIT), "the client never sent the line"
         term.ctrl_c()  # while it waits for the echo that never comes
@@ -397,8 +406,9 @@ def test_server_not_running() -> None:
     port = free_port()  # nothing listens here
     with Terminal("--port", str(port)) as term:
         assert term.wait() == 1
-    assert (f"cannot connect to 127.0.0.1:{port}: connection refused "
-            "(is the server running?)").encode() in term.err
+    assert (
+        f"cannot connect to 127.0.0.1:{port}: connection refused (is the server running?)"
+    ).encode() in term.err
     assert PROMPT not in term.screen
     assert_no_traceback(term)
 
@@ -437,8 +447,10 @@ def test_server_resets_the_connection() -> None:
 
 def test_reply_timeout() -> None:
     received = threading.Event()
-    with fake_server(silent(received)) as port, \
-            Terminal("--port", str(port), "--timeout", "0.5") as term:
+    with (
+        fake_server(silent(received)) as port,
+        Terminal("--port", str(port), "--timeout", "0.5") as term,
+    ):
         term.line("hello")
         started = time.monotonic()
         assert term.wait() == 1
@@ -461,8 +473,7 @@ def test_a_reply_arriving_in_pieces_is_read_whole() -> None:
 
 
 def test_a_character_split_between_pieces_is_decoded_whole() -> None:
-    with fake_server(dribble(chunk=1, delay=0.01)) as port, \
-            Terminal("--port", str(port)) as term:
+    with fake_server(dribble(chunk=1, delay=0.01)) as port, Terminal("--port", str(port)) as term:
         term.line("héllo 日本")
         term.expect("recv: HéLLO 日本\r\n".encode())
         term.ctrl_d()
@@ -471,8 +482,10 @@ def test_a_character_split_between_pieces_is_decoded_whole() -> None:
 
 
 def test_a_reply_that_is_not_utf8_does_not_crash() -> None:
-    with fake_server(dribble(lambda d: b"\xff" * len(d), chunk=64)) as port, \
-            Terminal("--port", str(port)) as term:
+    with (
+        fake_server(dribble(lambda d: b"\xff" * len(d), chunk=64)) as port,
+        Terminal("--port", str(port)) as term,
+    ):
         term.line("abc")
         term.expect("recv: \ufffd\ufffd\ufffd\r\n".encode())
         term.ctrl_d()
@@ -489,8 +502,9 @@ def test_help() -> None:
         assert option in out
 
 
-@pytest.mark.parametrize("args", [["--port", "70000"], ["--port", "abc"], ["--timeout", "0"],
-                                  ["--bogus"]])
+@pytest.mark.parametrize(
+    "args", [["--port", "70000"], ["--port", "abc"], ["--timeout", "0"], ["--bogus"]]
+)
 def test_usage_errors(args: list[str]) -> None:
     with Terminal(*args) as term:
         assert term.wait() == 2
@@ -505,8 +519,13 @@ def test_lines_from_a_pipe_including_a_very_long_one(server: ServerProcess) -> N
     big = b"ab\xc3\xa9" * (1 << 20)
     result = subprocess.run(
         [sys.executable, "-m", "impl.client", "--port", str(server.port)],
-        input=b"hello\n\n" + big + b"\n", capture_output=True, timeout=WAIT, cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
+        input=b"hello\n\n" + big + b"\n",
+        capture_output=True,
+        timeout=WAIT,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout == (b">>:recv: HELLO\n>>:>>:recv: " + big.upper() + b"\n>>:\n")
     assert result.stderr == b""

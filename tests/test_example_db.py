@@ -53,10 +53,12 @@ def redis_url() -> Iterator[str]:
             pytest.fail(f"{message}; CI must run the shared-database test", pytrace=False)
         pytest.skip(message)
     port = free_port()
-    server = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1",
-                               "--save", "", "--appendonly", "no"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
+    server = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + START_TIMEOUT
         while True:
@@ -65,8 +67,10 @@ def redis_url() -> Iterator[str]:
                 break
             except OSError:
                 if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"redis-server did not listen on 127.0.0.1:{port} within "
-                                f"{START_TIMEOUT:g} s (exit status {server.poll()})")
+                    pytest.fail(
+                        f"redis-server did not listen on 127.0.0.1:{port} within "
+                        f"{START_TIMEOUT:g} s (exit status {server.poll()})"
+                    )
                 time.sleep(0.05)
         yield f"redis://127.0.0.1:{port}"
     finally:
@@ -81,10 +85,18 @@ def redis_url() -> Iterator[str]:
 def conformance_run(where: Path, db: str, *extra: str) -> subprocess.CompletedProcess[str]:
     """The seed's ECHO-4, from its own directory, with the database `db`."""
     where.mkdir(exist_ok=True)
-    env = {**os.environ, "CI": "1",
-           "PYTHONPATH": os.pathsep.join([str(where.parent), str(ROOT)])}
-    return pytest_run("--impl", SEED_UPPER, "-k", "ECHO-4", f"--example-db={db}", *extra,
-                      cwd=where, env=env, timeout=120)
+    env = {**os.environ, "CI": "1", "PYTHONPATH": os.pathsep.join([str(where.parent), str(ROOT)])}
+    return pytest_run(
+        "--impl",
+        SEED_UPPER,
+        "-k",
+        "ECHO-4",
+        f"--example-db={db}",
+        *extra,
+        cwd=where,
+        env=env,
+        timeout=120,
+    )
 
 
 def replay_only(where: Path, db: str) -> subprocess.CompletedProcess[str]:
@@ -93,7 +105,8 @@ def replay_only(where: Path, db: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_a_failure_found_on_one_machine_is_replayed_first_on_another(
-        tmp_path: Path, redis_url: str) -> None:
+    tmp_path: Path, redis_url: str
+) -> None:
     found = conformance_run(tmp_path / "first", f"{redis_url}/0")
     assert ECHO_4_FAILS in found.stdout, found.stdout + found.stderr
     # Another directory, nothing in common but the Redis database: it replays it.

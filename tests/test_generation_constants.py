@@ -25,13 +25,24 @@ outcome = check(Target("impl", "impl.zoo.resilience:UncaughtSendErrorServer"), "
                                              phases=[Phase.explicit, Phase.generate]))
 print(json.dumps([outcome.verdict, outcome.program]))
 """
-IMPORTED_BEFORE = ["impl.selectors_server", "impl.asyncio_server", "impl.threaded_server",
-                   "impl.seed_echo_server", "impl.seed_upper_server", "spec.replay"]
+IMPORTED_BEFORE = [
+    "impl.selectors_server",
+    "impl.asyncio_server",
+    "impl.threaded_server",
+    "impl.seed_echo_server",
+    "impl.seed_upper_server",
+    "spec.replay",
+]
 
 
 def _verdict_and_program(*imported_before: str) -> str:
-    done = subprocess.run([sys.executable, "-c", SCRIPT, *imported_before], text=True,
-                          capture_output=True, timeout=120, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, *imported_before],
+        text=True,
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
     return done.stdout.strip().splitlines()[-1]
 
 

@@ -56,7 +56,7 @@ def no_adjacent_repeats(data: bytes) -> bytes:
 def windows(expected: bytes, received: bytes, i: int) -> tuple[bytes, bytes]:
     """The context windows diagnose() reports around divergence offset i."""
     lo = max(0, i - CONTEXT)
-    return expected[lo:i + CONTEXT], received[lo:i + CONTEXT]
+    return expected[lo : i + CONTEXT], received[lo : i + CONTEXT]
 
 
 # ASCII without upper-case letters: transform() is injective on it, so
@@ -83,12 +83,12 @@ def corrupted(draw, sent_strategy=nonempty_binary):
     else:
         k = draw(st.integers(0, len(exp) - 1))
         if kind == "drop":
-            received = exp[:k] + exp[k + 1:]
+            received = exp[:k] + exp[k + 1 :]
         elif kind == "duplicate":
-            received = exp[:k + 1] + exp[k:]
+            received = exp[: k + 1] + exp[k:]
         else:
             new = draw(st.integers(0, 255).filter(lambda b: b != exp[k]))
-            received = exp[:k] + bytes([new]) + exp[k + 1:]
+            received = exp[:k] + bytes([new]) + exp[k + 1 :]
     return sent, received, kind, k
 
 
@@ -112,9 +112,7 @@ def test_transform_exhaustive_over_all_256_byte_values():
 
 
 def test_transform_full_table():
-    assert transform(bytes(range(256))) == (
-        bytes(range(0x61)) + UPPER + bytes(range(0x7B, 0x100))
-    )
+    assert transform(bytes(range(256))) == (bytes(range(0x61)) + UPPER + bytes(range(0x7B, 0x100)))
     assert transform(LOWER) == UPPER
     assert transform(b"") == b""
 
@@ -222,7 +220,7 @@ def test_property_untransformed_letter_is_echo1_at_its_offset(data):
     sent = sent[:k] + bytes([letter]) + sent[k:]
     exp = transform(sent)
     tail = data.draw(st.integers(k + 1, len(exp)))  # how much the client has read
-    received = (exp[:k] + bytes([letter]) + exp[k + 1:])[:tail]
+    received = (exp[:k] + bytes([letter]) + exp[k + 1 :])[:tail]
     v = diagnose(sent, received)
     assert v is not None
     assert (v.requirement, v.offset) == ("ECHO-1", k)
@@ -244,7 +242,7 @@ def test_property_one_substituted_byte_in_whole_stream_is_echo1(data):
     exp = transform(sent)
     k = data.draw(st.integers(0, len(exp) - 1))
     new = data.draw(st.integers(0, 255).filter(lambda b: b != exp[k]))
-    received = exp[:k] + bytes([new]) + exp[k + 1:]
+    received = exp[:k] + bytes([new]) + exp[k + 1 :]
     v = diagnose(sent, received, settled=True)
     assert v is not None
     assert (v.requirement, v.offset) == ("ECHO-1", k)
@@ -292,7 +290,7 @@ def test_dropped_byte_in_a_run_is_located_at_the_end_of_the_run():
 def test_property_dropped_byte_is_echo2_at_its_offset(sent, data):
     exp = transform(sent)
     k = data.draw(st.integers(0, len(exp) - 1))
-    received = exp[:k] + exp[k + 1:]
+    received = exp[:k] + exp[k + 1 :]
     v = diagnose(sent, received, settled=True)
     assert v is not None
     assert (v.requirement, v.offset) == ("ECHO-2", k)
@@ -308,7 +306,7 @@ def test_duplicated_byte_is_echo2():
 def test_property_duplicated_byte_is_echo2_just_after_it(sent, data):
     exp = transform(sent)
     k = data.draw(st.integers(0, len(exp) - 1))
-    received = exp[:k + 1] + exp[k:]
+    received = exp[: k + 1] + exp[k:]
     v = diagnose(sent, received, settled=True)
     assert v is not None
     assert (v.requirement, v.offset) == ("ECHO-2", k + 1)
@@ -338,10 +336,12 @@ def test_reordered_chunks_are_echo2():
 
 
 @given(
-    st.binary(min_size=1, max_size=60).map(lambda b: no_adjacent_repeats(bytes(
-        LOWER[x % 13] for x in b))),           # a..m
-    st.binary(min_size=1, max_size=60).map(lambda b: no_adjacent_repeats(bytes(
-        LOWER[13 + x % 13] for x in b))),      # n..z
+    st.binary(min_size=1, max_size=60).map(
+        lambda b: no_adjacent_repeats(bytes(LOWER[x % 13] for x in b))
+    ),  # a..m
+    st.binary(min_size=1, max_size=60).map(
+        lambda b: no_adjacent_repeats(bytes(LOWER[13 + x % 13] for x in b))
+    ),  # n..z
 )
 def test_property_swapped_chunks_are_echo2(a, b):
     sent = a + b
@@ -369,7 +369,7 @@ def test_property_settled_missing_echo_open_is_echo2(sent, data):
     assert (v.requirement, v.offset) == ("ECHO-2", k)
     assert v.summary.startswith(f"{len(exp) - k} echo bytes never arrived")
     assert "half-close" not in v.summary
-    assert (v.expected, v.received) == (exp[k:k + CONTEXT], b"")
+    assert (v.expected, v.received) == (exp[k : k + CONTEXT], b"")
 
 
 def test_eof_on_connection_not_half_closed_is_echo2():
@@ -401,8 +401,14 @@ def test_property_reset_is_echo2_or_echo4_after_half_close(sent, data):
     exp = transform(sent)
     k = data.draw(st.integers(0, len(exp)))
     half_closed = data.draw(st.booleans())
-    v = diagnose(sent, exp[:k], reset=True, half_closed=half_closed,
-                 eof=data.draw(st.booleans()), settled=data.draw(st.booleans()))
+    v = diagnose(
+        sent,
+        exp[:k],
+        reset=True,
+        half_closed=half_closed,
+        eof=data.draw(st.booleans()),
+        settled=data.draw(st.booleans()),
+    )
     assert v is not None
     assert v.requirement == ("ECHO-4" if half_closed else "ECHO-2")
     assert v.offset == k
@@ -443,7 +449,7 @@ def test_bytes_that_also_occur_in_own_echo_are_not_echo3():
 
 
 @given(
-    st.binary(max_size=80).map(lambda b: bytes(LOWER[x % 26] for x in b)),   # letters
+    st.binary(max_size=80).map(lambda b: bytes(LOWER[x % 26] for x in b)),  # letters
     st.binary(min_size=1, max_size=80).map(lambda b: bytes(0x30 + x % 10 for x in b)),  # digits
     st.data(),
 )
@@ -455,7 +461,7 @@ def test_property_foreign_bytes_are_echo3(sent, other_sent, data):
     # Too few stray bytes are not evidence (any byte value occurs somewhere),
     # unless they are another connection's whole echo.
     assume(m >= MIN_FOREIGN or (j, m) == (0, len(other)))
-    received = exp[:k] + other[j:j + m]
+    received = exp[:k] + other[j : j + m]
     v = diagnose(sent, received, others=[b"unrelated", other])
     assert v is not None
     assert (v.requirement, v.offset) == ("ECHO-3", k)
@@ -492,7 +498,7 @@ def test_property_missing_echo_after_half_close_is_echo4(sent, data):
     assert v is not None
     assert (v.requirement, v.offset) == ("ECHO-4", k)
     assert f"{len(exp) - k} echo bytes" in v.summary
-    assert (v.expected, v.received) == (exp[k:k + CONTEXT], b"")
+    assert (v.expected, v.received) == (exp[k : k + CONTEXT], b"")
 
 
 def test_reset_after_half_close_is_echo4():
@@ -544,7 +550,7 @@ def test_property_diagnosis_is_well_formed(sent, received, eof, reset, half_clos
         exp = transform(sent)
         # The offset is the FIRST divergence: everything before it was right.
         assert 0 <= v.offset <= len(received)
-        assert received[:v.offset] == exp[:v.offset]
+        assert received[: v.offset] == exp[: v.offset]
 
 
 @given(corrupted())
@@ -556,7 +562,7 @@ def test_property_single_corruption_found_at_first_divergence(case):
     assert v.offset is not None
     # Exactly the first byte at which the evidence diverges ...
     assert v.offset == first_mismatch(exp, received)
-    assert received[:v.offset] == exp[:v.offset]
+    assert received[: v.offset] == exp[: v.offset]
     # ... which is never before the corruption (a drop/insert inside a run of
     # equal bytes only becomes visible at the end of the run) ...
     assert v.offset >= k
@@ -698,7 +704,7 @@ def test_property_incremental_agrees_with_diagnose_on_correct_streams(chunks, da
         exp = transform(sent)
         upto = data.draw(st.integers(len(received), len(exp)))
         cuts = data.draw(st.lists(st.integers(0, 1000), max_size=3))
-        for piece in split(exp[len(received):upto], cuts):
+        for piece in split(exp[len(received) : upto], cuts):
             assert c.record_received(piece) is None
             received += piece
         assert c.received_count == len(received)
@@ -747,8 +753,14 @@ def test_property_incremental_flags_first_bad_chunk_like_diagnose(case, cuts, ot
 
 
 def test_describe_full():
-    v = Violation("ECHO-1", "byte came back wrong", offset=3, expected=b"HELLO",
-                  received=b"HELXO", connection="c1")
+    v = Violation(
+        "ECHO-1",
+        "byte came back wrong",
+        offset=3,
+        expected=b"HELLO",
+        received=b"HELXO",
+        connection="c1",
+    )
     assert v.describe() == (
         "ECHO-1: byte came back wrong on c1\n"
         "  first divergent byte at offset 3\n"

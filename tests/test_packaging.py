@@ -48,9 +48,20 @@ from impl.zoo import DEFECTS
 ROOT = Path(__file__).resolve().parent.parent
 DISTRIBUTION = "echo-conformance"
 #: What a copy of the checkout leaves out: VCS data, environments, caches, build output.
-NOT_SOURCE = shutil.ignore_patterns(".git", ".venv*", "venv", "build", "dist", "*.egg-info",
-                                    "__pycache__", ".hypothesis", ".pytest_cache",
-                                    ".ruff_cache", "regressions", "report.json")
+NOT_SOURCE = shutil.ignore_patterns(
+    ".git",
+    ".venv*",
+    "venv",
+    "build",
+    "dist",
+    "*.egg-info",
+    "__pycache__",
+    ".hypothesis",
+    ".pytest_cache",
+    ".ruff_cache",
+    "regressions",
+    "report.json",
+)
 #: The defect the installed plugin checks: rejected under ECHO-1 within a second.
 DEFECT = DEFECTS["decode-replace"]
 #: Selects its requirement's test alone (``-k ECHO-1`` would match ECHO-10 too).
@@ -94,9 +105,11 @@ def _imported_modules(path: Path) -> set[str]:
 def test_impl_does_not_import_spec() -> None:
     """The servers stand alone: no module under impl/ imports the checker."""
     offenders = {
-        str(path.relative_to(ROOT)): sorted(m for m in _imported_modules(path)
-                                            if m == "spec" or m.startswith("spec."))
-        for path in sorted((ROOT / "impl").rglob("*.py"))}
+        str(path.relative_to(ROOT)): sorted(
+            m for m in _imported_modules(path) if m == "spec" or m.startswith("spec.")
+        )
+        for path in sorted((ROOT / "impl").rglob("*.py"))
+    }
     assert {p: m for p, m in offenders.items() if m} == {}
 
 
@@ -104,15 +117,18 @@ def test_impl_does_not_import_spec() -> None:
 
 
 def _run(argv: list[str], *, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=STEP_TIMEOUT, check=False)
+    return subprocess.run(
+        argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=STEP_TIMEOUT, check=False
+    )
 
 
 def _clean_env() -> dict[str, str]:
     """This environment without what would point Python or pytest at the checkout."""
-    return {k: v for k, v in os.environ.items()
-            if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP")
-            and not k.startswith("PYTEST_")}
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP") and not k.startswith("PYTEST_")
+    }
 
 
 def _can_build_offline() -> bool:
@@ -136,8 +152,22 @@ def _build_wheel(tmp: Path, env: dict[str, str]) -> Path:
     source = tmp / "source"
     shutil.copytree(ROOT, source, ignore=NOT_SOURCE, symlinks=True)
     isolation = ["--no-build-isolation"] if _can_build_offline() else []
-    built = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", *isolation, "-q",
-                  str(source), "-w", str(tmp / "dist")], cwd=tmp, env=env)
+    built = _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            *isolation,
+            "-q",
+            str(source),
+            "-w",
+            str(tmp / "dist"),
+        ],
+        cwd=tmp,
+        env=env,
+    )
     assert built.returncode == 0, built.stderr
     (wheel,) = (tmp / "dist").glob("*.whl")
     return wheel
@@ -170,11 +200,28 @@ def _install(wheel: Path, tmp: Path, env: dict[str, str]) -> Path:
     made = _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], cwd=tmp, env=env)
     assert made.returncode == 0, made.stderr
     python = venv / "bin" / "python"
-    installed = _run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q",
-                      "--no-deps", "--no-index", str(wheel)], cwd=tmp, env=env)
+    installed = _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-index",
+            str(wheel),
+        ],
+        cwd=tmp,
+        env=env,
+    )
     assert installed.returncode == 0, installed.stderr
-    site = _run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                cwd=tmp, env=env)
+    site = _run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        cwd=tmp,
+        env=env,
+    )
     _link_dependencies(Path(site.stdout.strip()))
     return python
 
@@ -187,8 +234,11 @@ def test_installed_copy_checks_a_zoo_defect(tmp_path: Path) -> None:
     # Every package of the checkout is in the wheel, the zoo included.
     with zipfile.ZipFile(wheel) as z:
         shipped = set(z.namelist())
-    packages = {str(p.relative_to(ROOT)) for top in ("impl", "spec")
-                for p in (ROOT / top).rglob("__init__.py")}
+    packages = {
+        str(p.relative_to(ROOT))
+        for top in ("impl", "spec")
+        for p in (ROOT / top).rglob("__init__.py")
+    }
     assert packages <= shipped, f"not in the wheel: {sorted(packages - shipped)}"
     assert "spec/PROTOCOL.md" in shipped
 
@@ -199,9 +249,21 @@ def test_installed_copy_checks_a_zoo_defect(tmp_path: Path) -> None:
     (elsewhere / "run_plugin.py").write_text(RUN_PLUGIN)
 
     # The plugin, from its entry point, rejects the defect under its ID.
-    run = _run([str(python), "run_plugin.py", str(ROOT), "-p", "no:cacheprovider",
-                "--impl", DEFECT.target, "-k", ONLY_ITS_REQUIREMENT],
-               cwd=elsewhere, env=env)
+    run = _run(
+        [
+            str(python),
+            "run_plugin.py",
+            str(ROOT),
+            "-p",
+            "no:cacheprovider",
+            "--impl",
+            DEFECT.target,
+            "-k",
+            ONLY_ITS_REQUIREMENT,
+        ],
+        cwd=elsewhere,
+        env=env,
+    )
     output = run.stdout + run.stderr
     report_line = [line for line in run.stdout.splitlines() if line.startswith("REPORT ")]
     assert report_line, output
@@ -216,8 +278,11 @@ def test_installed_copy_checks_a_zoo_defect(tmp_path: Path) -> None:
     assert "verdict: FAIL" in output, output
 
     # The zoo lists from the installed copy.
-    listed = _run([str(python), "-c", "import impl.zoo as z; print(len(z.DEFECTS), z.__file__)"],
-                  cwd=elsewhere, env=env)
+    listed = _run(
+        [str(python), "-c", "import impl.zoo as z; print(len(z.DEFECTS), z.__file__)"],
+        cwd=elsewhere,
+        env=env,
+    )
     count, where = listed.stdout.split()
     assert (int(count), where.startswith(venv)) == (len(DEFECTS), True), listed.stderr
 

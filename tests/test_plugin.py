@@ -19,42 +19,70 @@ ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 
 
-def pytest_run(*args: str, timeout: float = 300, cwd: Path = ROOT,
-               env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([PY, "-m", "pytest", "-p", "no:cacheprovider", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout, env=env)
+def pytest_run(
+    *args: str, timeout: float = 300, cwd: Path = ROOT, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PY, "-m", "pytest", "-p", "no:cacheprovider", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--server-cmd", "python myserver.py"], "has no '{port}' placeholder"),
-    (["--server-cmd", ""], "--server-cmd is empty"),
-    (["--server-cmd", "   "], "--server-cmd is empty"),
-    (["--impl", ""], "--impl is empty"),
-    (["--impl", "impl.select_server:SelectEchoServer", "--server-cmd", " "],
-     "--server-cmd is empty"),
-    (["--impl", "no_such_module:Server"], "cannot import module 'no_such_module'"),
-    (["--impl", "impl.select_server"], "should be MODULE:CLASS"),
-    (["--impl", "impl.select_server:NoSuchClass"], "has no 'NoSuchClass'"),
-    (["--impl", "impl.select_server:FD_SETSIZE"], "is not a steppable server class"),
-    *[(["--impl", "impl.select_server:SelectEchoServer", f"--settle={value}"],
-       "--settle must be a positive number of seconds")
-      for value in ("0", "-1", "nan", "inf", "-inf", "soon")],
-    (["--impl", "impl.select_server:SelectEchoServer", "--report=/nonexistent-dir/r.json"],
-     "--report: directory '/nonexistent-dir' does not exist"),
-    (["--impl", "impl.select_server:SelectEchoServer", "--html=pyproject.toml/r.html"],
-     "--html: directory 'pyproject.toml' does not exist"),
-    (["--impl", "impl.select_server:SelectEchoServer", "--html=/proc/r.html"],
-     "--html: cannot write in '/proc'"),
-    (["--impl", "impl.select_server:SelectEchoServer", "--report=tests"], "should be a file"),
-    (["--impl", "impl.select_server:SelectEchoServer", "--regressions=pyproject.toml"],
-     "--regressions 'pyproject.toml' is not a directory"),
-    (["--targets=no-such-file.toml"], "cannot read it"),
-    (["--targets=pyproject.toml"], "should hold [[target]] tables"),
-    (["--impl", "impl.select_server:SelectEchoServer", "--example-db=redis://127.0.0.1:1/0"],
-     "the Redis server does not answer"),
-    (["--impl", "impl.select_server:SelectEchoServer", "--example-db=pyproject.toml"],
-     "is a file; give a directory"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--server-cmd", "python myserver.py"], "has no '{port}' placeholder"),
+        (["--server-cmd", ""], "--server-cmd is empty"),
+        (["--server-cmd", "   "], "--server-cmd is empty"),
+        (["--impl", ""], "--impl is empty"),
+        (
+            ["--impl", "impl.select_server:SelectEchoServer", "--server-cmd", " "],
+            "--server-cmd is empty",
+        ),
+        (["--impl", "no_such_module:Server"], "cannot import module 'no_such_module'"),
+        (["--impl", "impl.select_server"], "should be MODULE:CLASS"),
+        (["--impl", "impl.select_server:NoSuchClass"], "has no 'NoSuchClass'"),
+        (["--impl", "impl.select_server:FD_SETSIZE"], "is not a steppable server class"),
+        *[
+            (
+                ["--impl", "impl.select_server:SelectEchoServer", f"--settle={value}"],
+                "--settle must be a positive number of seconds",
+            )
+            for value in ("0", "-1", "nan", "inf", "-inf", "soon")
+        ],
+        (
+            ["--impl", "impl.select_server:SelectEchoServer", "--report=/nonexistent-dir/r.json"],
+            "--report: directory '/nonexistent-dir' does not exist",
+        ),
+        (
+            ["--impl", "impl.select_server:SelectEchoServer", "--html=pyproject.toml/r.html"],
+            "--html: directory 'pyproject.toml' does not exist",
+        ),
+        (
+            ["--impl", "impl.select_server:SelectEchoServer", "--html=/proc/r.html"],
+            "--html: cannot write in '/proc'",
+        ),
+        (["--impl", "impl.select_server:SelectEchoServer", "--report=tests"], "should be a file"),
+        (
+            ["--impl", "impl.select_server:SelectEchoServer", "--regressions=pyproject.toml"],
+            "--regressions 'pyproject.toml' is not a directory",
+        ),
+        (["--targets=no-such-file.toml"], "cannot read it"),
+        (["--targets=pyproject.toml"], "should hold [[target]] tables"),
+        (
+            ["--impl", "impl.select_server:SelectEchoServer", "--example-db=redis://127.0.0.1:1/0"],
+            "the Redis server does not answer",
+        ),
+        (
+            ["--impl", "impl.select_server:SelectEchoServer", "--example-db=pyproject.toml"],
+            "is a file; give a directory",
+        ),
+    ],
+)
 def test_bad_options_are_one_clear_line(args: list[str], message: str) -> None:
     done = pytest_run(*args, timeout=60)
     assert done.returncode == 4, done.stdout + done.stderr  # pytest's usage error
@@ -77,25 +105,38 @@ def test_a_server_that_cannot_start_stops_its_target_at_once_with_one_line() -> 
 
 
 def test_a_missing_program_is_named() -> None:
-    done = pytest_run("--server-cmd", "no-such-program-xyz {port}", "-k", "ECHO-1 and not ECHO-10",
-                      timeout=60)
+    done = pytest_run(
+        "--server-cmd", "no-such-program-xyz {port}", "-k", "ECHO-1 and not ECHO-10", timeout=60
+    )
     assert done.returncode == 1
-    assert "cannot start the server: cannot run 'no-such-program-xyz': no such program" \
-        in done.stdout
+    assert (
+        "cannot start the server: cannot run 'no-such-program-xyz': no such program" in done.stdout
+    )
 
 
 def test_the_installed_plugin_works_from_any_directory(tmp_path: Path) -> None:
     """The pytest11 entry point: a user's own directory, no conftest, no test files."""
-    done = pytest_run("--impl", "impl.select_server:SelectEchoServer", "-k",
-                      "ECHO-1 and not ECHO-10", timeout=120, cwd=tmp_path)
+    done = pytest_run(
+        "--impl",
+        "impl.select_server:SelectEchoServer",
+        "-k",
+        "ECHO-1 and not ECHO-10",
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert "ECHO-1   MUST   Transform         PASS" in done.stdout, done.stdout + done.stderr
     assert done.returncode == 1  # the other MUSTs were not judged
 
 
 def test_a_partial_run_is_incomplete_not_a_pass(tmp_path: Path) -> None:
     report = tmp_path / "report.json"
-    done = pytest_run("--impl", "impl.select_server:SelectEchoServer", "-k",
-                      "ECHO-1 and not ECHO-10 or ECHO-9", f"--report={report}")
+    done = pytest_run(
+        "--impl",
+        "impl.select_server:SelectEchoServer",
+        "-k",
+        "ECHO-1 and not ECHO-10 or ECHO-9",
+        f"--report={report}",
+    )
     assert done.returncode == 1, done.stdout
     assert "verdict: INCOMPLETE" in done.stdout
     assert "select_server: not judged ECHO-2, ECHO-3, ECHO-4" in done.stdout
@@ -115,8 +156,15 @@ def test_a_partial_run_is_incomplete_not_a_pass(tmp_path: Path) -> None:
 def test_every_must_judged_and_passed_is_a_pass(tmp_path: Path) -> None:
     """The SHOULDs left out do not count against the verdict."""
     report = tmp_path / "report.json"
-    done = pytest_run("--impl", "impl.select_server:SelectEchoServer", "-n", "2", "-k",
-                      "not ECHO-8 and not ECHO-9 and not ECHO-10", f"--report={report}")
+    done = pytest_run(
+        "--impl",
+        "impl.select_server:SelectEchoServer",
+        "-n",
+        "2",
+        "-k",
+        "not ECHO-8 and not ECHO-9 and not ECHO-10",
+        f"--report={report}",
+    )
     assert done.returncode == 0, done.stdout
     data = json.loads(report.read_text())
     assert data["verdict"] == "pass"
@@ -125,8 +173,14 @@ def test_every_must_judged_and_passed_is_a_pass(tmp_path: Path) -> None:
 
 def test_a_failure_is_reported_replayable_and_written_as_a_regression(tmp_path: Path) -> None:
     report, regressions = tmp_path / "report.json", tmp_path / "regressions"
-    done = pytest_run("--impl", "impl.seed_upper_server:SeedUpperServer", "-k", "ECHO-5",
-                      f"--report={report}", f"--regressions={regressions}")
+    done = pytest_run(
+        "--impl",
+        "impl.seed_upper_server:SeedUpperServer",
+        "-k",
+        "ECHO-5",
+        f"--report={report}",
+        f"--regressions={regressions}",
+    )
     assert done.returncode == 1
     out = done.stdout
     assert "ECHO-5 (MUST, Resilience) fails" in out
@@ -136,8 +190,13 @@ def test_a_failure_is_reported_replayable_and_written_as_a_regression(tmp_path: 
     assert entry["verdict"] == "fail"
     assert entry["counterexample"] == "c0 = state.connect()\nstate.abort(c0)"
     # (b) one command replays it.
-    replay = subprocess.run(shlex.split(entry["replay"].replace("python", PY, 1)), cwd=ROOT,
-                            capture_output=True, text=True, timeout=60)
+    replay = subprocess.run(
+        shlex.split(entry["replay"].replace("python", PY, 1)),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert replay.returncode == 0, replay.stdout + replay.stderr
     assert "reproduced" in replay.stdout
     # (c) a standalone pytest file replays it without Hypothesis.
@@ -159,8 +218,21 @@ def test_a_failed_should_counts_only_with_strict() -> None:
 
 
 def test_replay_rejects_what_is_not_a_program() -> None:
-    done = subprocess.run([PY, "-m", "spec.replay", "--impl",
-                           "impl.select_server:SelectEchoServer", "--expect", "ECHO-1",
-                           "import os"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [
+            PY,
+            "-m",
+            "spec.replay",
+            "--impl",
+            "impl.select_server:SelectEchoServer",
+            "--expect",
+            "ECHO-1",
+            "import os",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 3  # an invalid program (spec/replay.py)
     assert "not a step of a conformance program" in done.stderr

@@ -112,8 +112,10 @@ def _doc() -> str:
 def _sections(doc: str) -> dict[str, str]:
     """Each `## ` heading's text -> its body, up to the next `## ` heading."""
     marks = list(_HEADING.finditer(doc))
-    return {m.group(1).strip(): doc[m.end():marks[i + 1].start() if i + 1 < len(marks)
-                                    else len(doc)] for i, m in enumerate(marks)}
+    return {
+        m.group(1).strip(): doc[m.end() : marks[i + 1].start() if i + 1 < len(marks) else len(doc)]
+        for i, m in enumerate(marks)
+    }
 
 
 def _requirement_sections(doc: str) -> dict[str, tuple[str, str]]:
@@ -135,8 +137,11 @@ def code_lines(path: Path) -> list[str]:
     source = path.read_text(encoding="utf-8")
     skip: set[int] = set()
     for node in ast.walk(ast.parse(source)):
-        if (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
-                and isinstance(node.value.value, str)):
+        if (
+            isinstance(node, ast.Expr)
+            and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str)
+        ):
             skip.update(range(node.lineno, (node.end_lineno or node.lineno) + 1))
     lines = source.splitlines()
     for tok in tokenize.generate_tokens(io.StringIO(source).readline):
@@ -174,7 +179,8 @@ def test_table_matches_the_requirement_data() -> None:
     _, block, _ = _split(doc)
     assert block == render_table(), (
         "the requirement table in spec/PROTOCOL.md is out of date; "
-        "regenerate it with: python tests/test_protocol_doc.py")
+        "regenerate it with: python tests/test_protocol_doc.py"
+    )
 
 
 def test_every_requirement_has_its_section() -> None:
@@ -185,7 +191,8 @@ def test_every_requirement_has_its_section() -> None:
         title, body = sections[r.id]
         assert title == r.title, f"{r.id}: heading title {title!r}, data says {r.title!r}"
         assert f"> **{r.level.value}.** {r.text}\n" in body, (
-            f"{r.id}: the section must restate the requirement as '> **LEVEL.** text'")
+            f"{r.id}: the section must restate the requirement as '> **LEVEL.** text'"
+        )
 
 
 def test_rules_exercised_match_the_machine() -> None:
@@ -223,16 +230,19 @@ def test_seed_line_occurs_in_the_reproduction(req_id: str, server: str, code: st
     assert pieces, f"empty seed quote in {req_id}"
     path = SERVERS[server]
     assert any(_in_order(pieces, line) for line in code_lines(path)), (
-        f"{req_id}: `{code}` is not a code line of {path.relative_to(ROOT)} ({server})")
+        f"{req_id}: `{code}` is not a code line of {path.relative_to(ROOT)} ({server})"
+    )
     assert req_id in _docstring_ids(path), (
-        f"{req_id}: {path.relative_to(ROOT)}'s docstring lists no {req_id} defect")
+        f"{req_id}: {path.relative_to(ROOT)}'s docstring lists no {req_id} defect"
+    )
 
 
 @pytest.mark.skipif(not SEED.exists(), reason=f"the seed tutorial is not at {SEED}")
 def test_seed_lines_occur_in_the_seed_tutorial() -> None:
     seed = _squash(SEED.read_text(encoding="utf-8"))
-    missing = [code for _, _, code in _seed_items()
-               if not all(piece in seed for piece in _pieces(code))]
+    missing = [
+        code for _, _, code in _seed_items() if not all(piece in seed for piece in _pieces(code))
+    ]
     assert not missing, f"not in the seed tutorial: {missing}"
 
 
@@ -242,7 +252,8 @@ def test_neither_server_exactly_when_no_docstring_names_it() -> None:
     for req_id, (_, body) in _requirement_sections(_doc()).items():
         says_neither = NEITHER in body.lower()
         assert says_neither == (req_id not in named), (
-            f"{req_id}: say '{NEITHER}' exactly when neither reproduction names {req_id}")
+            f"{req_id}: say '{NEITHER}' exactly when neither reproduction names {req_id}"
+        )
         if says_neither:
             assert req_id not in quoted
 

@@ -63,13 +63,14 @@ def wait_until_only_listening(sp: ServerProcess, *, timeout: float = 10.0) -> No
         if states == [psutil.CONN_LISTEN]:
             return
         if time.monotonic() > deadline:
-            raise AssertionError(f"after {timeout:g} s the server still holds TCP sockets in "
-                                 f"states {sorted(set(states))} ({len(states)} sockets)")
+            raise AssertionError(
+                f"after {timeout:g} s the server still holds TCP sockets in "
+                f"states {sorted(set(states))} ({len(states)} sockets)"
+            )
         time.sleep(0.05)  # polling interval of a bounded wait
 
 
-CLIENT_PAYLOAD = (b"hello, World! \x00\xff\r\n" + bytes(range(256))
-                  + random.Random(7).randbytes(MiB))
+CLIENT_PAYLOAD = b"hello, World! \x00\xff\r\n" + bytes(range(256)) + random.Random(7).randbytes(MiB)
 
 
 def _nc_argv(port: int) -> list[str]:
@@ -79,8 +80,10 @@ def _nc_argv(port: int) -> list[str]:
     usage = subprocess.run([nc, "-h"], capture_output=True, timeout=10)
     text = (usage.stdout + usage.stderr).decode(errors="replace")
     if not re.search(r"^\s*-N\b", text, re.MULTILINE):
-        pytest.skip(f"{nc} has no -N (shut down the socket after EOF on stdin); "
-                    "only OpenBSD netcat's -N is supported here")
+        pytest.skip(
+            f"{nc} has no -N (shut down the socket after EOF on stdin); "
+            "only OpenBSD netcat's -N is supported here"
+        )
     return [nc, "-N", HOST, str(port)]
 
 
@@ -118,8 +121,10 @@ def test_flood_from_a_non_reading_client_keeps_memory_bounded(
     pushed = 0
     total = 64 * MiB
     block = random.Random(64).randbytes(256 * 1024)
-    with socket.create_connection(address, timeout=5.0) as flooder, \
-            socket.create_connection(address, timeout=5.0) as other:
+    with (
+        socket.create_connection(address, timeout=5.0) as flooder,
+        socket.create_connection(address, timeout=5.0) as other,
+    ):
         flooder.setblocking(False)
         deadline = time.monotonic() + 15.0
         last_progress = time.monotonic()
@@ -140,14 +145,20 @@ def test_flood_from_a_non_reading_client_keeps_memory_bounded(
         other.sendall(b"still served?")
         assert recv_exactly(other, 13, time.monotonic() + 5.0) == b"STILL SERVED?"
         growth = peak - baseline
-        print(f"\n64 MiB flood: pushed {pushed / MiB:.1f} MiB before the send buffer stayed "
-              f"full; RSS growth {growth / MiB:.2f} MiB (baseline {baseline / MiB:.1f} MiB)")
+        print(
+            f"\n64 MiB flood: pushed {pushed / MiB:.1f} MiB before the send buffer stayed "
+            f"full; RSS growth {growth / MiB:.2f} MiB (baseline {baseline / MiB:.1f} MiB)"
+        )
         assert growth < 32 * MiB, f"RSS grew by {growth / MiB:.1f} MiB"
         assert reference_process.alive
 
 
 def open_in_batches(
-    address: tuple[str, int], n: int, socks: list[socket.socket], *, batch: int = 50,
+    address: tuple[str, int],
+    n: int,
+    socks: list[socket.socket],
+    *,
+    batch: int = 50,
     timeout: float = 30.0,
 ) -> list[str]:
     """Open `n` connections (appended to `socks`, which the caller closes), `batch` at a
@@ -184,14 +195,14 @@ def test_1000_simultaneous_connections_each_echo_correctly(roomy_process: Server
             s.sendall(m[::-1])
         for s, m in zip(socks, messages, strict=True):
             assert recv_exactly(s, len(m), deadline) == m[::-1].upper()
-        established = sum(1 for c in roomy_process.connections()
-                          if c.status == psutil.CONN_ESTABLISHED)
+        established = sum(
+            1 for c in roomy_process.connections() if c.status == psutil.CONN_ESTABLISHED
+        )
         assert established >= n
     finally:
         for s in socks:
             s.close()
-    print(f"\n1,000 connections: connected and echoed twice in "
-          f"{time.monotonic() - started:.2f} s")
+    print(f"\n1,000 connections: connected and echoed twice in {time.monotonic() - started:.2f} s")
     assert roomy_process.alive
 
 
@@ -210,7 +221,7 @@ def test_connections_beyond_fd_setsize_are_refused_cleanly(roomy_process: Server
         for i in range(served):
             assert echo_or_refusal(socks[i], b"again %d" % i, deadline) == "served"
         # Free some descriptors: new connections are served again.
-        for s in socks[served - 20:]:
+        for s in socks[served - 20 :]:
             s.close()
         deadline = time.monotonic() + 10.0
         while True:
@@ -274,6 +285,7 @@ def test_fds_return_to_baseline_and_no_close_wait(reference_process: ServerProce
     deadline = time.monotonic() + 10.0
     while reference_process.num_fds() != baseline:
         assert time.monotonic() < deadline, (
-            f"after 10 s: {reference_process.num_fds()} descriptors, baseline {baseline}")
+            f"after 10 s: {reference_process.num_fds()} descriptors, baseline {baseline}"
+        )
         time.sleep(0.05)  # polling interval of a bounded wait
     assert reference_process.alive

@@ -27,8 +27,13 @@ def test_backpressure_stops_reading_past_the_limit_and_resumes_after_drain(
     payload = pattern * (64 * MiB // len(pattern))
     flooder.write(payload)
     # Send without reading until the server takes the connection out of inputs.
-    step_until(server, lambda: flooder.conn not in server.inputs, each=flooder.send_some,
-               seconds=WAIT, what="the server to stop reading from a client that does not read")
+    step_until(
+        server,
+        lambda: flooder.conn not in server.inputs,
+        each=flooder.send_some,
+        seconds=WAIT,
+        what="the server to stop reading from a client that does not read",
+    )
     queue = server.message_queues[flooder.conn]
     assert len(queue) >= limit
     assert flooder.conn in server.outputs
@@ -64,12 +69,21 @@ def test_backpressure_stops_reading_past_the_limit_and_resumes_after_drain(
         if flooder.conn in server.inputs:
             readded.append(len(flooder.received))
 
-    step_until(server, lambda: len(flooder.received) >= sent or flooder.eof or flooder.error,
-               each=drain, what="the whole backlog to be echoed", seconds=30.0)
+    step_until(
+        server,
+        lambda: len(flooder.received) >= sent or flooder.eof or flooder.error,
+        each=drain,
+        what="the whole backlog to be echoed",
+        seconds=30.0,
+    )
     assert readded, "the connection was never put back in inputs"
     assert flooder.error is None and not flooder.eof
     assert bytes(flooder.received) == payload[:sent].upper()
-    step_until(server, lambda: flooder.conn in server.inputs and flooder.conn not in server.outputs,
-               seconds=WAIT, what="the drained connection to be read again")
+    step_until(
+        server,
+        lambda: flooder.conn in server.inputs and flooder.conn not in server.outputs,
+        seconds=WAIT,
+        what="the drained connection to be read again",
+    )
     assert server.message_queues[flooder.conn] == b""
     assert exchange(server, flooder, b"and on") == b"AND ON"

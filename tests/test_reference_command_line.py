@@ -32,9 +32,13 @@ from spec.drivers.server_process import ServerProcess
 
 
 def run_command(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "impl.select_server", *args],
-                          capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "impl.select_server", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def test_port_in_use_exits_2_with_one_line() -> None:
@@ -90,12 +94,15 @@ def test_help() -> None:
         assert word in done.stdout
 
 
-@pytest.mark.parametrize("args", [
-    ("--port", "70000"),
-    ("--port", "-1"),
-    ("--port", "http"),
-    ("--log-level", "LOUD"),
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--port", "70000"),
+        ("--port", "-1"),
+        ("--port", "http"),
+        ("--log-level", "LOUD"),
+    ],
+)
 def test_invalid_arguments_exit_2(args: tuple[str, ...]) -> None:
     done = run_command(*args)
     assert done.returncode == 2

@@ -48,8 +48,9 @@ def test_empty_connection_is_closed_and_released(server: SelectEchoServer, rig: 
     """A client that sends nothing and closes: no echo, EOF, nothing held."""
     peer = rig.peer(server)
     peer.sock.shutdown(socket.SHUT_WR)
-    step_until(server, lambda: peer.eof or peer.error, each=peer.read_some, seconds=WAIT,
-               what="EOF")
+    step_until(
+        server, lambda: peer.eof or peer.error, each=peer.read_some, seconds=WAIT, what="EOF"
+    )
     assert peer.received == b"" and peer.error is None
     assert_released(server, peer.conn)
     assert server.inputs == [server.server]
@@ -64,7 +65,7 @@ def test_partial_writes_and_reads(server: SelectEchoServer, rig: Rig) -> None:
     assert peer.received == b"" and not peer.eof
     message = b"partial reads: abcdefghijklmnopqrstuvwxyz"
     for i in range(len(message)):
-        assert exchange(server, peer, message[i:i + 1]) == message[i:i + 1].upper()
+        assert exchange(server, peer, message[i : i + 1]) == message[i : i + 1].upper()
     # One write, read back one byte at a time.
     peer.write(b"one write, many reads")
     peer.send_some()
@@ -74,8 +75,9 @@ def test_partial_writes_and_reads(server: SelectEchoServer, rig: Rig) -> None:
         with contextlib.suppress(BlockingIOError):
             got.extend(peer.sock.recv(1))
 
-    step_until(server, lambda: len(got) == 21, each=read_one, seconds=WAIT,
-               what="21 one-byte reads")
+    step_until(
+        server, lambda: len(got) == 21, each=read_one, seconds=WAIT, what="21 one-byte reads"
+    )
     assert bytes(got) == b"ONE WRITE, MANY READS"
     assert bytes(peer.received) == message.upper()
 
@@ -85,8 +87,13 @@ def test_urgent_data_is_delivered_inline(server: SelectEchoServer, rig: Rig) -> 
     peer.sock.send(b"ab")
     peer.sock.send(b"c", socket.MSG_OOB)
     peer.sock.send(b"d")
-    step_until(server, lambda: len(peer.received) >= 4, each=peer.read_some, seconds=WAIT,
-               what="the echo of abcd")
+    step_until(
+        server,
+        lambda: len(peer.received) >= 4,
+        each=peer.read_some,
+        seconds=WAIT,
+        what="the echo of abcd",
+    )
     assert bytes(peer.received) == b"ABCD"
 
 
@@ -97,8 +104,13 @@ def test_4_mib_echoed_in_order_while_the_client_reads(server: SelectEchoServer, 
     peer.conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16 * 1024)
     payload = random.Random(4).randbytes(4 * MiB)
     peer.write(payload)
-    step_until(server, lambda: len(peer.received) >= len(payload) or peer.eof or peer.error,
-               each=peer.step, what="the 4 MiB echo", seconds=30.0)
+    step_until(
+        server,
+        lambda: len(peer.received) >= len(payload) or peer.eof or peer.error,
+        each=peer.step,
+        what="the 4 MiB echo",
+        seconds=30.0,
+    )
     assert peer.error is None and not peer.eof
     assert len(peer.received) == len(payload)
     assert bytes(peer.received) == payload.upper()

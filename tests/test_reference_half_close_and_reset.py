@@ -31,15 +31,25 @@ def test_half_close_with_echo_still_queued_delivers_all_then_eof(
     payload = random.Random(44).randbytes(200 * 1024)
     assert len(payload) < SelectEchoServer.backlog_limit
     peer.write(payload, then_shutdown=True)
-    step_until(server, lambda: peer.conn in server.finished, each=peer.send_some,
-               seconds=WAIT, what="the server to see the client's EOF")
+    step_until(
+        server,
+        lambda: peer.conn in server.finished,
+        each=peer.send_some,
+        seconds=WAIT,
+        what="the server to see the client's EOF",
+    )
     assert peer.shut
     # The state ECHO-4 is about: EOF seen, echo still owed.
     assert peer.conn not in server.inputs
     assert peer.conn in server.outputs
     assert len(server.message_queues[peer.conn]) > 0
-    step_until(server, lambda: peer.eof or peer.error, each=peer.read_some,
-               seconds=WAIT, what="the rest of the echo and EOF")
+    step_until(
+        server,
+        lambda: peer.eof or peer.error,
+        each=peer.read_some,
+        seconds=WAIT,
+        what="the rest of the echo and EOF",
+    )
     assert peer.error is None
     assert bytes(peer.received) == payload.upper()
     assert_released(server, peer.conn)
@@ -53,8 +63,9 @@ def test_half_close_without_backlog_closes_at_once(server: SelectEchoServer, rig
     peer = rig.peer(server)
     assert exchange(server, peer, b"last words") == b"LAST WORDS"
     peer.sock.shutdown(socket.SHUT_WR)
-    step_until(server, lambda: peer.eof or peer.error, each=peer.read_some, seconds=WAIT,
-               what="EOF")
+    step_until(
+        server, lambda: peer.eof or peer.error, each=peer.read_some, seconds=WAIT, what="EOF"
+    )
     assert peer.error is None
     assert_released(server, peer.conn)
 
@@ -66,18 +77,32 @@ def test_client_reset_mid_stream_affects_no_one_else(server: SelectEchoServer, r
     assert exchange(server, b, b"before") == b"BEFORE"
     # A streams without reading, so the server has echo queued for it...
     a.write(random.Random(5).randbytes(512 * 1024))
-    step_until(server, lambda: len(server.message_queues.get(a.conn, b"")) > 0, each=a.send_some,
-               seconds=WAIT, what="echo queued for the client about to reset")
+    step_until(
+        server,
+        lambda: len(server.message_queues.get(a.conn, b"")) > 0,
+        each=a.send_some,
+        seconds=WAIT,
+        what="echo queued for the client about to reset",
+    )
     b.write(b"during")
     b.send_some()
     # ...and then resets, with data in flight both ways.
     reset(a.sock)
-    step_until(server, lambda: a.conn not in server.message_queues,
-               seconds=WAIT, what="the server to drop the reset connection")
+    step_until(
+        server,
+        lambda: a.conn not in server.message_queues,
+        seconds=WAIT,
+        what="the server to drop the reset connection",
+    )
     assert_released(server, a.conn)
     # The other client is still served, and the server still accepts.
-    step_until(server, lambda: len(b.received) >= len(b"BEFOREDURING"), each=b.step,
-               seconds=WAIT, what="the other client's echo")
+    step_until(
+        server,
+        lambda: len(b.received) >= len(b"BEFOREDURING"),
+        each=b.step,
+        seconds=WAIT,
+        what="the other client's echo",
+    )
     assert bytes(b.received) == b"BEFOREDURING"
     assert exchange(server, b, b"after") == b"AFTER"
     c = rig.peer(server)
@@ -89,8 +114,12 @@ def test_reset_of_an_idle_connection_is_released(server: SelectEchoServer, rig: 
     peer = rig.peer(server)
     assert exchange(server, peer, b"x") == b"X"
     reset(peer.sock)
-    step_until(server, lambda: peer.conn not in server.message_queues,
-               seconds=WAIT, what="the server to drop the reset connection")
+    step_until(
+        server,
+        lambda: peer.conn not in server.message_queues,
+        seconds=WAIT,
+        what="the server to drop the reset connection",
+    )
     assert_released(server, peer.conn)
     assert server.inputs == [server.server]
 
@@ -101,12 +130,21 @@ def test_reset_after_half_close_with_echo_owed_is_released(
     peer = rig.peer(server, rcvbuf=4096)
     peer.conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     peer.write(b"owed " * 40_000, then_shutdown=True)
-    step_until(server, lambda: peer.conn in server.finished, each=peer.send_some,
-               seconds=WAIT, what="a half-closed connection with echo owed")
+    step_until(
+        server,
+        lambda: peer.conn in server.finished,
+        each=peer.send_some,
+        seconds=WAIT,
+        what="a half-closed connection with echo owed",
+    )
     assert len(server.message_queues[peer.conn]) > 0
     reset(peer.sock)
-    step_until(server, lambda: peer.conn not in server.message_queues,
-               seconds=WAIT, what="the server to drop the reset connection")
+    step_until(
+        server,
+        lambda: peer.conn not in server.message_queues,
+        seconds=WAIT,
+        what="the server to drop the reset connection",
+    )
     assert_released(server, peer.conn)
     assert server.inputs == [server.server] and server.outputs == []
 
@@ -122,11 +160,21 @@ def test_close_releases_every_socket(rig: Rig) -> None:
         half.conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
         assert exchange(server, idle, b"idle") == b"IDLE"
         busy.write(b"q" * 100_000)
-        step_until(server, lambda: len(server.message_queues[busy.conn]) > 0, each=busy.send_some,
-                   seconds=WAIT, what="echo queued")
+        step_until(
+            server,
+            lambda: len(server.message_queues[busy.conn]) > 0,
+            each=busy.send_some,
+            seconds=WAIT,
+            what="echo queued",
+        )
         half.write(b"h" * 100_000, then_shutdown=True)
-        step_until(server, lambda: half.conn in server.finished, each=half.send_some,
-                   seconds=WAIT, what="a half-closed connection with echo owed")
+        step_until(
+            server,
+            lambda: half.conn in server.finished,
+            each=half.send_some,
+            seconds=WAIT,
+            what="a half-closed connection with echo owed",
+        )
         # One more client still waiting in the listen backlog, never accepted.
         waiting = rig.track(socket.create_connection(server.address, timeout=5.0))
         conns = [idle.conn, busy.conn, half.conn]

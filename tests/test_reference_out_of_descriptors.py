@@ -59,12 +59,14 @@ def test_out_of_descriptors_refuses_cleanly_and_keeps_serving() -> None:
                 deadline = time.monotonic() + 10.0
                 for i, s in enumerate(first):
                     assert echo_or_refusal(s, b"first %d" % i, deadline) == "served"
-                extras = [socket.create_connection(address, timeout=5.0)
-                          for _ in range(extra_count)]
+                extras = [
+                    socket.create_connection(address, timeout=5.0) for _ in range(extra_count)
+                ]
                 socks += extras
                 deadline = time.monotonic() + 10.0
-                outcomes = [echo_or_refusal(s, b"extra %d" % i, deadline)
-                            for i, s in enumerate(extras)]
+                outcomes = [
+                    echo_or_refusal(s, b"extra %d" % i, deadline) for i, s in enumerate(extras)
+                ]
                 assert "hung" not in outcomes, outcomes
                 refused = outcomes.count("refused")
                 # 0, 1, 2, the listener and the spare descriptor are taken.
@@ -75,8 +77,10 @@ def test_out_of_descriptors_refuses_cleanly_and_keeps_serving() -> None:
                 before = sum(p.cpu_times()[:2])
                 time.sleep(1.0)  # a measuring window, not synchronisation
                 cpu = sum(p.cpu_times()[:2]) - before
-                print(f"\nout of descriptors: {refused} of {extra_count} extra connections "
-                      f"refused; server CPU over the next 1 s: {cpu:.3f} s")
+                print(
+                    f"\nout of descriptors: {refused} of {extra_count} extra connections "
+                    f"refused; server CPU over the next 1 s: {cpu:.3f} s"
+                )
                 assert cpu < 0.1, f"{cpu:.3f} s of CPU in 1 s while out of descriptors"
                 # The first clients are still served.
                 deadline = time.monotonic() + 10.0

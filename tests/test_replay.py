@@ -41,16 +41,23 @@ REFERENCE = "impl.select_server:SelectEchoServer"
 CRASH = ["c0 = state.connect()", "state.abort(c0)"]
 
 
-def replay(*args: str, impl: str = SEED_UPPER, expect: str = "ECHO-5",
-           timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def replay(
+    *args: str, impl: str = SEED_UPPER, expect: str = "ECHO-5", timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     options = ["--impl", impl] if impl else []
     options += ["--expect", expect] if expect else []
-    return subprocess.run([PY, "-m", "spec.replay", *options, *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [PY, "-m", "spec.replay", *options, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
-def assert_one_line_error(done: subprocess.CompletedProcess[str], status: int,
-                          message: str) -> None:
+def assert_one_line_error(
+    done: subprocess.CompletedProcess[str], status: int, message: str
+) -> None:
     assert done.returncode == status, done.stdout + done.stderr
     assert "Traceback" not in done.stderr + done.stdout
     assert done.stdout == ""
@@ -80,8 +87,12 @@ def test_a_program_the_server_passes_exits_1() -> None:
 
 
 def test_a_different_violation_first_exits_1() -> None:
-    done = replay("c0 = state.connect()", "state.send(c0, Payload(b'a'))",
-                  impl="impl.seed_echo_server:SeedEchoServer", expect="ECHO-2")
+    done = replay(
+        "c0 = state.connect()",
+        "state.send(c0, Payload(b'a'))",
+        impl="impl.seed_echo_server:SeedEchoServer",
+        expect="ECHO-2",
+    )
     assert done.returncode == 1, done.stdout + done.stderr
     assert "a different violation happened first:\nECHO-1: " in done.stdout
 
@@ -99,8 +110,10 @@ INVALID_LINES = [
     ("import os", "not a step of a conformance program"),
     ("state.__class__.__init__(state)", "not a step of a conformance program"),
     ("state.send(c0, Payload(b'x', 10**12))", "10 ** 12 is not a literal"),
-    ("state.send(c0, Payload(b'x', 1000000000000))",
-     "Payload size 1000000000000 is out of range: replay sends 1 byte to 64 MiB"),
+    (
+        "state.send(c0, Payload(b'x', 1000000000000))",
+        "Payload size 1000000000000 is out of range: replay sends 1 byte to 64 MiB",
+    ),
     (f"state.send(c0, Payload({b'x' * 65!r}))", "a Payload pattern is 1 to 64 bytes, not 65"),
 ]
 #: More of each kind, checked through `main()` in-process (a subprocess costs 0.4 s).
@@ -144,12 +157,25 @@ def test_an_invalid_line_exits_3_with_one_line(line: str, message: str) -> None:
     assert done.stderr.startswith("python -m spec.replay: invalid program: line 2, ")
 
 
-@pytest.mark.parametrize(("line", "message"), MORE_INVALID_LINES,
-                         ids=lambda text: text if len(text) < 60 else f"{text[:50]}...")
-def test_more_invalid_lines_exit_3_with_one_line(line: str, message: str,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    status = main(["--impl", SEED_UPPER, "--expect", "ECHO-5",
-                   "c0 = state.connect()", line, "state.abort(c0)"])
+@pytest.mark.parametrize(
+    ("line", "message"),
+    MORE_INVALID_LINES,
+    ids=lambda text: text if len(text) < 60 else f"{text[:50]}...",
+)
+def test_more_invalid_lines_exit_3_with_one_line(
+    line: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main(
+        [
+            "--impl",
+            SEED_UPPER,
+            "--expect",
+            "ECHO-5",
+            "c0 = state.connect()",
+            line,
+            "state.abort(c0)",
+        ]
+    )
     out, err = capsys.readouterr()
     assert_one_line_error(subprocess.CompletedProcess([], status, out, err), 3, message)
     assert err.startswith("python -m spec.replay: invalid program: line 2, ")
@@ -157,23 +183,29 @@ def test_more_invalid_lines_exit_3_with_one_line(line: str, message: str,
 
 def test_a_step_after_teardown_exits_3() -> None:
     done = replay(*CRASH, "state.teardown()", "state.connect()")
-    assert_one_line_error(done, 3, "line 4, state.connect(): state.teardown() ends the "
-                          "program: it must be the last line")
+    assert_one_line_error(
+        done,
+        3,
+        "line 4, state.connect(): state.teardown() ends the program: it must be the last line",
+    )
 
 
 def test_a_step_the_machine_does_not_run_exits_3() -> None:
     # The ECHO-1 machine never floods; the checker could not have printed this.
-    done = replay("c0 = state.connect()", "state.flood(c0, Payload(b'x', 100000))",
-                  expect="ECHO-1")
-    assert_one_line_error(done, 3, "the ECHO-1 machine does not run state.flood here; "
-                          "it runs connect, drain, read, send")
+    done = replay("c0 = state.connect()", "state.flood(c0, Payload(b'x', 100000))", expect="ECHO-1")
+    assert_one_line_error(
+        done,
+        3,
+        "the ECHO-1 machine does not run state.flood here; it runs connect, drain, read, send",
+    )
 
 
 def test_a_step_whose_precondition_fails_exits_3() -> None:
     six = [f"c{i} = state.connect()" for i in range(EchoConformance.max_clients + 1)]
     done = replay(*six, expect="ECHO-1")
-    assert_one_line_error(done, 3, "line 6, c5 = state.connect(): a precondition of "
-                          "state.connect is false")
+    assert_one_line_error(
+        done, 3, "line 6, c5 = state.connect(): a precondition of state.connect is false"
+    )
 
 
 def test_a_malicious_line_runs_nothing(tmp_path: Path) -> None:
@@ -192,16 +224,23 @@ def test_an_invalid_program_fails_before_the_server_starts() -> None:
 # -- exit status 2: usage errors ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("args", "expect", "message"), [
-    (["--settle", "nan"], "ECHO-5", "argument --settle: give a finite number of seconds above 0"),
-    (["--settle", "inf"], "ECHO-5", "not inf"),
-    (["--settle", "0"], "ECHO-5", "not 0"),
-    (["--settle", "-1"], "ECHO-5", "not -1"),
-    (["--settle", "soon"], "ECHO-5", "'soon' is not a number of seconds"),
-    ([], "ECHO-99", "argument --expect: ECHO-99 is not a requirement the state machine checks"),
-    ([], "ECHO-8", "ECHO-8 is not a requirement the state machine checks"),
-    ([], "", "the following arguments are required: --expect"),
-])
+@pytest.mark.parametrize(
+    ("args", "expect", "message"),
+    [
+        (
+            ["--settle", "nan"],
+            "ECHO-5",
+            "argument --settle: give a finite number of seconds above 0",
+        ),
+        (["--settle", "inf"], "ECHO-5", "not inf"),
+        (["--settle", "0"], "ECHO-5", "not 0"),
+        (["--settle", "-1"], "ECHO-5", "not -1"),
+        (["--settle", "soon"], "ECHO-5", "'soon' is not a number of seconds"),
+        ([], "ECHO-99", "argument --expect: ECHO-99 is not a requirement the state machine checks"),
+        ([], "ECHO-8", "ECHO-8 is not a requirement the state machine checks"),
+        ([], "", "the following arguments are required: --expect"),
+    ],
+)
 def test_a_usage_error_exits_2_with_one_line(args: list[str], expect: str, message: str) -> None:
     done = replay(*args, *CRASH, expect=expect)
     assert_one_line_error(done, 2, message)
@@ -215,8 +254,10 @@ def test_help_gives_the_exit_statuses_and_an_example() -> None:
     assert "Replay a conformance step program" in text
     for status in ("0  reproduced", "1  not reproduced", "2  usage error", "3  invalid program"):
         assert status in text
-    assert ("python -m spec.replay --impl impl.seed_upper_server:SeedUpperServer \\\n"
-            "      --expect ECHO-5 'c0 = state.connect()' 'state.abort(c0)'") in text
+    assert (
+        "python -m spec.replay --impl impl.seed_upper_server:SeedUpperServer \\\n"
+        "      --expect ECHO-5 'c0 = state.connect()' 'state.abort(c0)'"
+    ) in text
 
 
 # -- what the replay accepts is what the checker prints ------------------------------------------
@@ -224,8 +265,9 @@ def test_help_gives_the_exit_statuses_and_an_example() -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(payload=st.one_of(PAYLOADS, FLOODS, SMALL), writes=st.integers(1, 4))
-def test_every_payload_the_checker_prints_is_replayed_as_itself(payload: Payload,
-                                                                writes: int) -> None:
+def test_every_payload_the_checker_prints_is_replayed_as_itself(
+    payload: Payload, writes: int
+) -> None:
     program = ["c0 = state.connect()", f"state.send(c0, {payload!r}, writes={writes})"]
     step = parse_program(machine_for("ECHO-5"), program)[1]
     assert step.args[1] == payload and step.kwargs == {"writes": writes}
@@ -234,8 +276,12 @@ def test_every_payload_the_checker_prints_is_replayed_as_itself(payload: Payload
 def test_the_steps_are_the_machines_rules_and_initializers() -> None:
     for requirement in ("ECHO-1", "ECHO-5"):
         machine = machine_for(requirement)
-        marked = {name for name in dir(machine) if hasattr(getattr(machine, name), RULE_MARKER)
-                  or hasattr(getattr(machine, name), INITIALIZE_RULE_MARKER)}
+        marked = {
+            name
+            for name in dir(machine)
+            if hasattr(getattr(machine, name), RULE_MARKER)
+            or hasattr(getattr(machine, name), INITIALIZE_RULE_MARKER)
+        }
         assert set(rules_of(machine)) == marked | {"teardown"} | FIXED_PROGRAM_RULES
     assert "choose_scenario" in rules_of(machine_for("ECHO-5"))
 
@@ -245,9 +291,10 @@ def test_every_int_and_str_argument_is_bounded_by_what_the_checker_draws() -> No
     # changed argument there must be reflected here.
     machine = machine_for("ECHO-5")
     for name, function in rules_of(machine).items():
-        rule = getattr(function, RULE_MARKER, None) or getattr(function, INITIALIZE_RULE_MARKER,
-                                                               None)
-        for argument, strategy in (rule.arguments.items() if rule else ()):
+        rule = getattr(function, RULE_MARKER, None) or getattr(
+            function, INITIALIZE_RULE_MARKER, None
+        )
+        for argument, strategy in rule.arguments.items() if rule else ():
             drawn = repr(strategy)
             bounds = re.fullmatch(r"integers\(min_value=(\d+), max_value=(\d+)\)", drawn)
             if bounds:
@@ -266,8 +313,9 @@ def test_every_int_and_str_argument_is_bounded_by_what_the_checker_draws() -> No
 
 def test_a_diagnosis_shows_a_readable_slice_of_each_buffer_and_keeps_it_all() -> None:
     junk = bytes(range(256)) * 256  # 64 KiB
-    v = Violation("ECHO-1", "junk", offset=65_535, expected=junk.upper(), received=junk,
-                  connection="c0")
+    v = Violation(
+        "ECHO-1", "junk", offset=65_535, expected=junk.upper(), received=junk, connection="c0"
+    )
     text = v.describe()
     assert len(text) < 1000
     assert "  first divergent byte at offset 65535" in text.splitlines()

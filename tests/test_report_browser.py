@@ -28,13 +28,26 @@ from test_plugin import pytest_run
 
 SEED_UPPER = "impl.seed_upper_server:SeedUpperServer"
 REFERENCE = "impl.select_server:SelectEchoServer"
-SELECTION = ("seed_upper_server and (ECHO-1] or ECHO-4 or ECHO-5 or ECHO-6) "
-             "or select_server-ECHO-1] or select_server-ECHO-3]")
+SELECTION = (
+    "seed_upper_server and (ECHO-1] or ECHO-4 or ECHO-5 or ECHO-6) "
+    "or select_server-ECHO-1] or select_server-ECHO-3]"
+)
 BROWSER_TIMEOUT = 90
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--disable-breakpad", "--no-default-browser-check",
-         "--mute-audio", "--hide-scrollbars"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--disable-breakpad",
+    "--no-default-browser-check",
+    "--mute-audio",
+    "--hide-scrollbars",
+]
 
 
 def chromium() -> str:
@@ -51,9 +64,13 @@ def chromium() -> str:
 def run_browser(*args: str) -> str:
     """Run Chromium once in its own process group, always ended; its stdout."""
     with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
-        process = subprocess.Popen([chromium(), *FLAGS, f"--user-data-dir={profile}", *args],
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   text=True, start_new_session=True)
+        process = subprocess.Popen(
+            [chromium(), *FLAGS, f"--user-data-dir={profile}", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         try:
             out, err = process.communicate(timeout=BROWSER_TIMEOUT)
         finally:
@@ -111,8 +128,9 @@ class Page(HTMLParser):
 def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     chromium()  # skip or fail before the run, not after
     path = tmp_path_factory.mktemp("html") / "report.html"
-    done = pytest_run("--impl", SEED_UPPER, "--impl", REFERENCE, "-k", SELECTION,
-                      f"--html={path}", timeout=300)
+    done = pytest_run(
+        "--impl", SEED_UPPER, "--impl", REFERENCE, "-k", SELECTION, f"--html={path}", timeout=300
+    )
     assert done.returncode == 1, done.stdout[-3000:]
     return path
 
@@ -124,10 +142,18 @@ def test_the_browser_shows_the_matrix_and_a_diagram_per_failure(report: Path) ->
     shown = {c["data-ev"]: (c["text"], c["class"]) for c in page.cells}
     assert len(shown) == 20
     seed = {f"ECHO-{i}": shown[f"ev-0-ECHO-{i}"][0] for i in range(1, 11)}
-    assert seed == {"ECHO-1": "PASS", "ECHO-2": "not judged", "ECHO-3": "not judged",
-                    "ECHO-4": "FAIL", "ECHO-5": "FAIL", "ECHO-6": "FAIL",
-                    "ECHO-7": "not judged", "ECHO-8": "not judged", "ECHO-9": "not judged",
-                    "ECHO-10": "not judged"}
+    assert seed == {
+        "ECHO-1": "PASS",
+        "ECHO-2": "not judged",
+        "ECHO-3": "not judged",
+        "ECHO-4": "FAIL",
+        "ECHO-5": "FAIL",
+        "ECHO-6": "FAIL",
+        "ECHO-7": "not judged",
+        "ECHO-8": "not judged",
+        "ECHO-9": "not judged",
+        "ECHO-10": "not judged",
+    }
     assert shown["ev-1-ECHO-1"][0] == shown["ev-1-ECHO-3"][0] == "PASS"
     failures = [ev for ev, (text, _) in shown.items() if text == "FAIL"]
     assert failures == ["ev-0-ECHO-4", "ev-0-ECHO-5", "ev-0-ECHO-6"]
@@ -140,8 +166,7 @@ def test_the_browser_shows_the_matrix_and_a_diagram_per_failure(report: Path) ->
 
 def test_the_browser_draws_a_failure(report: Path, tmp_path: Path) -> None:
     shot = tmp_path / "report.png"
-    run_browser(f"--screenshot={shot}", "--window-size=1200,1700",
-                report.as_uri() + "#ev-0-ECHO-5")
+    run_browser(f"--screenshot={shot}", "--window-size=1200,1700", report.as_uri() + "#ev-0-ECHO-5")
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
     keep = os.environ.get("REPORT_SCREENSHOT")

@@ -18,31 +18,70 @@ from spec.targets import Target
 HOSTILE = "<script>alert('x')</script>&<img src=x onerror=alert(1)>\"'"
 
 
-def _entry(verdict: str, detail: str, program: list[str], violation: dict | None = None,
-           replay: str = "python -m spec.replay ...") -> dict:
-    return {"level": "MUST", "verdict": verdict, "detail": detail,
-            "counterexample": "\n".join(program), "replay": replay, "seconds": 1.5,
-            "evidence": {"program": program, "violation": violation}}
+def _entry(
+    verdict: str,
+    detail: str,
+    program: list[str],
+    violation: dict | None = None,
+    replay: str = "python -m spec.replay ...",
+) -> dict:
+    return {
+        "level": "MUST",
+        "verdict": verdict,
+        "detail": detail,
+        "counterexample": "\n".join(program),
+        "replay": replay,
+        "seconds": 1.5,
+        "evidence": {"program": program, "violation": violation},
+    }
 
 
 def _page() -> str:
     junk = "".join(chr(32 + i % 90) for i in range(2_500_000)) + "\nTHE-END"
-    hostile = _entry("fail", f"ECHO-5: the server died{HOSTILE}; its stderr ends with:\n"
-                     f"Traceback {HOSTILE}\nValueError: boom",
-                     ["c0 = state.connect()", "state.abort(c0)"],
-                     {"requirement": "ECHO-5", "summary": HOSTILE, "offset": None,
-                      "connection": None, "expected_hex": None, "received_hex": None},
-                     replay=f"python -m spec.replay {HOSTILE}")
-    big = _entry("fail", junk, ["c0 = state.connect()", "state.send(c0, Payload(b'a'), writes=1)"],
-                 {"requirement": "ECHO-1", "summary": "untransformed", "offset": 0,
-                  "connection": "c0", "expected_hex": "41", "received_hex": "61"})
+    hostile = _entry(
+        "fail",
+        f"ECHO-5: the server died{HOSTILE}; its stderr ends with:\n"
+        f"Traceback {HOSTILE}\nValueError: boom",
+        ["c0 = state.connect()", "state.abort(c0)"],
+        {
+            "requirement": "ECHO-5",
+            "summary": HOSTILE,
+            "offset": None,
+            "connection": None,
+            "expected_hex": None,
+            "received_hex": None,
+        },
+        replay=f"python -m spec.replay {HOSTILE}",
+    )
+    big = _entry(
+        "fail",
+        junk,
+        ["c0 = state.connect()", "state.send(c0, Payload(b'a'), writes=1)"],
+        {
+            "requirement": "ECHO-1",
+            "summary": "untransformed",
+            "offset": 0,
+            "connection": "c0",
+            "expected_hex": "41",
+            "received_hex": "61",
+        },
+    )
     evil = Target("cmd", f"{HOSTILE} {{port}}", name="evil")
-    results = [TargetResult(evil, {"ECHO-5": hostile, "ECHO-1": big,
-                                   "ECHO-2": _entry("pass", "no violation found", []),
-                                   "ECHO-4": {"verdict": "not-run", "masked_by": "ECHO-5"}}),
-               TargetResult(Target("impl", "impl.select_server:SelectEchoServer",
-                                   name="reference"),
-                            {"ECHO-1": _entry("pass", "no violation found", [])})]
+    results = [
+        TargetResult(
+            evil,
+            {
+                "ECHO-5": hostile,
+                "ECHO-1": big,
+                "ECHO-2": _entry("pass", "no violation found", []),
+                "ECHO-4": {"verdict": "not-run", "masked_by": "ECHO-5"},
+            },
+        ),
+        TargetResult(
+            Target("impl", "impl.select_server:SelectEchoServer", name="reference"),
+            {"ECHO-1": _entry("pass", "no violation found", [])},
+        ),
+    ]
     return render(results, strict=False, not_run="not run: deselected")
 
 
@@ -78,18 +117,29 @@ def test_program_lines_are_read_never_run() -> None:
     assert parse_step("c3 = state.connect()").client == "c3"
     flood = parse_step("state.flood(c1, Payload(b'\\x01', 4194304))")
     assert flood.args[0].length == 4194304 and flood.args[0].head == b"\x01"
-    for line in ["__import__('os').system('touch /tmp/pwned')", "state.send(c0, open('x'))",
-                 "state.read(c0, 1); import os", "x ="]:
+    for line in [
+        "__import__('os').system('touch /tmp/pwned')",
+        "state.send(c0, open('x'))",
+        "state.read(c0, 1); import os",
+        "x =",
+    ]:
         assert parse_step(line).action == "unknown"
     _, rows = events(["__import__('os').system('x')"])
     assert rows[0].label == "__import__('os').system('x')" and rows[0].src is None
 
 
 def test_the_diagram_shows_each_step_with_its_bytes() -> None:
-    program = ["c0 = state.connect()", "state.send(c0, Payload(b'ab'), writes=2)",
-               "state.flood(c0, Payload(b'\\x01', 4194304))", "state.read(c0, 100)",
-               "state.half_close(c0)", "state.burst(2, Payload(b'a'))",
-               "c3 = state.connect()", "state.abort(c3)", "state.teardown()"]
+    program = [
+        "c0 = state.connect()",
+        "state.send(c0, Payload(b'ab'), writes=2)",
+        "state.flood(c0, Payload(b'\\x01', 4194304))",
+        "state.read(c0, 100)",
+        "state.half_close(c0)",
+        "state.burst(2, Payload(b'a'))",
+        "c3 = state.connect()",
+        "state.abort(c3)",
+        "state.teardown()",
+    ]
     lanes, rows = events(program)
     assert lanes == ["c0", "c1", "c2", "c3", "server"]
     labels = [(r.src, r.dst, r.label) for r in rows]
@@ -105,13 +155,22 @@ def test_the_diagram_shows_each_step_with_its_bytes() -> None:
 
 
 def test_the_first_divergent_byte_is_marked_on_its_echo() -> None:
-    program = ["c0 = state.connect()", "state.send(c0, Payload(b'abc'), writes=1)",
-               "state.send(c0, Payload(b'xyz'), writes=1)"]
-    violation = {"requirement": "ECHO-1", "summary": "byte came back untransformed",
-                 "offset": 4, "connection": "c0", "expected_hex": b"ABCXYZ".hex(),
-                 "received_hex": b"ABCXyZ".hex()}
-    assert divergence(violation) == ("✗ first divergent byte at offset 4: expected b'YZ', "
-                                     "received b'yZ'")
+    program = [
+        "c0 = state.connect()",
+        "state.send(c0, Payload(b'abc'), writes=1)",
+        "state.send(c0, Payload(b'xyz'), writes=1)",
+    ]
+    violation = {
+        "requirement": "ECHO-1",
+        "summary": "byte came back untransformed",
+        "offset": 4,
+        "connection": "c0",
+        "expected_hex": b"ABCXYZ".hex(),
+        "received_hex": b"ABCXyZ".hex(),
+    }
+    assert divergence(violation) == (
+        "✗ first divergent byte at offset 4: expected b'YZ', received b'yZ'"
+    )
     _, rows = events(program)
     mark_violation(rows, violation)
     marked = [r for r in rows if r.failed]
@@ -122,8 +181,12 @@ def test_the_first_divergent_byte_is_marked_on_its_echo() -> None:
 
 
 def test_a_crash_is_marked_on_the_server() -> None:
-    violation = {"requirement": "ECHO-5", "summary": "poll() raised <ConnectionResetError>",
-                 "offset": None, "connection": None}
+    violation = {
+        "requirement": "ECHO-5",
+        "summary": "poll() raised <ConnectionResetError>",
+        "offset": None,
+        "connection": None,
+    }
     drawing = svg(["c0 = state.connect()", "state.abort(c0)"], violation)
     ET.fromstring(drawing)
     assert "✗ ECHO-5: poll() raised &lt;ConnectionResetError&gt;" in drawing

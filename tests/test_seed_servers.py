@@ -66,8 +66,9 @@ def tcp_state(server, client: socket.socket) -> str | None:
     return None
 
 
-def flood(server, client: socket.socket, until: Callable[[], bool],
-          rounds: int = BULK_ROUNDS) -> int:
+def flood(
+    server, client: socket.socket, until: Callable[[], bool], rounds: int = BULK_ROUNDS
+) -> int:
     """Send as much as `client` can without it reading, one server round per send."""
     client.setblocking(False)
     chunk = b"a" * 65536
@@ -107,10 +108,13 @@ def test_steppable_interface(rig: Rig, cls) -> None:
     assert server.poll(0) == 0
 
 
-@pytest.mark.parametrize(("cls", "expected"), [
-    (SeedEchoServer, b"abc Hello, \xe4\xb8\xad!"),  # ECHO-1: not uppercased
-    (SeedUpperServer, b"ABC HELLO, \xe4\xb8\xad!"),
-])
+@pytest.mark.parametrize(
+    ("cls", "expected"),
+    [
+        (SeedEchoServer, b"abc Hello, \xe4\xb8\xad!"),  # ECHO-1: not uppercased
+        (SeedUpperServer, b"ABC HELLO, \xe4\xb8\xad!"),
+    ],
+)
 def test_transform(rig: Rig, cls, expected: bytes) -> None:
     server = rig.server(cls)
     c = rig.client(server)
@@ -522,7 +526,7 @@ def test_upper_short_sends_do_not_happen(rig: Rig) -> None:
     for _ in range(BULK_ROUNDS):
         if pushed < len(data):
             with contextlib.suppress(BlockingIOError):
-                pushed += c.send(data[pushed:pushed + rng.randint(1, 65536)])
+                pushed += c.send(data[pushed : pushed + rng.randint(1, 65536)])
         server.poll(0)
         if rng.random() < 0.3:
             with contextlib.suppress(BlockingIOError):
@@ -535,18 +539,26 @@ def test_upper_short_sends_do_not_happen(rig: Rig) -> None:
 # -- the commands -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("module", "port"), [("impl.seed_echo_server", 9000),
-                                              ("impl.seed_upper_server", 10000)])
+@pytest.mark.parametrize(
+    ("module", "port"), [("impl.seed_echo_server", 9000), ("impl.seed_upper_server", 10000)]
+)
 def test_command_help(module: str, port: int) -> None:
-    result = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True,
-                            text=True, timeout=10, stdin=subprocess.DEVNULL)
+    result = subprocess.run(
+        [sys.executable, "-m", module, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        stdin=subprocess.DEVNULL,
+    )
     assert result.returncode == 0, result.stderr
     assert "--port" in result.stdout and f"(default: {port})" in result.stdout
     assert "--host" in result.stdout and "--log-level" in result.stdout
 
 
-@pytest.mark.parametrize(("module", "expected"), [("impl.seed_echo_server", b"Hello"),
-                                                  ("impl.seed_upper_server", b"HELLO")])
+@pytest.mark.parametrize(
+    ("module", "expected"),
+    [("impl.seed_echo_server", b"Hello"), ("impl.seed_upper_server", b"HELLO")],
+)
 def test_command_serves_and_ends_on_sigterm(module: str, expected: bytes) -> None:
     with ServerProcess(server_command(module)) as process:
         with socket.create_connection(process.address, timeout=2) as c:

@@ -33,10 +33,13 @@ def test_starts_serves_and_reports_its_resources() -> None:
     assert not server.alive
 
 
-@pytest.mark.parametrize(("command", "message"), [
-    ("python server.py", "has no '{port}' placeholder"),
-    ("no-such-program-xyz {port}", "no such program"),
-])
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        ("python server.py", "has no '{port}' placeholder"),
+        ("no-such-program-xyz {port}", "no such program"),
+    ],
+)
 def test_unusable_commands_are_refused_at_once(command: str, message: str) -> None:
     start = time.monotonic()
     with pytest.raises(ServerStartError, match=message):
@@ -85,11 +88,13 @@ def test_a_dead_server_is_described() -> None:
 
 def test_the_server_dies_with_a_killed_checker() -> None:
     """A checker killed mid-run (SIGKILL: no cleanup runs) leaves no server behind."""
-    script = ("import sys, time\n"
-              "from spec.drivers.server_process import ServerProcess\n"
-              "s = ServerProcess(sys.executable + ' -m impl.select_server --port {port}').start()\n"
-              "print(s.process.pid, flush=True)\n"
-              "time.sleep(60)\n")
+    script = (
+        "import sys, time\n"
+        "from spec.drivers.server_process import ServerProcess\n"
+        "s = ServerProcess(sys.executable + ' -m impl.select_server --port {port}').start()\n"
+        "print(s.process.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
     checker = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
         server = psutil.Process(int(checker.stdout.readline()))
@@ -108,9 +113,13 @@ def test_the_server_dies_with_a_killed_checker() -> None:
 
 
 def _running(servers: list[ServerProcess]) -> list[int]:
-    return [s.process.pid for s in servers
-            if s.process is not None and psutil.pid_exists(s.process.pid)
-            and psutil.Process(s.process.pid).status() != psutil.STATUS_ZOMBIE]
+    return [
+        s.process.pid
+        for s in servers
+        if s.process is not None
+        and psutil.pid_exists(s.process.pid)
+        and psutil.Process(s.process.pid).status() != psutil.STATUS_ZOMBIE
+    ]
 
 
 def test_a_supply_hands_out_fresh_servers_and_ends_them_all() -> None:
@@ -139,9 +148,11 @@ def test_a_supply_reports_a_server_that_cannot_start_and_leaves_nothing() -> Non
 
 
 def test_a_server_given_back_that_ignores_sigterm_is_killed_at_once() -> None:
-    command = (f"{PY} -c 'import signal, socket, sys, time; signal.signal(signal.SIGTERM, "
-               f"signal.SIG_IGN); s = socket.create_server((\"127.0.0.1\", int(sys.argv[1]))); "
-               f"time.sleep(60)' {{port}}")
+    command = (
+        f"{PY} -c 'import signal, socket, sys, time; signal.signal(signal.SIGTERM, "
+        f'signal.SIG_IGN); s = socket.create_server(("127.0.0.1", int(sys.argv[1]))); '
+        f"time.sleep(60)' {{port}}"
+    )
     supply = ServerSupply(command)
     try:
         server = supply.take()
@@ -160,22 +171,29 @@ def test_a_process_check_leaves_no_process_behind(module: str) -> None:
     the one launched in advance included."""
     me = psutil.Process()
     before = {p.pid for p in me.children(recursive=True)}
-    outcome = check(Target("cmd", server_command(module)), "ECHO-5", settle=1.0,
-                    hypothesis_settings=settings(max_examples=5, stateful_step_count=5,
-                                                 derandomize=True, database=None))
+    outcome = check(
+        Target("cmd", server_command(module)),
+        "ECHO-5",
+        settle=1.0,
+        hypothesis_settings=settings(
+            max_examples=5, stateful_step_count=5, derandomize=True, database=None
+        ),
+    )
     assert outcome.verdict == ("pass" if module == "impl.select_server" else "fail")
     left = [p for p in me.children(recursive=True) if p.pid not in before]
     assert left == [], f"left behind (running or unreaped): {left}"
 
 
 def test_a_stranger_listening_on_the_port_is_not_taken_for_the_server(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Another process may bind the free port before the server does: the
     server then exits (EADDRINUSE), and the stranger's listener must not be
     taken for it."""
     with socket.create_server((HOST, 0)) as stranger:
-        monkeypatch.setattr("spec.drivers.server_process.free_port",
-                            lambda network=None: stranger.getsockname()[1])
+        monkeypatch.setattr(
+            "spec.drivers.server_process.free_port", lambda network=None: stranger.getsockname()[1]
+        )
         command = f"{PY} -c 'import sys, time; time.sleep(0.3); sys.exit(3)' {{port}}"
         with pytest.raises(ServerStartError, match="exit status 3"):
             ServerProcess(command).start()
@@ -194,10 +212,10 @@ def test_listening_inodes_names_only_the_listener() -> None:
 
 
 @pytest.mark.parametrize("sock_diag", [True, False])
-def test_the_server_is_recognised_as_the_listener(monkeypatch: pytest.MonkeyPatch,
-                                                  sock_diag: bool) -> None:
+def test_the_server_is_recognised_as_the_listener(
+    monkeypatch: pytest.MonkeyPatch, sock_diag: bool
+) -> None:
     if not sock_diag:  # the fallback: psutil's connection table
-        monkeypatch.setattr("spec.drivers.server_process.listening_inodes",
-                            lambda port, **_: None)
+        monkeypatch.setattr("spec.drivers.server_process.listening_inodes", lambda port, **_: None)
     with ServerProcess(REFERENCE_CMD) as server:
         assert server._listens()

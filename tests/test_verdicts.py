@@ -37,8 +37,7 @@ REFERENCE_CMD = as_cmd("impl.select_server")
 SEED_UPPER_CMD = as_cmd("impl.seed_upper_server")
 
 #: Derandomized: the same programs, so the same verdicts, on every run.
-IN_PROCESS = settings(max_examples=30, stateful_step_count=15, derandomize=True,
-                      database=None)
+IN_PROCESS = settings(max_examples=30, stateful_step_count=15, derandomize=True, database=None)
 PROCESS = settings(max_examples=12, stateful_step_count=10, derandomize=True, database=None)
 #: For servers expected to fail: how long failing checks wait.  A server on
 #: loopback answers in milliseconds, but a loaded machine needs the default
@@ -76,8 +75,9 @@ SEED_UPPER_VERDICTS = [
 ]
 
 
-@pytest.mark.parametrize(("req_id", "verdict", "program"), SEED_UPPER_VERDICTS,
-                         ids=[v[0] for v in SEED_UPPER_VERDICTS])
+@pytest.mark.parametrize(
+    ("req_id", "verdict", "program"), SEED_UPPER_VERDICTS, ids=[v[0] for v in SEED_UPPER_VERDICTS]
+)
 def test_seed_upper_server_verdicts(req_id: str, verdict: str, program: list[str] | None) -> None:
     outcome = check(SEED_UPPER, req_id, hypothesis_settings=IN_PROCESS)
     assert outcome.verdict == verdict, outcome.detail
@@ -88,10 +88,13 @@ def test_seed_upper_server_verdicts(req_id: str, verdict: str, program: list[str
 
 
 @pytest.mark.slow  # each shrinking step starts a process and waits out --settle: ~20-40 s
-@pytest.mark.parametrize(("req_id", "program"), [
-    ("ECHO-5", ["c0 = state.connect()", "state.abort(c0)"]),
-    ("ECHO-6", ["c0 = state.connect()", "state.close(c0)"]),
-])
+@pytest.mark.parametrize(
+    ("req_id", "program"),
+    [
+        ("ECHO-5", ["c0 = state.connect()", "state.abort(c0)"]),
+        ("ECHO-6", ["c0 = state.connect()", "state.close(c0)"]),
+    ],
+)
 def test_seed_upper_server_fails_as_a_process(req_id: str, program: list[str]) -> None:
     outcome = check(SEED_UPPER_CMD, req_id, settle=SETTLE, hypothesis_settings=PROCESS)
     assert outcome.verdict == "fail", outcome.detail
@@ -119,8 +122,9 @@ SEED_ECHO_VERDICTS = [
 ]
 
 
-@pytest.mark.parametrize(("req_id", "verdict", "program"), SEED_ECHO_VERDICTS,
-                         ids=[v[0] for v in SEED_ECHO_VERDICTS])
+@pytest.mark.parametrize(
+    ("req_id", "verdict", "program"), SEED_ECHO_VERDICTS, ids=[v[0] for v in SEED_ECHO_VERDICTS]
+)
 def test_seed_echo_server_verdicts(req_id: str, verdict: str, program: list[str] | None) -> None:
     outcome = check(SEED_ECHO, req_id, hypothesis_settings=IN_PROCESS)
     assert outcome.verdict == verdict, outcome.detail
@@ -134,8 +138,9 @@ def test_seed_echo_server_verdicts(req_id: str, verdict: str, program: list[str]
         # varies, so the crash may come one round later, in the next step.
         assert len(outcome.program) <= 4, outcome.program
         assert outcome.program[0] == "c0 = state.connect()", outcome.program
-        assert any(line.startswith(("state.abort(", "state.flood("))
-                   for line in outcome.program), outcome.program
+        assert any(line.startswith(("state.abort(", "state.flood(")) for line in outcome.program), (
+            outcome.program
+        )
 
 
 NODE = shutil.which("node")
@@ -162,8 +167,9 @@ def test_the_selectors_design_passes_in_process(req_id: str) -> None:
 
 
 @pytest.mark.slow  # a process per example: about a minute per design
-@pytest.mark.parametrize("module", ["impl.selectors_server", "impl.asyncio_server",
-                                    "impl.threaded_server"])
+@pytest.mark.parametrize(
+    "module", ["impl.selectors_server", "impl.asyncio_server", "impl.threaded_server"]
+)
 @pytest.mark.parametrize("req_id", IDS)
 def test_the_alternative_designs_pass_as_processes(module: str, req_id: str) -> None:
     outcome = check(as_cmd(module), req_id, hypothesis_settings=PROCESS)
@@ -181,10 +187,17 @@ class SlowTransformServer(SelectEchoServer):
 def test_a_server_blocked_in_its_loop_with_nobody_flooding_is_echo_7() -> None:
     """spec/PROTOCOL.md, "How violations are classified", step 2: blocked is ECHO-7
     whether or not a client floods."""
-    outcome = check(Target("impl", f"{__name__}:SlowTransformServer"), "ECHO-7",
-                    hypothesis_settings=settings(max_examples=5, stateful_step_count=5,
-                                                 derandomize=True, database=None,
-                                                 phases=[Phase.explicit, Phase.generate]))
+    outcome = check(
+        Target("impl", f"{__name__}:SlowTransformServer"),
+        "ECHO-7",
+        hypothesis_settings=settings(
+            max_examples=5,
+            stateful_step_count=5,
+            derandomize=True,
+            database=None,
+            phases=[Phase.explicit, Phase.generate],
+        ),
+    )
     assert outcome.verdict == "fail"
     assert outcome.detail.startswith("ECHO-7: the server's poll() did not return"), outcome.detail
     assert "flood" not in " ".join(outcome.program)

@@ -54,8 +54,13 @@ class Budget:
 
     def settings(self) -> settings:
         phases = list(Phase) if self.shrink else [Phase.explicit, Phase.generate]
-        return settings(max_examples=self.examples, stateful_step_count=self.steps,
-                        database=None, derandomize=True, phases=phases)
+        return settings(
+            max_examples=self.examples,
+            stateful_step_count=self.steps,
+            database=None,
+            derandomize=True,
+            phases=phases,
+        )
 
 
 #: What a gap would be judged with here (the checker's CI budget).
@@ -86,8 +91,15 @@ BUDGETS: dict[str, Budget] = {
     "uncaught-reset": Budget(30, 10, program=ABORT),  # 4.3 s; min 5 x 10 or 10 x 5
     "peername-on-close": Budget(20, 5, program=ABORT),  # 5 s
     # Shrinking keeps a burst before the two steps that matter; both programs show it.
-    "remove-twice-after-flush": Budget(40, 10, program=(
-        BURST[0], "c2 = state.connect()", "state.send_and_half_close(c2, Payload(b'\\x00'))")),
+    "remove-twice-after-flush": Budget(
+        40,
+        10,
+        program=(
+            BURST[0],
+            "c2 = state.connect()",
+            "state.send_and_half_close(c2, Payload(b'\\x00'))",
+        ),
+    ),
     # 6 s; min 5 x 5
     "keeps-queue-entry": Budget(10, 5, program=ABORT),  # 0.5 s
     "shutdown-without-close": Budget(10, 5, program=ABORT),  # 0.6 s
@@ -169,8 +181,11 @@ def test_registry_entry(name: str) -> None:
 def test_defect_is_rejected(name: str) -> None:
     d = DEFECTS[name]
     budget = GAP_BUDGET if name in GAPS else BUDGETS.get(name)
-    outcome = check(Target("impl", d.target), d.requirement,
-                    hypothesis_settings=budget.settings() if budget else None)
+    outcome = check(
+        Target("impl", d.target),
+        d.requirement,
+        hypothesis_settings=budget.settings() if budget else None,
+    )
     assert outcome.verdict == "fail", f"{name} not rejected: {outcome.detail}"
     assert outcome.violation is not None
     assert outcome.violation.requirement == d.requirement
@@ -182,7 +197,8 @@ def test_defect_is_rejected(name: str) -> None:
 
 
 def test_sipping_at_the_end_reaches_the_flush_path_of_a_server_sending_at_once(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Sending at once, a server queues echo at EOF only after short sends: a
     half-closed flooder that takes its echo in sips at the end makes them short.
 
@@ -190,8 +206,11 @@ def test_sipping_at_the_end_reaches_the_flush_path_of_a_server_sending_at_once(
     kernel's buffers cannot reach it at all.
     """
     target = Target("impl", "impl.zoo.resilience:RemoveTwiceAfterFlushSendAtOnceServer")
-    program = ["c0 = state.connect()", "state.flood(c0, Payload(b'\\x00', 2000000))",
-               "state.half_close(c0)"]
+    program = [
+        "c0 = state.connect()",
+        "state.flood(c0, Payload(b'\\x00', 2000000))",
+        "state.half_close(c0)",
+    ]
     violation = run_program(target, "ECHO-5", program)
     assert violation is not None and "ValueError" in violation.describe(), violation
     # The same program, drained all at once, does not reach the flush path.
@@ -202,8 +221,12 @@ def test_sipping_at_the_end_reaches_the_flush_path_of_a_server_sending_at_once(
 def test_dup_leak_is_rejected_as_a_process() -> None:
     """What the in-process driver misses, the process driver's descriptor count sees."""
     d = DEFECTS["dup-leak"]
-    outcome = check(Target("impl", d.target).as_process(), "ECHO-6", settle=0.5,
-                    hypothesis_settings=Budget(5, 5, shrink=False).settings())
+    outcome = check(
+        Target("impl", d.target).as_process(),
+        "ECHO-6",
+        settle=0.5,
+        hypothesis_settings=Budget(5, 5, shrink=False).settings(),
+    )
     assert outcome.verdict == "fail", outcome.detail
     assert outcome.detail.startswith("ECHO-6: ")
     assert "holds" in outcome.detail, outcome.detail
@@ -323,8 +346,9 @@ def test_uncaught_send_error_is_real(rig: Rig, name: str, dies: bool) -> None:
         assert raised is None
 
 
-@pytest.mark.parametrize(("name", "dies"), [("reference", False),
-                                           ("remove-twice-after-flush", True)])
+@pytest.mark.parametrize(
+    ("name", "dies"), [("reference", False), ("remove-twice-after-flush", True)]
+)
 def test_remove_twice_after_flush_is_real(rig: Rig, name: str, dies: bool) -> None:
     """`printf hello | nc -N`: EOF with echo queued; the flush's cleanup removes twice."""
     cls = REFERENCE if name == "reference" else DEFECTS[name].load()
@@ -338,14 +362,17 @@ def test_remove_twice_after_flush_is_real(rig: Rig, name: str, dies: bool) -> No
             assert read_until_eof(server, c) == (b"HELLO", True)
 
 
-@pytest.mark.parametrize(("name", "effect"), [
-    ("reference", "none"),
-    ("ignore-send-result", "loses"),
-    ("eager-send", "loses"),
-    ("blocking-connections", "blocks"),
-    ("send-until-done", "blocks"),
-    ("sendall-echo", "blocks"),
-])
+@pytest.mark.parametrize(
+    ("name", "effect"),
+    [
+        ("reference", "none"),
+        ("ignore-send-result", "loses"),
+        ("eager-send", "loses"),
+        ("blocking-connections", "blocks"),
+        ("send-until-done", "blocks"),
+        ("sendall-echo", "blocks"),
+    ],
+)
 def test_short_send_defects_are_real(rig: Rig, name: str, effect: str) -> None:
     """With a small server send buffer (no autotuning: a fixed SO_SNDBUF, as many servers
     and other kernels have), a slow reader makes send() short: the defect shows."""
@@ -395,11 +422,15 @@ def test_dup_leak_is_real(rig: Rig, name: str, leaks: bool) -> None:
 # -- the model ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("sent", "received"), [
-    (b"abc\x90defghijklmnopqrstuvwxyz", b"ABCDEFGHIJKLMNOPQRSTUVWXYZ"),  # 0x90 lost
-    # A lost run: what arrives is the echo of later bytes (spec/model.py _moved_from).
-    (bytes(range(128, 168)) + b"tail" * 8, (bytes(range(148, 168)) + b"tail" * 8).upper()),
-], ids=["one-byte-lost", "chunk-lost"])
+@pytest.mark.parametrize(
+    ("sent", "received"),
+    [
+        (b"abc\x90defghijklmnopqrstuvwxyz", b"ABCDEFGHIJKLMNOPQRSTUVWXYZ"),  # 0x90 lost
+        # A lost run: what arrives is the echo of later bytes (spec/model.py _moved_from).
+        (bytes(range(128, 168)) + b"tail" * 8, (bytes(range(148, 168)) + b"tail" * 8).upper()),
+    ],
+    ids=["one-byte-lost", "chunk-lost"],
+)
 def test_lost_non_ascii_bytes_are_echo_2(sent: bytes, received: bytes) -> None:
     v = diagnose(sent, received, settled=True)
     assert v is not None and v.requirement == "ECHO-2", v
@@ -409,8 +440,7 @@ def test_reordered_flood_chunks_are_a_violation() -> None:
     """Regression: large payloads were once one 64 KiB block repeated, so
     reordered chunks were indistinguishable; each copy now has a counter."""
     data = Payload(b"\x00", 4 * 1024 * 1024).data()
-    chunks = [data[i:i + 65536] for i in range(0, len(data), 65536)]
+    chunks = [data[i : i + 65536] for i in range(0, len(data), 65536)]
     reordered = b"".join(chunks[:1] + chunks[1:][::-1])
     assert reordered != data
     assert diagnose(data, reordered.upper(), settled=True) is not None
-

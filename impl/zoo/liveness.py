@@ -19,7 +19,7 @@ class BlockingConnectionsServer(SelectEchoServer):
 
 
 class SendUntilDoneServer(SelectEchoServer):
-    """"Make sure the whole message goes out": retries send() in a loop until the
+    """ "Make sure the whole message goes out": retries send() in a loop until the
     queue is empty, spinning on EAGAIN, so a client that does not read keeps the
     loop inside one send forever. Breaks ECHO-7."""
 

@@ -33,8 +33,14 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
-             signal.SIGUSR2)
+FORWARDED = (
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+)
 CLONE_NEWPID = 0x20000000
 PR_SET_PDEATHSIG = 1
 
@@ -56,8 +62,11 @@ def supervise(child: int) -> int:
         except ChildProcessError:  # pragma: no cover - `child` is always a child
             return 0
         if pid == child:
-            return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else (
-                128 + os.WTERMSIG(status))
+            return (
+                os.waitstatus_to_exitcode(status)
+                if os.WIFEXITED(status)
+                else (128 + os.WTERMSIG(status))
+            )
 
 
 def spawn(run: Callable[[], None]) -> int:

@@ -31,9 +31,13 @@ MAX_READS_PER_PUMP = 8
 _LINGER_ABORT = struct.pack("ii", 1, 0)
 
 
-def connect(address: tuple[str, int], timeout: float, *,
-            new_socket: Callable[..., socket.socket] = socket.socket,
-            fixed_buffers: bool = True) -> socket.socket:
+def connect(
+    address: tuple[str, int],
+    timeout: float,
+    *,
+    new_socket: Callable[..., socket.socket] = socket.socket,
+    fixed_buffers: bool = True,
+) -> socket.socket:
     """A socket connected to `address`.
 
     `new_socket` makes it (in the network the server runs in);
@@ -54,8 +58,14 @@ def connect(address: tuple[str, int], timeout: float, *,
 
 
 class Client:
-    def __init__(self, name: str, sock: socket.socket,
-                 others: Callable[[], Iterable[bytes]], *, quickack: bool = False) -> None:
+    def __init__(
+        self,
+        name: str,
+        sock: socket.socket,
+        others: Callable[[], Iterable[bytes]],
+        *,
+        quickack: bool = False,
+    ) -> None:
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.name = name
@@ -84,7 +94,7 @@ class Client:
         """Arrange for `data` to be sent in `writes` send() calls."""
         step = max(1, -(-len(data) // max(1, writes)))
         view = memoryview(data)
-        self.pending.extend(view[i:i + step] for i in range(0, len(data), step))
+        self.pending.extend(view[i : i + step] for i in range(0, len(data), step))
 
     def flush(self) -> None:
         """Write what the kernel takes of the pending bytes now (no server round between)."""

@@ -78,7 +78,8 @@ CONTAINERS = ("inputs", "outputs", "message_queues")
 def _listening(s: object) -> bool:
     try:
         return isinstance(s, socket.socket) and bool(
-            s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
+            s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+        )
     except OSError:
         return False
 
@@ -274,11 +275,14 @@ class InProcessDriver(Driver):
             if self._netlink is None:
                 self._netlink = sock_diag.open_netlink()
             # Delayed ACKs (host loopback) are waited out by `_in_flight` where it matters.
-            return any(sock_diag.in_flight(sock_diag.lookup(self._netlink, c.local_address,
-                                                            self.address),
-                                           sock_diag.lookup(self._netlink, self.address,
-                                                            c.local_address), acks=False)
-                       for c in self._known.values())
+            return any(
+                sock_diag.in_flight(
+                    sock_diag.lookup(self._netlink, c.local_address, self.address),
+                    sock_diag.lookup(self._netlink, self.address, c.local_address),
+                    acks=False,
+                )
+                for c in self._known.values()
+            )
         except (OSError, struct.error):  # not Linux, or netlink refused: trust quiet rounds
             return False
 
@@ -299,12 +303,16 @@ class InProcessDriver(Driver):
             return
 
         def blocked(signum: int, frame: Any) -> None:
-            raise ServerBlocked(f"the server's poll() did not return within {self.watchdog:g} s "
-                                "(a blocking call inside the event loop)")
+            raise ServerBlocked(
+                f"the server's poll() did not return within {self.watchdog:g} s "
+                "(a blocking call inside the event loop)"
+            )
 
         def spinning(signum: int, frame: Any) -> None:
-            raise ServerBlocked(f"the server's poll() used {self.spin_cpu:g} s of CPU without "
-                                "returning (a busy loop inside the event loop)")
+            raise ServerBlocked(
+                f"the server's poll() used {self.spin_cpu:g} s of CPU without "
+                "returning (a busy loop inside the event loop)"
+            )
 
         def guarded(f: Callable[..., Any], *args: Any) -> Any:
             # No garbage collection inside the server's round: a full
@@ -339,8 +347,10 @@ class InProcessDriver(Driver):
         if self._crash is None:
             return None
         e, tb = self._crash
-        return Violation(RESILIENCE, f"the server's poll() raised {type(e).__name__}: {e}; "
-                         f"the server is dead\n{tb}")
+        return Violation(
+            RESILIENCE,
+            f"the server's poll() raised {type(e).__name__}: {e}; the server is dead\n{tb}",
+        )
 
     def blocked(self) -> str | None:
         return self._blocked
@@ -352,8 +362,11 @@ class InProcessDriver(Driver):
                 yield name, container
 
     def _match(self, clients: Sequence[Client]) -> None:
-        unmatched = {c.local_address: c.name for c in clients
-                     if c.active and c.name not in self._server_sockets}
+        unmatched = {
+            c.local_address: c.name
+            for c in clients
+            if c.active and c.name not in self._server_sockets
+        }
         if not unmatched:
             return
         for _, container in self._containers():
@@ -379,19 +392,25 @@ class InProcessDriver(Driver):
             if s.fileno() != -1 or held:
                 what = [f"socket fd {s.fileno()} still open"] if s.fileno() != -1 else []
                 what += [f"still in {name}" for name in held]
-                return Violation(CLEANUP, f"after the connection ended ({c.model.state.value}) "
-                                 f"the server still holds it: {', '.join(what)}",
-                                 connection=c.name)
+                return Violation(
+                    CLEANUP,
+                    f"after the connection ended ({c.model.state.value}) "
+                    f"the server still holds it: {', '.join(what)}",
+                    connection=c.name,
+                )
         # The socket object is closed, but a dup()ed descriptor (or one kept
         # by fileno() alone) holds the connection open just the same.
         open_sockets = socket_descriptors()
         for c in ended:
             fd = open_sockets.get(self._server_inodes.get(c.name, -1))
             if fd is not None:
-                return Violation(CLEANUP, f"after the connection ended ({c.model.state.value}) "
-                                 f"the server still holds it: descriptor {fd} is open on its "
-                                 "socket (a dup() or a bare fileno never closed)",
-                                 connection=c.name)
+                return Violation(
+                    CLEANUP,
+                    f"after the connection ended ({c.model.state.value}) "
+                    f"the server still holds it: descriptor {fd} is open on its "
+                    "socket (a dup() or a bare fileno never closed)",
+                    connection=c.name,
+                )
         # Closed, yet kept: a socket object the server still refers to is
         # memory held for a connection that has ended (it adds up).
         kept = [c for c in ended if (ref := self._server_sockets.get(c.name)) and ref()]
@@ -401,9 +420,13 @@ class InProcessDriver(Driver):
                 s = self._server_sockets[c.name]()
                 where = s is not None and self._holder(s)
                 if where:
-                    return Violation(CLEANUP, f"after the connection ended "
-                                     f"({c.model.state.value}) the server still keeps its "
-                                     f"closed socket object in {where}", connection=c.name)
+                    return Violation(
+                        CLEANUP,
+                        f"after the connection ended "
+                        f"({c.model.state.value}) the server still keeps its "
+                        f"closed socket object in {where}",
+                        connection=c.name,
+                    )
         return None
 
     def _holder(self, s: socket.socket) -> str | None:
@@ -429,11 +452,17 @@ class InProcessDriver(Driver):
         try:
             server.close()
         except Exception as e:
-            return Violation(CLEANUP, f"the server's close() raised {type(e).__name__}: {e}; "
-                             "whatever it had not closed yet stays open")
+            return Violation(
+                CLEANUP,
+                f"the server's close() raised {type(e).__name__}: {e}; "
+                "whatever it had not closed yet stays open",
+            )
         del server
         left = _open_descriptors() - self._descriptors_before
         if left:
-            return Violation(CLEANUP, f"the server's close() left {len(left)} descriptor(s) "
-                             f"open that were not open before it started: {sorted(left)}")
+            return Violation(
+                CLEANUP,
+                f"the server's close() left {len(left)} descriptor(s) "
+                f"open that were not open before it started: {sorted(left)}",
+            )
         return None

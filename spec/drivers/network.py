@@ -116,8 +116,11 @@ class PrivateNetwork:
             request = _IFREQ.pack(b"lo", 0)
             flags = _IFREQ.unpack(fcntl.ioctl(s, _SIOCGIFFLAGS, request))[1]
             fcntl.ioctl(s, _SIOCSIFFLAGS, _IFREQ.pack(b"lo", flags | _IFF_UP))
-        for name, value in (("tcp_rmem", cls.tcp_rmem), ("tcp_wmem", cls.tcp_wmem),
-                            ("tcp_moderate_rcvbuf", (0,))):
+        for name, value in (
+            ("tcp_rmem", cls.tcp_rmem),
+            ("tcp_wmem", cls.tcp_wmem),
+            ("tcp_moderate_rcvbuf", (0,)),
+        ):
             with open(f"/proc/sys/net/ipv4/{name}", "w") as f:
                 f.write(" ".join(map(str, value)))
         cls.quickack = cls._no_delayed_acks()
@@ -137,9 +140,29 @@ class PrivateNetwork:
             return False
         for destination in ("127.0.0.0/8", "127.0.0.1"):
             done = subprocess.run(
-                [ip, "route", "change", "local", destination, "dev", "lo", "table", "local",
-                 "proto", "kernel", "scope", "host", "src", "127.0.0.1", "quickack", "1"],
-                stdin=subprocess.DEVNULL, capture_output=True, timeout=10)
+                [
+                    ip,
+                    "route",
+                    "change",
+                    "local",
+                    destination,
+                    "dev",
+                    "lo",
+                    "table",
+                    "local",
+                    "proto",
+                    "kernel",
+                    "scope",
+                    "host",
+                    "src",
+                    "127.0.0.1",
+                    "quickack",
+                    "1",
+                ],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=10,
+            )
             if done.returncode != 0:
                 return False
         return True
@@ -151,8 +174,10 @@ class PrivateNetwork:
         try:
             yield
         finally:
-            _check(self._libc.setns(self._host_fd, _CLONE_NEWNET),
-                   "cannot return to the host's network")
+            _check(
+                self._libc.setns(self._host_fd, _CLONE_NEWNET),
+                "cannot return to the host's network",
+            )
 
     def socket(self, *args: int) -> socket.socket:
         """A new socket in this namespace (same arguments as socket.socket)."""
@@ -170,14 +195,21 @@ class PrivateNetwork:
 
     def describe(self) -> dict[str, object]:
         """The network the servers ran in, for the report."""
-        return {"namespace": "private (loopback only)", "tcp_rmem": list(self.tcp_rmem),
-                "tcp_wmem": list(self.tcp_wmem), "delayed_acks": not self.quickack}
+        return {
+            "namespace": "private (loopback only)",
+            "tcp_rmem": list(self.tcp_rmem),
+            "tcp_wmem": list(self.tcp_wmem),
+            "delayed_acks": not self.quickack,
+        }
 
 
 def host_description(reason: str | None) -> dict[str, object]:
     """The report's entry when servers run on the host's loopback."""
-    return {"namespace": "host", "why": reason or "not asked for",
-            "note": "buffer sizes autotuned by the kernel; short sends are rare"}
+    return {
+        "namespace": "host",
+        "why": reason or "not asked for",
+        "note": "buffer sizes autotuned by the kernel; short sends are rare",
+    }
 
 
 #: Makes a socket in the network the checker uses (the host's, or a private one).

@@ -58,8 +58,7 @@ Ends = tuple[sock_diag.TcpSocket | None, sock_diag.TcpSocket | None]
 
 
 def _shape(end: sock_diag.TcpSocket | None) -> tuple[object, ...] | None:
-    return None if end is None else (end.state, end.rqueue, end.wqueue, end.bytes_in,
-                                     end.bytes_out)
+    return None if end is None else (end.state, end.rqueue, end.wqueue, end.bytes_in, end.bytes_out)
 
 
 @dataclass(frozen=True)
@@ -71,10 +70,11 @@ class Look:
     connections: tuple[Ends, ...]
 
     def same(self, other: Look) -> bool:
-        return ([(t.tid, t.state, t.runs) for t in self.threads]
-                == [(t.tid, t.state, t.runs) for t in other.threads]
-                and [(_shape(c), _shape(s)) for c, s in self.connections]
-                == [(_shape(c), _shape(s)) for c, s in other.connections])
+        return [(t.tid, t.state, t.runs) for t in self.threads] == [
+            (t.tid, t.state, t.runs) for t in other.threads
+        ] and [(_shape(c), _shape(s)) for c, s in self.connections] == [
+            (_shape(c), _shape(s)) for c, s in other.connections
+        ]
 
     @property
     def asleep(self) -> bool:
@@ -104,15 +104,27 @@ class ProcessDriver(Driver):
     first_pause = 0.0005
     longest_pause = 0.01
 
-    def __init__(self, command: str, *, settle: float = 2.0, target: str | None = None,
-                 supply: ServerSupply | None = None, private_network: bool = True) -> None:
+    def __init__(
+        self,
+        command: str,
+        *,
+        settle: float = 2.0,
+        target: str | None = None,
+        supply: ServerSupply | None = None,
+        private_network: bool = True,
+    ) -> None:
         self.command = command
         self.settle_time = settle
         self.target = target or command
         #: Where started servers come from (one launched in advance), if given.
         self.supply = supply
-        self.network = (supply.network if supply is not None
-                        else PrivateNetwork.shared() if private_network else None)
+        self.network = (
+            supply.network
+            if supply is not None
+            else PrivateNetwork.shared()
+            if private_network
+            else None
+        )
         if self.network is not None:
             self.flood_limit = self.network.flood_limit
         self.process: ServerProcess | None = None
@@ -141,17 +153,23 @@ class ProcessDriver(Driver):
         self.witness = self._look() is not None
 
     def connect(self) -> socket.socket:
-        return connect(self.address, self.settle_time,
-                       new_socket=self.network.socket if self.network else socket.socket,
-                       fixed_buffers=self.network is None)
+        return connect(
+            self.address,
+            self.settle_time,
+            new_socket=self.network.socket if self.network else socket.socket,
+            fixed_buffers=self.network is None,
+        )
 
     def environment(self) -> dict[str, object]:
-        network = (self.network.describe() if self.network
-                   else host_description(PrivateNetwork.refused()))
-        judged = ("at rest, as the kernel reports it (/proc threads, sock_diag queues)"
-                  if self.witness else
-                  f"by the clock (--settle {self.settle_time:g} s): /proc or sock_diag "
-                  "cannot be read here")
+        network = (
+            self.network.describe() if self.network else host_description(PrivateNetwork.refused())
+        )
+        judged = (
+            "at rest, as the kernel reports it (/proc threads, sock_diag queues)"
+            if self.witness
+            else f"by the clock (--settle {self.settle_time:g} s): /proc or sock_diag "
+            "cannot be read here"
+        )
         return {"network": network, "containment": containment(), "judged": judged}
 
     # -- looking -------------------------------------------------------------------
@@ -163,15 +181,20 @@ class ProcessDriver(Driver):
         if seen is None:
             return None
         try:
-            connections = tuple((self._lookup(c.local_address, self.address),
-                                 self._lookup(self.address, c.local_address))
-                                for c in self._known.values())
+            connections = tuple(
+                (
+                    self._lookup(c.local_address, self.address),
+                    self._lookup(self.address, c.local_address),
+                )
+                for c in self._known.values()
+            )
         except OSError:
             return None
         return Look(seen, connections)
 
-    def _lookup(self, local: tuple[str, int],
-                remote: tuple[str, int]) -> sock_diag.TcpSocket | None:
+    def _lookup(
+        self, local: tuple[str, int], remote: tuple[str, int]
+    ) -> sock_diag.TcpSocket | None:
         """The socket with these ends, asked of the kernel of the server's network."""
         if self._netlink is None:
             new_socket = self.network.socket if self.network else socket.socket
@@ -250,8 +273,11 @@ class ProcessDriver(Driver):
 
     @staticmethod
     def _wait_for_io(clients: Sequence[Client], timeout: float) -> None:
-        readers = [c.sock for c in clients if c.active and c.model.reading
-                   and not (c.model.eof or c.model.reset or c.violation)]
+        readers = [
+            c.sock
+            for c in clients
+            if c.active and c.model.reading and not (c.model.eof or c.model.reset or c.violation)
+        ]
         writers = [c.sock for c in clients if c.active and c.pending]
         if readers or writers:
             select.select(readers, writers, [], timeout)
@@ -265,8 +291,11 @@ class ProcessDriver(Driver):
             return
         self._note_server_sockets(clients)
         owed_inodes = {self._server_inodes.get(c.name) for c in owed}
-        serving = [t for t in look.threads
-                   if t.in_readiness_wait or (t.fd is not None and t.socket_inode() in owed_inodes)]
+        serving = [
+            t
+            for t in look.threads
+            if t.in_readiness_wait or (t.fd is not None and t.socket_inode() in owed_inodes)
+        ]
         if serving:
             return
         names = {inode: name for name, inode in self._server_inodes.items()}
@@ -276,11 +305,16 @@ class ProcessDriver(Driver):
                 continue
             name = names.get(inode)
             peer = next((c for c in clients if c.name == name), None)
-            where = (f"{name}'s connection" + ("" if peer is None or peer.model.reading
-                                                else f" ({name} is not reading)")
-                     if name else "a socket that is not an owed client's")
-            self._blocked = (f"the server is asleep in {t.syscall}() on {where} while echo is "
-                             f"owed to {owed[0]}, and no thread of it waits for other sockets")
+            where = (
+                f"{name}'s connection"
+                + ("" if peer is None or peer.model.reading else f" ({name} is not reading)")
+                if name
+                else "a socket that is not an owed client's"
+            )
+            self._blocked = (
+                f"the server is asleep in {t.syscall}() on {where} while echo is "
+                f"owed to {owed[0]}, and no thread of it waits for other sockets"
+            )
             return
 
     def _note_server_sockets(self, clients: Sequence[Client]) -> None:
@@ -306,8 +340,11 @@ class ProcessDriver(Driver):
         if not self.process.wait_dead(self.death_grace if wait else 0):
             return None
         tail = self.process.stderr_tail()
-        return Violation(RESILIENCE, f"the server died ({self.process.exit_description()})"
-                         + (f"; its stderr ends with:\n{tail}" if tail else ""))
+        return Violation(
+            RESILIENCE,
+            f"the server died ({self.process.exit_description()})"
+            + (f"; its stderr ends with:\n{tail}" if tail else ""),
+        )
 
     def blocked(self) -> str | None:
         return self._blocked
@@ -315,8 +352,11 @@ class ProcessDriver(Driver):
     def _held(self, ended: Sequence[Client]) -> list[tuple[Client, str]]:
         """The ended clients whose connection a process of the server still holds, and how."""
         assert self.process is not None
-        descriptors = {inode: (pid, fd) for pid in self.process.pids()
-                       for inode, fd in socket_descriptors(pid).items()}
+        descriptors = {
+            inode: (pid, fd)
+            for pid in self.process.pids()
+            for inode, fd in socket_descriptors(pid).items()
+        }
         held = []
         for c in ended:
             inode = self._server_inodes.get(c.name)
@@ -324,8 +364,9 @@ class ProcessDriver(Driver):
                 pid, fd = descriptors[inode]
                 found = self._lookup(self.address, self._server_ends[c.name])
                 state = found.state.name if found is not None and found.inode == inode else "CLOSE"
-                held.append((c, f"its socket is still open ({state}, descriptor {fd} of "
-                                f"process {pid})"))
+                held.append(
+                    (c, f"its socket is still open ({state}, descriptor {fd} of process {pid})")
+                )
         return held
 
     def leaks(self, ended: Sequence[Client], live: int) -> Violation | None:
@@ -340,9 +381,13 @@ class ProcessDriver(Driver):
         if not held:
             return None
         c, how = held[0]
-        return Violation(CLEANUP, f"after the connection ended ({c.model.state.value}) and the "
-                         f"server came to rest, it still holds it: {how}", connection=c.name,
-                         waited=True)
+        return Violation(
+            CLEANUP,
+            f"after the connection ended ({c.model.state.value}) and the "
+            f"server came to rest, it still holds it: {how}",
+            connection=c.name,
+            waited=True,
+        )
 
     def close(self) -> None:
         # Nothing to judge: the process is simply ended.

@@ -69,8 +69,9 @@ def _namespace_prefix() -> tuple[str, ...] | None:
         return None
     prefix = (sys.executable, "-I", "-S", str(_INIT))
     try:
-        done = subprocess.run([*prefix, "true"], stdin=subprocess.DEVNULL,
-                              capture_output=True, timeout=10)
+        done = subprocess.run(
+            [*prefix, "true"], stdin=subprocess.DEVNULL, capture_output=True, timeout=10
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return prefix if done.returncode == 0 else None
@@ -126,12 +127,18 @@ class ServerProcess:
     #: (another process may have taken the free port in between).
     start_attempts = 3
 
-    def __init__(self, command: str, *, start_timeout: float | None = None,
-                 network: PrivateNetwork | None = None) -> None:
+    def __init__(
+        self,
+        command: str,
+        *,
+        start_timeout: float | None = None,
+        network: PrivateNetwork | None = None,
+    ) -> None:
         if "{port}" not in command:
             raise ServerStartError(
                 f"the server command {command!r} has no '{{port}}' placeholder; write where the "
-                "port goes, e.g. --server-cmd 'python myserver.py --port {port}'")
+                "port goes, e.g. --server-cmd 'python myserver.py --port {port}'"
+            )
         self.command = command
         if start_timeout is not None:
             self.start_timeout = start_timeout
@@ -165,10 +172,11 @@ class ServerProcess:
         argv = shlex.split(self.command.replace("{port}", str(self.port)))
         program = shutil.which(argv[0]) if argv else None
         if program is None:
-            problem = ("permission denied" if argv and os.path.exists(argv[0])
-                       else "no such program")
-            raise ServerStartError(f"cannot run {argv[0] if argv else ''!r}: {problem} (check "
-                                   f"the server command {self.command!r})")
+            problem = "permission denied" if argv and os.path.exists(argv[0]) else "no such program"
+            raise ServerStartError(
+                f"cannot run {argv[0] if argv else ''!r}: {problem} (check "
+                f"the server command {self.command!r})"
+            )
         prefix = _namespace_prefix()
         self.contained = prefix is not None
         self._stderr.seek(0)
@@ -182,8 +190,13 @@ class ServerProcess:
 
         try:
             self.process = subprocess.Popen(
-                [*(prefix or ()), *argv], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=self._stderr, start_new_session=True, preexec_fn=in_the_child)
+                [*(prefix or ()), *argv],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=self._stderr,
+                start_new_session=True,
+                preexec_fn=in_the_child,
+            )
         except PermissionError:
             raise ServerStartError(f"cannot run {argv[0]!r}: permission denied") from None
         return self
@@ -215,12 +228,16 @@ class ServerProcess:
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             if self.exit_code() is not None:
-                background = (" (a server that goes into the background, daemonizes, is ended "
-                              "with its command: run it in the foreground)"
-                              if self.exit_code() == 0 else "")
+                background = (
+                    " (a server that goes into the background, daemonizes, is ended "
+                    "with its command: run it in the foreground)"
+                    if self.exit_code() == 0
+                    else ""
+                )
                 raise ServerStartError(
                     f"the server command exited with {self.exit_description()} before it "
-                    f"listened on {HOST}:{self.port}{background}{self._tail_note()}")
+                    f"listened on {HOST}:{self.port}{background}{self._tail_note()}"
+                )
             try:
                 self.connect(timeout=0.5).close()
             except OSError:
@@ -236,7 +253,8 @@ class ServerProcess:
         raise ServerStartError(
             f"the server command did not accept connections on {HOST}:{self.port} within "
             f"{self.start_timeout:g} s (does it listen on the port given for {{port}}, on "
-            f"127.0.0.1?){self._tail_note()}")
+            f"127.0.0.1?){self._tail_note()}"
+        )
 
     def connect(self, timeout: float) -> socket.socket:
         """A plain blocking connection to the server, made in its network."""
@@ -306,8 +324,7 @@ class ServerProcess:
         if self.process.returncode is not None:
             return self.process.returncode
         try:
-            info = os.waitid(os.P_PID, self.process.pid,
-                             os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            info = os.waitid(os.P_PID, self.process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
         except ChildProcessError:  # reaped elsewhere
             return self.process.poll()
         if info is None:
@@ -398,10 +415,13 @@ class ServerProcess:
     def _listens(self) -> bool:
         """Is it this server's tree that listens on the port (not a stranger's)?"""
         listeners = listening_inodes(
-            self.port, new_socket=self.network.socket if self.network else socket.socket)
+            self.port, new_socket=self.network.socket if self.network else socket.socket
+        )
         if listeners is None:  # no sock_diag: psutil reads the whole TCP table
-            return any(conn.status == psutil.CONN_LISTEN and conn.laddr.port == self.port
-                       for conn in self.connections())
+            return any(
+                conn.status == psutil.CONN_LISTEN and conn.laddr.port == self.port
+                for conn in self.connections()
+            )
         return bool(listeners & self._socket_inodes())
 
     def _command_running(self) -> bool:
@@ -416,8 +436,12 @@ class ServerProcess:
         if not self.contained:
             return True
         command, holders = None, []
-        listeners = listening_inodes(
-            self.port, new_socket=self.network.socket if self.network else socket.socket) or set()
+        listeners = (
+            listening_inodes(
+                self.port, new_socket=self.network.socket if self.network else socket.socket
+            )
+            or set()
+        )
         for pid in self.pids():
             try:
                 with open(f"/proc/{pid}/status") as f:
@@ -474,8 +498,13 @@ class ServerSupply:
     #: Servers launched in advance.
     ahead = 2
 
-    def __init__(self, command: str, *, start_timeout: float | None = None,
-                 network: PrivateNetwork | None = None) -> None:
+    def __init__(
+        self,
+        command: str,
+        *,
+        start_timeout: float | None = None,
+        network: PrivateNetwork | None = None,
+    ) -> None:
         self.command = command
         self.start_timeout = start_timeout
         self.network = network
@@ -485,8 +514,7 @@ class ServerSupply:
         self._ending: list[ServerProcess] = []
 
     def _launch(self) -> ServerProcess:
-        server = ServerProcess(self.command, start_timeout=self.start_timeout,
-                               network=self.network)
+        server = ServerProcess(self.command, start_timeout=self.start_timeout, network=self.network)
         try:
             return server.launch()
         except BaseException:

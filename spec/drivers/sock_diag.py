@@ -93,8 +93,12 @@ class TcpSocket:
 _NO_COOKIE = 0xFFFFFFFF
 
 
-def _request(family: int, states: frozenset[TcpState], info: bool,
-             ends: tuple[tuple[str, int], tuple[str, int]] | None = None) -> bytes:
+def _request(
+    family: int,
+    states: frozenset[TcpState],
+    info: bool,
+    ends: tuple[tuple[str, int], tuple[str, int]] | None = None,
+) -> bytes:
     """A dump request, or with `ends` (local, remote) the lookup of one socket."""
     mask = sum(1 << s for s in states)
     extensions = 1 << (_INET_DIAG_INFO - 1) if info else 0
@@ -103,8 +107,9 @@ def _request(family: int, states: frozenset[TcpState], info: bool,
         flags = _NLM_F_REQUEST | _NLM_F_DUMP
     else:
         (src, sport), (dst, dport) = ends
-        sockid = (_SOCKID.pack(sport, dport, _packed(family, src), _packed(family, dst))
-                  + _SOCKID_TAIL.pack(0, _NO_COOKIE, _NO_COOKIE))
+        sockid = _SOCKID.pack(
+            sport, dport, _packed(family, src), _packed(family, dst)
+        ) + _SOCKID_TAIL.pack(0, _NO_COOKIE, _NO_COOKIE)
         flags = _NLM_F_REQUEST
     body = _REQUEST.pack(family, socket.IPPROTO_TCP, extensions, mask) + sockid
     header = _NLMSGHDR.pack(_NLMSGHDR.size + len(body), _SOCK_DIAG_BY_FAMILY, flags, 1, 0)
@@ -143,9 +148,18 @@ def _parse(data: bytes, offset: int, end: int) -> TcpSocket:
             bytes_in = _TCPI_U64.unpack_from(data, value + _TCPI_BYTES_RECEIVED)[0]
             notsent = _TCPI_UNACKED.unpack_from(data, value + _TCPI_NOTSENT)[0]
         attr += (length + 3) & ~3
-    return TcpSocket((_address(family, src), sport), (_address(family, dst), dport),
-                     TcpState(state), rqueue, wqueue, inode, unacked, bytes_out, bytes_in,
-                     notsent)
+    return TcpSocket(
+        (_address(family, src), sport),
+        (_address(family, dst), dport),
+        TcpState(state),
+        rqueue,
+        wqueue,
+        inode,
+        unacked,
+        bytes_out,
+        bytes_in,
+        notsent,
+    )
 
 
 def open_netlink(new_socket: Callable[..., socket.socket] = socket.socket) -> socket.socket:
@@ -155,9 +169,13 @@ def open_netlink(new_socket: Callable[..., socket.socket] = socket.socket) -> so
     return nl
 
 
-def dump(states: frozenset[TcpState] = LIVE_STATES, *, info: bool = False,
-         netlink: socket.socket | None = None,
-         new_socket: Callable[..., socket.socket] = socket.socket) -> list[TcpSocket]:
+def dump(
+    states: frozenset[TcpState] = LIVE_STATES,
+    *,
+    info: bool = False,
+    netlink: socket.socket | None = None,
+    new_socket: Callable[..., socket.socket] = socket.socket,
+) -> list[TcpSocket]:
     """Every TCP socket (IPv4 and IPv6) in one of `states`.
 
     `info`: also ask for tcp_info (unacked, bytes in and out) of live connections.
@@ -165,12 +183,16 @@ def dump(states: frozenset[TcpState] = LIVE_STATES, *, info: bool = False,
     one is made with `new_socket` for this dump.
     """
     with contextlib.nullcontext(netlink) if netlink else open_netlink(new_socket) as nl:
-        return [s for family in (socket.AF_INET, socket.AF_INET6)
-                for s in _dump_family(nl, family, states, info)]
+        return [
+            s
+            for family in (socket.AF_INET, socket.AF_INET6)
+            for s in _dump_family(nl, family, states, info)
+        ]
 
 
-def _dump_family(nl: socket.socket, family: int, states: frozenset[TcpState],
-                 info: bool) -> list[TcpSocket]:
+def _dump_family(
+    nl: socket.socket, family: int, states: frozenset[TcpState], info: bool
+) -> list[TcpSocket]:
     found: list[TcpSocket] = []
     nl.send(_request(family, states, info))
     while True:
@@ -186,8 +208,9 @@ def _dump_family(nl: socket.socket, family: int, states: frozenset[TcpState],
             offset += (length + 3) & ~3  # messages are 4-byte aligned
 
 
-def lookup(netlink: socket.socket, local: tuple[str, int], remote: tuple[str, int], *,
-           info: bool = True) -> TcpSocket | None:
+def lookup(
+    netlink: socket.socket, local: tuple[str, int], remote: tuple[str, int], *, info: bool = True
+) -> TcpSocket | None:
     """The IPv4 TCP socket with these ends, found by the kernel's hash (no table walk).
 
     A dump walks the system's whole connection table, shared by every
@@ -205,15 +228,24 @@ def lookup(netlink: socket.socket, local: tuple[str, int], remote: tuple[str, in
 
 
 #: States in which a socket has sent, or queued, its FIN.
-_FIN_SENT = frozenset({TcpState.FIN_WAIT1, TcpState.FIN_WAIT2, TcpState.CLOSING,
-                       TcpState.LAST_ACK, TcpState.TIME_WAIT})
+_FIN_SENT = frozenset(
+    {
+        TcpState.FIN_WAIT1,
+        TcpState.FIN_WAIT2,
+        TcpState.CLOSING,
+        TcpState.LAST_ACK,
+        TcpState.TIME_WAIT,
+    }
+)
 
 
 def _fin_on_its_way(sender: TcpSocket, receiver: TcpSocket) -> bool:
     """The sender's FIN has left it (nothing queued ahead) and the receiver has not seen it."""
-    return (sender.state in _FIN_SENT and not sender.notsent
-            and receiver.state in (TcpState.ESTABLISHED, TcpState.FIN_WAIT1,
-                                   TcpState.FIN_WAIT2))
+    return (
+        sender.state in _FIN_SENT
+        and not sender.notsent
+        and receiver.state in (TcpState.ESTABLISHED, TcpState.FIN_WAIT1, TcpState.FIN_WAIT2)
+    )
 
 
 def in_flight(client: TcpSocket | None, server: TcpSocket | None, *, acks: bool = True) -> bool:
@@ -234,19 +266,24 @@ def in_flight(client: TcpSocket | None, server: TcpSocket | None, *, acks: bool 
             return True
         if _fin_on_its_way(client, server) or _fin_on_its_way(server, client):
             return True
-        return any(a.bytes_out is not None and b.bytes_in is not None
-                   and a.bytes_out > b.bytes_in
-                   for a, b in ((client, server), (server, client)))
+        return any(
+            a.bytes_out is not None and b.bytes_in is not None and a.bytes_out > b.bytes_in
+            for a, b in ((client, server), (server, client))
+        )
     if client is None:  # the client reset and destroyed its end
         return server is not None and server.state is not TcpState.TIME_WAIT
     return client.state is TcpState.SYN_SENT or bool(acks and client.unacked)
 
 
-def listening_inodes(port: int, *,
-                     new_socket: Callable[..., socket.socket] = socket.socket) -> set[int] | None:
+def listening_inodes(
+    port: int, *, new_socket: Callable[..., socket.socket] = socket.socket
+) -> set[int] | None:
     """Inodes of the sockets listening on TCP `port` (IPv4 and IPv6); None if unknown."""
     try:
-        return {s.inode for s in dump(frozenset({TcpState.LISTEN}), new_socket=new_socket)
-                if s.local[1] == port}
+        return {
+            s.inode
+            for s in dump(frozenset({TcpState.LISTEN}), new_socket=new_socket)
+            if s.local[1] == port
+        }
     except (OSError, AttributeError, struct.error, ValueError):  # not Linux, or refused
         return None

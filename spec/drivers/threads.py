@@ -19,17 +19,48 @@ from dataclasses import dataclass
 # System call numbers by architecture: the calls that wait for readiness, and
 # those that block on one descriptor (their first argument).
 _WAITS = {
-    "x86_64": {7: "poll", 23: "select", 270: "pselect6", 271: "ppoll", 232: "epoll_wait",
-               281: "epoll_pwait", 441: "epoll_pwait2"},
+    "x86_64": {
+        7: "poll",
+        23: "select",
+        270: "pselect6",
+        271: "ppoll",
+        232: "epoll_wait",
+        281: "epoll_pwait",
+        441: "epoll_pwait2",
+    },
     "aarch64": {72: "pselect6", 73: "ppoll", 22: "epoll_pwait", 441: "epoll_pwait2"},
 }
 _ON_DESCRIPTOR = {
-    "x86_64": {0: "read", 1: "write", 19: "readv", 20: "writev", 40: "sendfile", 43: "accept",
-               44: "sendto", 45: "recvfrom", 46: "sendmsg", 47: "recvmsg", 288: "accept4",
-               299: "recvmmsg", 307: "sendmmsg"},
-    "aarch64": {63: "read", 64: "write", 65: "readv", 66: "writev", 71: "sendfile",
-                202: "accept", 206: "sendto", 207: "recvfrom", 211: "sendmsg", 212: "recvmsg",
-                242: "accept4", 243: "recvmmsg", 269: "sendmmsg"},
+    "x86_64": {
+        0: "read",
+        1: "write",
+        19: "readv",
+        20: "writev",
+        40: "sendfile",
+        43: "accept",
+        44: "sendto",
+        45: "recvfrom",
+        46: "sendmsg",
+        47: "recvmsg",
+        288: "accept4",
+        299: "recvmmsg",
+        307: "sendmmsg",
+    },
+    "aarch64": {
+        63: "read",
+        64: "write",
+        65: "readv",
+        66: "writev",
+        71: "sendfile",
+        202: "accept",
+        206: "sendto",
+        207: "recvfrom",
+        211: "sendmsg",
+        212: "recvmsg",
+        242: "accept4",
+        243: "recvmmsg",
+        269: "sendmmsg",
+    },
 }
 _ARCH = platform.machine()
 WAITS = _WAITS.get(_ARCH, {})
