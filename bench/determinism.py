@@ -118,8 +118,8 @@ def main(argv: list[str] | None = None) -> int:
            f"Same verdicts and shrunk programs in every run: "
            f"**{'yes' if same_all else 'NO'}**.", "", *lines, ""]
     if budget_cut:
-        out += [f"Checks whose shrinking the time budget cut short: {', '.join(budget_cut)}.",
-                ""]
+        out += ["Checks the 60 s time budget cut short (a pass after fewer programs than "
+                f"asked, or shrinking stopped early): {', '.join(budget_cut)}.", ""]
     out += ["## The shrunk programs", ""]
     for req in IDS:
         progs: dict[str, list[int]] = {}
