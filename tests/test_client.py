@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 from harness import REFERENCE_CMD
 
@@ -429,8 +430,11 @@ def test_server_killed_mid_session(reference_process: ServerProcess, sig: signal
         term.line("hello")
         term.expect(b"recv: HELLO\r\n")
         assert reference_process.process is not None
+        tree = [psutil.Process(pid) for pid in reference_process.pids()]
         os.killpg(reference_process.process.pid, sig)
         reference_process.process.wait(WAIT)
+        # The server itself ends a moment later, with the namespace its init held.
+        psutil.wait_procs(tree, timeout=WAIT)
         term.line("are you there")
         assert term.wait() == 1
     assert b"server closed the connection" in term.err

@@ -68,7 +68,9 @@ SEED_UPPER_VERDICTS = [
     # recv() raises ConnectionResetError out of the loop.
     ("ECHO-5", "fail", ["c0 = state.connect()", "state.abort(c0)"]),
     # inputs.remove(s) without s.close(): the socket stays in CLOSE_WAIT.
-    ("ECHO-6", "fail", ["c0 = state.connect()", "state.close(c0)"]),
+    # Shrinking reaches the two steps on a quiet machine; under heavy load it has
+    # stopped at a longer program ending the same way (flood, half-close, close).
+    ("ECHO-6", "fail", None),
     ("ECHO-8", "fail", None),
     ("ECHO-9", "pass", None),
     ("ECHO-10", "fail", None),
@@ -114,7 +116,9 @@ SEED_ECHO_VERDICTS = [
     # (one `outputs` entry per unsent message until select() raises "too many
     # file descriptors"); shrinking may end at either.
     ("ECHO-5", "fail", None),
-    ("ECHO-6", "fail", ["c0 = state.connect()", "state.close(c0)"]),
+    # Shrinking reaches the two steps on a quiet machine; under heavy load it has
+    # stopped at a longer program ending the same way (flood, half-close, close).
+    ("ECHO-6", "fail", None),
     ("ECHO-8", "fail", None),
     # After any client's EOF the socket stays readable: a busy loop.
     ("ECHO-9", "fail", None),
