@@ -30,6 +30,7 @@ import contextlib
 import ctypes
 import io
 import multiprocessing
+import shlex
 import shutil
 import signal
 import subprocess
@@ -60,12 +61,17 @@ TARGETS: dict[str, tuple[str, str]] = {
     "node": ("cmd", "node examples/echo_server.js {port}"),
     "socat-tr": ("cmd", "socat TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork "
                         "SYSTEM:'stdbuf -o0 tr a-z A-Z'"),
+    # socat's listen backlog is 5 by default: 1,000 simultaneous connections
+    # then wait on SYN retries, which ECHO-10 rejects (as it rejects the seed's
+    # listen(5)).  With a backlog it serves them all.
+    "socat-tr-backlog": ("cmd", "socat TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,"
+                                "backlog=1024 SYSTEM:'stdbuf -o0 tr a-z A-Z'"),
     "reference-impl": ("impl", "impl.select_server:SelectEchoServer"),
     "selectors-impl": ("impl", "impl.selectors_server:SelectorsEchoServer"),
 }
 #: What runs without --targets: the six process targets of issue 11.
 DEFAULT = ["reference", "selectors", "asyncio", "threaded", "node", "socat-tr"]
-NEEDS = {"node": "node", "socat-tr": "socat"}
+NEEDS = {"node": "node", "socat-tr": "socat", "socat-tr-backlog": "socat"}
 
 BUDGET = settings(max_examples=40, stateful_step_count=15, deadline=None, database=None)
 
@@ -84,7 +90,11 @@ def _one(name: str, req: str, seed: int) -> tuple[str, str, int, str, float, str
                 f"python bench/false_alarms.py --targets {name} --first-seed {seed} --runs 1"
                 f"  # or: pytest --strict --hypothesis-seed {seed} {option} '{spec}' "
                 f"-k '{req}'")
-    return (name, req, seed, o.verdict, o.seconds, o.detail, o.replay)
+    option = "--impl" if kind == "impl" else "--server-cmd"
+    # A measured requirement has no program to replay: its pytest run repeats it.
+    replay = o.replay or (f"pytest --strict -p no:cacheprovider {option} "
+                          f"{shlex.quote(spec)} -k '{req}]'")
+    return (name, req, seed, o.verdict, o.seconds, o.detail, replay)
 
 
 def _die_with_parent() -> None:
