@@ -201,16 +201,29 @@ def _check_by_machine(
     supply = (
         ServerSupply(target.spec, network=PrivateNetwork.shared()) if target.kind == "cmd" else None
     )
+    outcome = _generated_programs(target, req_id, settle, s, seed, budget, log, supply)
+    if outcome.verdict == "pass" and plan(req_id).plays_idle_program:
+        return _check_idle(target, req_id, settle, log) or outcome
+    return outcome
+
+
+def _generated_programs(
+    target: Target,
+    req_id: str,
+    settle: float,
+    s: settings,
+    seed: int | None,
+    budget: float | None,
+    log: CheckLog,
+    supply: ServerSupply | None,
+) -> Outcome:
+    """Hypothesis' programs against the target, within the budget."""
     try:
         with supply or contextlib.nullcontext():
             run_state_machine_as_test(  # takes any factory of machines, as documented
                 machine_factory(target, req_id, settle, log, seed, supply),  # type: ignore[arg-type]
                 settings=s,
             )
-            if plan(req_id).plays_idle_program:
-                outcome = _check_idle(target, req_id, settle, log)
-                if outcome is not None:
-                    return outcome
     except ConformanceFailure as failure:
         return _failed(target, req_id, settle, failure, log)
     except Unsatisfiable:
