@@ -25,11 +25,20 @@ def load() -> str:
 
 def commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                             capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "spec",
-                                "impl"], cwd=ROOT, capture_output=True, text=True,
-                               timeout=10).stdout.strip()
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "spec", "impl"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     return out + (" (spec/ or impl/ modified in the working tree)" if dirty else "")
@@ -58,18 +67,22 @@ class Page:
         self.load_before = load()
 
     def header(self) -> str:
-        return "\n".join([
-            f"# {self.title}", "",
-            f"- Command: `{self.command}`",
-            f"- Date: {self.started:%Y-%m-%d %H:%M %Z}, "
-            f"{(datetime.datetime.now().astimezone() - self.started).total_seconds() / 60:.0f} "
-            "min",
-            f"- Commit: `{self.commit}`" + ("" if commit() == self.commit else
-                                            f" at the start, `{commit()}` at the end"),
-            f"- Machine: {os.cpu_count()} CPUs ({cpu_model()}), Linux {platform.release()}, "
-            f"Python {platform.python_version()}; shared with other jobs",
-            f"- Load average (1, 5, 15 min): before {self.load_before}, after {load()}",
-            ""])
+        return "\n".join(
+            [
+                f"# {self.title}",
+                "",
+                f"- Command: `{self.command}`",
+                f"- Date: {self.started:%Y-%m-%d %H:%M %Z}, "
+                f"{(datetime.datetime.now().astimezone() - self.started).total_seconds() / 60:.0f} "
+                "min",
+                f"- Commit: `{self.commit}`"
+                + ("" if commit() == self.commit else f" at the start, `{commit()}` at the end"),
+                f"- Machine: {os.cpu_count()} CPUs ({cpu_model()}), Linux {platform.release()}, "
+                f"Python {platform.python_version()}; shared with other jobs",
+                f"- Load average (1, 5, 15 min): before {self.load_before}, after {load()}",
+                "",
+            ]
+        )
 
     def write(self, name: str, body: str) -> str:
         """Write docs/<name> (header + body), print it, and return it."""

@@ -64,10 +64,10 @@ from hypothesis.stateful import (
 import spec.checker as checker
 from impl.zoo import DEFECTS
 from spec.checker import check
+from spec.drivers.network import PrivateNetwork
 from spec.drivers.server_process import ServerProcess
 from spec.machine import FLOODS, PAYLOADS, RULES, SMALL, EchoConformance
 from spec.measure import MEASURES
-from spec.drivers.network import PrivateNetwork
 from spec.requirements import IDS
 from spec.targets import BUNDLED, Target
 
@@ -90,8 +90,14 @@ def steps_per_second(target: Target, examples: int, settle: float) -> list[tuple
     for req_id in MACHINE:
         STEPS["n"] = 0
         start = time.perf_counter()
-        outcome = check(target, req_id, settle=settle, hypothesis_settings=settings(
-            max_examples=examples, stateful_step_count=15, derandomize=True, database=None))
+        outcome = check(
+            target,
+            req_id,
+            settle=settle,
+            hypothesis_settings=settings(
+                max_examples=examples, stateful_step_count=15, derandomize=True, database=None
+            ),
+        )
         elapsed = time.perf_counter() - start
         assert outcome.verdict == "pass", outcome.detail
         rows.append((req_id, STEPS["n"] / elapsed))
@@ -160,9 +166,15 @@ def hypothesis_alone(examples: int) -> float:
     """Steps per second of `EmptySteps`: what drawing the steps costs, no I/O at all."""
     STEPS["n"] = 0
     start = time.perf_counter()
-    run_state_machine_as_test(EmptySteps, settings=settings(
-        max_examples=examples * len(MACHINE), stateful_step_count=15, derandomize=True,
-        database=None))
+    run_state_machine_as_test(
+        EmptySteps,
+        settings=settings(
+            max_examples=examples * len(MACHINE),
+            stateful_step_count=15,
+            derandomize=True,
+            database=None,
+        ),
+    )
     return STEPS["n"] / (time.perf_counter() - start)
 
 
@@ -171,20 +183,31 @@ def zoo_rejections(seeds: int) -> None:
     print("| defect | requirement | rejected | median s | max s |")
     print("|---|---|---:|---:|---:|")
     # The default profile's budget, without shrinking.
-    budget = settings(max_examples=40, stateful_step_count=15, database=None,
-                      phases=[Phase.explicit, Phase.generate])
+    budget = settings(
+        max_examples=40,
+        stateful_step_count=15,
+        database=None,
+        phases=[Phase.explicit, Phase.generate],
+    )
     medians = []
     for d in DEFECTS.values():
         times, rejected = [], 0
         for seed in range(seeds):
-            outcome = check(Target("impl", d.target), d.requirement, hypothesis_settings=budget,
-                            seed=seed)
-            rejected += (outcome.verdict == "fail" and outcome.violation is not None
-                         and outcome.violation.requirement == d.requirement)
+            outcome = check(
+                Target("impl", d.target), d.requirement, hypothesis_settings=budget, seed=seed
+            )
+            rejected += (
+                outcome.verdict == "fail"
+                and outcome.violation is not None
+                and outcome.violation.requirement == d.requirement
+            )
             times.append(outcome.seconds)
         medians.append(statistics.median(times))
-        print(f"| {d.name} | {d.requirement} | {rejected}/{seeds} | "
-              f"{statistics.median(times):.2f} | {max(times):.2f} |", flush=True)
+        print(
+            f"| {d.name} | {d.requirement} | {rejected}/{seeds} | "
+            f"{statistics.median(times):.2f} | {max(times):.2f} |",
+            flush=True,
+        )
     slow = sum(m >= 5 for m in medians)
     print(f"\n{len(medians) - slow} of {len(medians)} defects rejected in under 5 s (median).\n")
 
@@ -194,9 +217,14 @@ def suite_wall_times() -> None:
     walls = {}
     for workers in (1, 2):
         start = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rf", "-n", str(workers)],
-                              env={**os.environ, "CI": "true"}, capture_output=True, text=True,
-                              stdin=subprocess.DEVNULL, cwd=Path(__file__).resolve().parent.parent)
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-rf", "-n", str(workers)],
+            env={**os.environ, "CI": "true"},
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
         walls[workers] = time.perf_counter() - start
         lines = done.stdout.strip().splitlines() or ["(no output)"]
         label = f"{workers} worker{'s' if workers > 1 else ''}"
@@ -218,14 +246,31 @@ def full_verdict(command: str, timeout: float = 900) -> dict[str, object]:
     """Time ``pytest -n 2 -p no:cacheprovider --server-cmd COMMAND`` in a fresh directory."""
     with tempfile.TemporaryDirectory(prefix="speed-") as tmp:
         report = Path(tmp) / "report.json"
-        argv = [PY, "-m", "pytest", "-n", "2", "-p", "no:cacheprovider", "--server-cmd",
-                command, "--report", str(report)]
+        argv = [
+            PY,
+            "-m",
+            "pytest",
+            "-n",
+            "2",
+            "-p",
+            "no:cacheprovider",
+            "--server-cmd",
+            command,
+            "--report",
+            str(report),
+        ]
         before = os.getloadavg()[0]
         start = time.perf_counter()
         try:
-            done = subprocess.run(argv, cwd=tmp, capture_output=True, text=True,
-                                  stdin=subprocess.DEVNULL, timeout=timeout,
-                                  env={k: v for k, v in os.environ.items() if k != "CI"})
+            done = subprocess.run(
+                argv,
+                cwd=tmp,
+                capture_output=True,
+                text=True,
+                stdin=subprocess.DEVNULL,
+                timeout=timeout,
+                env={k: v for k, v in os.environ.items() if k != "CI"},
+            )
             status = done.returncode
             tail = done.stdout.strip().splitlines()[-14:]
         except subprocess.TimeoutExpired:
@@ -236,9 +281,16 @@ def full_verdict(command: str, timeout: float = 900) -> dict[str, object]:
         except (OSError, ValueError, KeyError):
             requirements = {}
     display = "pytest -n 2 -p no:cacheprovider --server-cmd " + shlex.quote(
-        command.replace(PY, "python"))
-    return {"command": display, "wall": wall, "status": status, "load": (before,
-            os.getloadavg()[0]), "requirements": requirements, "tail": tail}
+        command.replace(PY, "python")
+    )
+    return {
+        "command": display,
+        "wall": wall,
+        "status": status,
+        "load": (before, os.getloadavg()[0]),
+        "requirements": requirements,
+        "tail": tail,
+    }
 
 
 class Clock:
@@ -251,8 +303,13 @@ class Clock:
 
     @contextlib.contextmanager
     def installed(self):
-        originals = (checker.preflight, checker._check_idle, ServerProcess.ready,
-                     EchoConformance._step, EchoConformance.teardown)
+        originals = (
+            checker.preflight,
+            checker._check_idle,
+            ServerProcess.ready,
+            EchoConformance._step,
+            EchoConformance.teardown,
+        )
         clock = self
         preflight, check_idle, ready, step, teardown = originals
 
@@ -297,8 +354,13 @@ class Clock:
         try:
             yield self
         finally:
-            (checker.preflight, checker._check_idle, ServerProcess.ready,
-             EchoConformance._step, EchoConformance.teardown) = originals
+            (
+                checker.preflight,
+                checker._check_idle,
+                ServerProcess.ready,
+                EchoConformance._step,
+                EchoConformance.teardown,
+            ) = originals
 
 
 def process_steps(seed: int, examples: int) -> list[dict[str, object]]:
@@ -309,17 +371,37 @@ def process_steps(seed: int, examples: int) -> list[dict[str, object]]:
         clock = Clock()
         with clock.installed(), contextlib.redirect_stdout(io.StringIO()):
             start = time.perf_counter()
-            o = check(target, req_id, seed=seed, hypothesis_settings=settings(
-                max_examples=examples, stateful_step_count=15, deadline=None, database=None))
+            o = check(
+                target,
+                req_id,
+                seed=seed,
+                hypothesis_settings=settings(
+                    max_examples=examples, stateful_step_count=15, deadline=None, database=None
+                ),
+            )
             total = time.perf_counter() - start
         machine = total - clock.preflight - clock.idle
-        rows.append({"req": req_id, "verdict": o.verdict, "detail": o.detail.splitlines()[0],
-                     "total": total, "machine": machine, "rules": clock.rules,
-                     "settles": clock.settles, "starts": clock.starts, "ready": clock.ready,
-                     "preflight": clock.preflight, "idle": clock.idle})
-        print(f"  {req_id}: {o.verdict}, {clock.rules} rules in {machine:.1f} s, "
-              f"{clock.starts} server starts, {clock.ready:.1f} s waiting", file=sys.stderr,
-              flush=True)
+        rows.append(
+            {
+                "req": req_id,
+                "verdict": o.verdict,
+                "detail": o.detail.splitlines()[0],
+                "total": total,
+                "machine": machine,
+                "rules": clock.rules,
+                "settles": clock.settles,
+                "starts": clock.starts,
+                "ready": clock.ready,
+                "preflight": clock.preflight,
+                "idle": clock.idle,
+            }
+        )
+        print(
+            f"  {req_id}: {o.verdict}, {clock.rules} rules in {machine:.1f} s, "
+            f"{clock.starts} server starts, {clock.ready:.1f} s waiting",
+            file=sys.stderr,
+            flush=True,
+        )
     return rows
 
 
@@ -342,8 +424,11 @@ def _verdicts(result: dict[str, object]) -> str:
     assert isinstance(reqs, dict)
     if not reqs:
         return "(no report written)"
-    return ", ".join(f"{r} {reqs[r]['verdict']} {float(reqs[r].get('seconds', 0)):.1f} s"
-                     for r in IDS if r in reqs)
+    return ", ".join(
+        f"{r} {reqs[r]['verdict']} {float(reqs[r].get('seconds', 0)):.1f} s"
+        for r in IDS
+        if r in reqs
+    )
 
 
 def users_figures(seed: int, examples: int, page_name: str | None) -> None:
@@ -385,43 +470,63 @@ def users_figures(seed: int, examples: int, page_name: str | None) -> None:
         f"{goal(rate >= 500)} |",
         f"| C'. the same, less the waits for server start-up | {rate_free:,.0f} | | |",
         f"| share of machine time waiting in `ServerProcess.ready` | "
-        f"{100 * ready / machine if machine else 0:.0f} % | | |", "",
-        "## A and B: the full verdict as a user runs it", "",
+        f"{100 * ready / machine if machine else 0:.0f} % | | |",
+        "",
+        "## A and B: the full verdict as a user runs it",
+        "",
         "Both in a fresh directory (no `.hypothesis/` example database, so nothing is "
         "replayed), `CI` unset (the `dev` profile: 40 random programs of up to 15 steps per "
-        "requirement, the 60 s time budget), two xdist workers.", ""]
+        "requirement, the 60 s time budget), two xdist workers.",
+        "",
+    ]
     for label, r in (("A", ref), ("B", seed_run)):
-        out += [f"- {label}: `{r['command']}`: **{r['wall']:.1f} s** wall, exit status "
-                f"{r['status']}, load average (1 min) {r['load'][0]:.2f} before, "
-                f"{r['load'][1]:.2f} after.",
-                f"  Verdicts (per-test seconds): {_verdicts(r)}"]
-    out += ["", "## C: process steps per second (reference as a process)", "",
-            f"`check(Target('cmd', 'python -m impl.select_server --port {{port}}'), ID, "
-            f"seed={seed})`, {examples} programs of up to 15 steps. *Rules* are the state "
-            "machine's steps (connect, send, read, drain, flood, burst, ...; the end-of-program "
-            "steps not counted); *settles* are the times the driver brought the server to "
-            "rest and judged (every rule, and the end of every program). *Machine seconds* "
-            "are `check()`'s less its preflight and ECHO-2's idle program (a fixed 6 s "
-            "program). *Start-up* is the time the machine spent in `ServerProcess.ready` "
-            "(each program gets a fresh server from `ServerSupply`, launched in advance).", "",
-            "| requirement | verdict | rules | settles | programs (server starts) | machine s "
-            "| rules/s | start-up wait s | share | preflight s | idle program s |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        out += [
+            f"- {label}: `{r['command']}`: **{r['wall']:.1f} s** wall, exit status "
+            f"{r['status']}, load average (1 min) {r['load'][0]:.2f} before, "
+            f"{r['load'][1]:.2f} after.",
+            f"  Verdicts (per-test seconds): {_verdicts(r)}",
+        ]
+    out += [
+        "",
+        "## C: process steps per second (reference as a process)",
+        "",
+        f"`check(Target('cmd', 'python -m impl.select_server --port {{port}}'), ID, "
+        f"seed={seed})`, {examples} programs of up to 15 steps. *Rules* are the state "
+        "machine's steps (connect, send, read, drain, flood, burst, ...; the end-of-program "
+        "steps not counted); *settles* are the times the driver brought the server to "
+        "rest and judged (every rule, and the end of every program). *Machine seconds* "
+        "are `check()`'s less its preflight and ECHO-2's idle program (a fixed 6 s "
+        "program). *Start-up* is the time the machine spent in `ServerProcess.ready` "
+        "(each program gets a fresh server from `ServerSupply`, launched in advance).",
+        "",
+        "| requirement | verdict | rules | settles | programs (server starts) | machine s "
+        "| rules/s | start-up wait s | share | preflight s | idle program s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
-        out.append(f"| {r['req']} | {r['verdict']} | {r['rules']} | {r['settles']} | "
-                   f"{r['starts']} | {r['machine']:.1f} | "
-                   f"{r['rules'] / r['machine'] if r['machine'] else 0:,.0f} | "
-                   f"{r['ready']:.1f} | "
-                   f"{100 * r['ready'] / r['machine'] if r['machine'] else 0:.0f} % | "
-                   f"{r['preflight']:.2f} | {r['idle']:.1f} |")
-    out += [f"| **all** | | {rules} | {sum(r['settles'] for r in rows)} | {n_starts} | "
-            f"{machine:.1f} | **{rate:,.0f}** | {ready:.1f} | "
-            f"{100 * ready / machine if machine else 0:.0f} % | | |", "",
-            f"One reference server started alone (`ServerProcess.start()`, launch to "
-            f"listening, in the private network), {len(starts)} times: median "
-            f"{statistics.median(starts) * 1000:.0f} ms, min {min(starts) * 1000:.0f} ms, max "
-            f"{max(starts) * 1000:.0f} ms.", "",
-            "## Reading", "", "READING", ""]
+        out.append(
+            f"| {r['req']} | {r['verdict']} | {r['rules']} | {r['settles']} | "
+            f"{r['starts']} | {r['machine']:.1f} | "
+            f"{r['rules'] / r['machine'] if r['machine'] else 0:,.0f} | "
+            f"{r['ready']:.1f} | "
+            f"{100 * r['ready'] / r['machine'] if r['machine'] else 0:.0f} % | "
+            f"{r['preflight']:.2f} | {r['idle']:.1f} |"
+        )
+    out += [
+        f"| **all** | | {rules} | {sum(r['settles'] for r in rows)} | {n_starts} | "
+        f"{machine:.1f} | **{rate:,.0f}** | {ready:.1f} | "
+        f"{100 * ready / machine if machine else 0:.0f} % | | |",
+        "",
+        f"One reference server started alone (`ServerProcess.start()`, launch to "
+        f"listening, in the private network), {len(starts)} times: median "
+        f"{statistics.median(starts) * 1000:.0f} ms, min {min(starts) * 1000:.0f} ms, max "
+        f"{max(starts) * 1000:.0f} ms.",
+        "",
+        "## Reading",
+        "",
+        "READING",
+        "",
+    ]
     body = "\n".join(out)
     if page_name:
         page.write(page_name, body)
@@ -432,15 +537,22 @@ def users_figures(seed: int, examples: int, page_name: str | None) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer examples, one seed")
-    parser.add_argument("--suite", action="store_true",
-                        help="also time the self-suite with 1 and 2 workers (~5 min)")
-    parser.add_argument("--drivers", action="store_true",
-                        help="also figure 1 (steps/s per driver) and 2 (seed defects)")
+    parser.add_argument(
+        "--suite",
+        action="store_true",
+        help="also time the self-suite with 1 and 2 workers (~5 min)",
+    )
+    parser.add_argument(
+        "--drivers",
+        action="store_true",
+        help="also figure 1 (steps/s per driver) and 2 (seed defects)",
+    )
     parser.add_argument("--zoo", action="store_true", help="also figure 3 (zoo rejections)")
     parser.add_argument("--no-user", action="store_true", help="skip figures A-C")
     parser.add_argument("--seed", type=int, default=1, help="seed for figure C (default 1)")
-    parser.add_argument("--page", default="checker-speed.md",
-                        help="the page under docs/ for A-C ('' for none)")
+    parser.add_argument(
+        "--page", default="checker-speed.md", help="the page under docs/ for A-C ('' for none)"
+    )
     args = parser.parse_args()
     examples = 10 if args.quick else 40
     if not args.no_user:
@@ -457,8 +569,7 @@ def drivers_and_seeds(examples: int) -> None:
     py = sys.executable
     targets = {
         "in-process": Target("impl", BUNDLED["reference"]),
-        "process": Target("cmd", f"{py} -m impl.select_server --port {{port}} "
-                                 "--log-level WARNING"),
+        "process": Target("cmd", f"{py} -m impl.select_server --port {{port}} --log-level WARNING"),
     }
     print(f"# Checker speed ({examples} examples per requirement, derandomized)\n")
     print("| driver | " + " | ".join(MACHINE) + " | median |")
@@ -466,23 +577,34 @@ def drivers_and_seeds(examples: int) -> None:
     for name, target in targets.items():
         rows = steps_per_second(target, examples, settle=0.5)
         rates = [r for _, r in rows]
-        print(f"| {name} | " + " | ".join(f"{r:,.0f}" for r in rates)
-              + f" | **{statistics.median(rates):,.0f}** |")
+        print(
+            f"| {name} | "
+            + " | ".join(f"{r:,.0f}" for r in rates)
+            + f" | **{statistics.median(rates):,.0f}** |"
+        )
     print("\n(steps per second, one worker)\n")
-    print(f"The ceiling, Hypothesis alone (every rule enabled, the same arguments, steps "
-          f"that do nothing): {hypothesis_alone(examples):,.0f} steps/s\n")
+    print(
+        f"The ceiling, Hypothesis alone (every rule enabled, the same arguments, steps "
+        f"that do nothing): {hypothesis_alone(examples):,.0f} steps/s\n"
+    )
     print("# Seed defects: found, shrunk and reported\n")
     print("| server | requirement | verdict | seconds | shrunk steps |")
     print("|---|---|---|---|---|")
     for seed in ("seed-upper", "seed-echo"):
         target = Target("impl", BUNDLED[seed])
         for req_id in ("ECHO-1", "ECHO-4", "ECHO-5", "ECHO-6"):
-            outcome = check(target, req_id, hypothesis_settings=settings(
-                max_examples=examples, stateful_step_count=15, derandomize=True,
-                database=None))
+            outcome = check(
+                target,
+                req_id,
+                hypothesis_settings=settings(
+                    max_examples=examples, stateful_step_count=15, derandomize=True, database=None
+                ),
+            )
             steps = len([line for line in outcome.program if line != "state.teardown()"])
-            print(f"| {seed} | {req_id} | {outcome.verdict} | {outcome.seconds:.2f} | "
-                  f"{steps if outcome.program else '-'} |")
+            print(
+                f"| {seed} | {req_id} | {outcome.verdict} | {outcome.seconds:.2f} | "
+                f"{steps if outcome.program else '-'} |"
+            )
     print()
 
 

@@ -47,12 +47,24 @@ def _one(run: int, req: str, seed: int) -> dict[str, object]:
         with contextlib.redirect_stdout(io.StringIO()):
             o = check(Target("cmd", SEED_CMD), req, hypothesis_settings=BUDGET, seed=seed)
     except Exception as e:
-        return {"run": run, "req": req, "verdict": f"error: {type(e).__name__}", "under": "",
-                "program": [], "detail": str(e), "seconds": time.monotonic() - start}
-    return {"run": run, "req": req, "verdict": o.verdict,
-            "under": o.violation.requirement if o.violation else "",
-            "program": [line for line in o.program if line != "state.teardown()"],
-            "detail": o.detail, "seconds": o.seconds}
+        return {
+            "run": run,
+            "req": req,
+            "verdict": f"error: {type(e).__name__}",
+            "under": "",
+            "program": [],
+            "detail": str(e),
+            "seconds": time.monotonic() - start,
+        }
+    return {
+        "run": run,
+        "req": req,
+        "verdict": o.verdict,
+        "under": o.violation.requirement if o.violation else "",
+        "program": [line for line in o.program if line != "state.teardown()"],
+        "detail": o.detail,
+        "seconds": o.seconds,
+    }
 
 
 def _key(r: dict[str, object]) -> str:
@@ -62,7 +74,8 @@ def _key(r: dict[str, object]) -> str:
     prog = "\n".join(r["program"])  # type: ignore[arg-type]
     digest = hashlib.sha1(prog.encode()).hexdigest()[:6] if prog else "-"
     return f"{r['verdict']} {r['under'] or ''} {len(r['program'])} steps #{digest}".replace(
-        "  ", " ")
+        "  ", " "
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,21 +94,29 @@ def main(argv: list[str] | None = None) -> int:
     page = Page(f"Determinism: the seed's server, seed {args.seed}, {args.runs} runs under load")
     results: list[dict[str, object]] = []
     start = time.monotonic()
-    with cpu_hogs(args.hogs), ProcessPoolExecutor(
-            args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_one, run, req, args.seed)
-                   for run in range(1, args.runs + 1) for req in IDS]
+    with (
+        cpu_hogs(args.hogs),
+        ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool,
+    ):
+        futures = [
+            pool.submit(_one, run, req, args.seed) for run in range(1, args.runs + 1) for req in IDS
+        ]
         for future in as_completed(futures):
             r = future.result()
             results.append(r)
-            print(f"  [{len(results)}/{len(futures)} {time.monotonic() - start:.0f} s] run "
-                  f"{r['run']} {r['req']}: {_key(r)} ({r['seconds']:.1f} s)", file=sys.stderr,
-                  flush=True)
+            print(
+                f"  [{len(results)}/{len(futures)} {time.monotonic() - start:.0f} s] run "
+                f"{r['run']} {r['req']}: {_key(r)} ({r['seconds']:.1f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
     wall = time.monotonic() - start
     cell = {(r["run"], r["req"]): r for r in results}
     runs = range(1, args.runs + 1)
-    lines = ["| requirement | " + " | ".join(f"run {i}" for i in runs) + " | identical |",
-             "|---|" + "---|" * args.runs + "---|"]
+    lines = [
+        "| requirement | " + " | ".join(f"run {i}" for i in runs) + " | identical |",
+        "|---|" + "---|" * args.runs + "---|",
+    ]
     same_all = True
     for req in IDS:
         keys = [_key(cell[(i, req)]) for i in runs]
@@ -103,23 +124,38 @@ def main(argv: list[str] | None = None) -> int:
         same_all &= same
         lines.append(f"| {req} | " + " | ".join(keys) + f" | {'yes' if same else '**NO**'} |")
     failing = [frozenset(req for req in IDS if cell[(i, req)]["verdict"] != "pass") for i in runs]
-    sets = "\n".join(f"- run {i}: {{{', '.join(sorted(f))}}}" for i, f in zip(runs, failing))
+    sets = "\n".join(
+        f"- run {i}: {{{', '.join(sorted(f))}}}" for i, f in zip(runs, failing, strict=True)
+    )
     same_sets = len(set(failing)) == 1
-    budget_cut = sorted({f"{r['req']} (run {r['run']})" for r in results
-                         if "time budget" in str(r["detail"])})
-    out = [f"`check(Target('cmd', 'python -m impl.seed_upper_server --port {{port}}'), ID, "
-           f"seed={args.seed})` for each of the {len(IDS)} requirements, {args.runs} times, "
-           f"on {args.workers} workers, with {args.hogs} CPU-bound processes beside the "
-           "checker; 40 random programs of up to 15 steps, shrinking on, the default 60 s "
-           f"time budget; {wall / 60:.1f} min wall. Each cell is the verdict, the "
-           "requirement of the violation, the length of the shrunk program and a hash of it.",
-           "", "Failing set of requirements per run:", "", sets, "",
-           f"Same failing set in every run: **{'yes' if same_sets else 'NO'}**. "
-           f"Same verdicts and shrunk programs in every run: "
-           f"**{'yes' if same_all else 'NO'}**.", "", *lines, ""]
+    budget_cut = sorted(
+        {f"{r['req']} (run {r['run']})" for r in results if "time budget" in str(r["detail"])}
+    )
+    out = [
+        f"`check(Target('cmd', 'python -m impl.seed_upper_server --port {{port}}'), ID, "
+        f"seed={args.seed})` for each of the {len(IDS)} requirements, {args.runs} times, "
+        f"on {args.workers} workers, with {args.hogs} CPU-bound processes beside the "
+        "checker; 40 random programs of up to 15 steps, shrinking on, the default 60 s "
+        f"time budget; {wall / 60:.1f} min wall. Each cell is the verdict, the "
+        "requirement of the violation, the length of the shrunk program and a hash of it.",
+        "",
+        "Failing set of requirements per run:",
+        "",
+        sets,
+        "",
+        f"Same failing set in every run: **{'yes' if same_sets else 'NO'}**. "
+        f"Same verdicts and shrunk programs in every run: "
+        f"**{'yes' if same_all else 'NO'}**.",
+        "",
+        *lines,
+        "",
+    ]
     if budget_cut:
-        out += ["Checks the 60 s time budget cut short (a pass after fewer programs than "
-                f"asked, or shrinking stopped early): {', '.join(budget_cut)}.", ""]
+        out += [
+            "Checks the 60 s time budget cut short (a pass after fewer programs than "
+            f"asked, or shrinking stopped early): {', '.join(budget_cut)}.",
+            "",
+        ]
     out += ["## The shrunk programs", ""]
     for req in IDS:
         progs: dict[str, list[int]] = {}
@@ -129,10 +165,16 @@ def main(argv: list[str] | None = None) -> int:
                 progs.setdefault("\n".join(r["program"]) or "(no program)", []).append(i)  # type: ignore[arg-type]
         for prog, which in progs.items():
             first = cell[(which[0], req)]
-            out += [f"### {req}, runs {', '.join(map(str, which))}: {first['verdict']}", "",
-                    "```", prog, "```", "",
-                    "Detail: " + str(first["detail"]).splitlines()[0] if first["detail"] else "",
-                    ""]
+            out += [
+                f"### {req}, runs {', '.join(map(str, which))}: {first['verdict']}",
+                "",
+                "```",
+                prog,
+                "```",
+                "",
+                "Detail: " + str(first["detail"]).splitlines()[0] if first["detail"] else "",
+                "",
+            ]
     out += ["## Reading", "", "READING", ""]
     body = "\n".join(out)
     if args.page:

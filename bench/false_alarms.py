@@ -59,13 +59,18 @@ TARGETS: dict[str, tuple[str, str]] = {
     "asyncio": ("cmd", f"{PY} -m impl.asyncio_server --port {{port}}"),
     "threaded": ("cmd", f"{PY} -m impl.threaded_server --port {{port}}"),
     "node": ("cmd", "node examples/echo_server.js {port}"),
-    "socat-tr": ("cmd", "socat TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork "
-                        "SYSTEM:'stdbuf -o0 tr a-z A-Z'"),
+    "socat-tr": (
+        "cmd",
+        "socat TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork SYSTEM:'stdbuf -o0 tr a-z A-Z'",
+    ),
     # socat's listen backlog is 5 by default: 1,000 simultaneous connections
     # then wait on SYN retries, which ECHO-10 rejects (as it rejects the seed's
     # listen(5)).  With a backlog it serves them all.
-    "socat-tr-backlog": ("cmd", "socat TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,"
-                                "backlog=1024 SYSTEM:'stdbuf -o0 tr a-z A-Z'"),
+    "socat-tr-backlog": (
+        "cmd",
+        "socat TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,"
+        "backlog=1024 SYSTEM:'stdbuf -o0 tr a-z A-Z'",
+    ),
     "reference-impl": ("impl", "impl.select_server:SelectEchoServer"),
     "selectors-impl": ("impl", "impl.selectors_server:SelectorsEchoServer"),
 }
@@ -85,15 +90,22 @@ def _one(name: str, req: str, seed: int) -> tuple[str, str, int, str, float, str
             o = check(target, req, hypothesis_settings=BUDGET, seed=seed)
     except Exception as e:  # FlakyFailure and friends: a non-pass too
         option = "--impl" if kind == "impl" else "--server-cmd"
-        return (name, req, seed, f"error: {type(e).__name__}", time.monotonic() - start,
-                (str(e).splitlines() or [""])[0],
-                f"python bench/false_alarms.py --targets {name} --first-seed {seed} --runs 1"
-                f"  # or: pytest --strict --hypothesis-seed {seed} {option} '{spec}' "
-                f"-k '{req}'")
+        return (
+            name,
+            req,
+            seed,
+            f"error: {type(e).__name__}",
+            time.monotonic() - start,
+            (str(e).splitlines() or [""])[0],
+            f"python bench/false_alarms.py --targets {name} --first-seed {seed} --runs 1"
+            f"  # or: pytest --strict --hypothesis-seed {seed} {option} '{spec}' "
+            f"-k '{req}'",
+        )
     option = "--impl" if kind == "impl" else "--server-cmd"
     # A measured requirement has no program to replay: its pytest run repeats it.
-    replay = o.replay or (f"pytest --strict -p no:cacheprovider {option} "
-                          f"{shlex.quote(spec)} -k '{req}]'")
+    replay = o.replay or (
+        f"pytest --strict -p no:cacheprovider {option} {shlex.quote(spec)} -k '{req}]'"
+    )
     return (name, req, seed, o.verdict, o.seconds, o.detail, replay)
 
 
@@ -105,8 +117,12 @@ def _die_with_parent() -> None:
 @contextlib.contextmanager
 def cpu_hogs(n: int):
     """`n` busy loops beside the checker; always killed (by their own PIDs) on the way out."""
-    hogs = [subprocess.Popen([PY, "-c", "while True: pass"], stdin=subprocess.DEVNULL,
-                             preexec_fn=_die_with_parent) for _ in range(n)]
+    hogs = [
+        subprocess.Popen(
+            [PY, "-c", "while True: pass"], stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent
+        )
+        for _ in range(n)
+    ]
     try:
         yield hogs
     finally:
@@ -119,17 +135,32 @@ def cpu_hogs(n: int):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=20, help="most runs per target (default 20)")
-    parser.add_argument("--minutes", type=float, default=30,
-                        help="start no run after this many minutes (default 30)")
-    parser.add_argument("--first-seed", type=int, default=1,
-                        help="seed of the first run; run i uses first-seed + i (default 1)")
-    parser.add_argument("--targets", nargs="+", choices=list(TARGETS), default=None,
-                        help=f"which correct servers (default: {' '.join(DEFAULT)})")
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        default=30,
+        help="start no run after this many minutes (default 30)",
+    )
+    parser.add_argument(
+        "--first-seed",
+        type=int,
+        default=1,
+        help="seed of the first run; run i uses first-seed + i (default 1)",
+    )
+    parser.add_argument(
+        "--targets",
+        nargs="+",
+        choices=list(TARGETS),
+        default=None,
+        help=f"which correct servers (default: {' '.join(DEFAULT)})",
+    )
     parser.add_argument("--workers", type=int, default=2, help="parallel checks (default 2)")
-    parser.add_argument("--hogs", type=int, default=2,
-                        help="CPU-bound processes run beside the checker (default 2)")
-    parser.add_argument("--page", default="false-alarms.md",
-                        help="the page under docs/ ('' for none)")
+    parser.add_argument(
+        "--hogs", type=int, default=2, help="CPU-bound processes run beside the checker (default 2)"
+    )
+    parser.add_argument(
+        "--page", default="false-alarms.md", help="the page under docs/ ('' for none)"
+    )
     parser.add_argument("--list", action="store_true", help="list the targets and exit")
     args = parser.parse_args(argv)
     if args.list:
@@ -152,8 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     start = time.monotonic()
     deadline = start + args.minutes * 60
     interrupted = False
-    with cpu_hogs(args.hogs), ProcessPoolExecutor(
-            args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with (
+        cpu_hogs(args.hogs),
+        ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool,
+    ):
         todo = [(n, r, s) for s in seeds for n in names for r in IDS]
         running: dict = {}
         try:
@@ -170,9 +203,12 @@ def main(argv: list[str] | None = None) -> int:
                     results.append(r)
                     name, req, seed, verdict, secs, detail, _ = r
                     mark = "" if verdict == "pass" else f": {(detail.splitlines() or [''])[0]}"
-                    print(f"  [{len(results)} {time.monotonic() - start:.0f} s] {name} {req} "
-                          f"seed {seed}: {verdict} {secs:.1f} s{mark}", file=sys.stderr,
-                          flush=True)
+                    print(
+                        f"  [{len(results)} {time.monotonic() - start:.0f} s] {name} {req} "
+                        f"seed {seed}: {verdict} {secs:.1f} s{mark}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
         except KeyboardInterrupt:
             interrupted = True
             for f in running:
@@ -184,10 +220,12 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         by_run[(r[0], r[2])].append(r)
     complete = {key for key, rs in by_run.items() if len(rs) == len(IDS)}
-    rows = ["| target | command | complete runs (seeds) | checks passed | not pass "
-            "| inconclusive | FlakyFailure / other errors | passes cut by the time budget "
-            "| check-seconds (median per run) |",
-            "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    rows = [
+        "| target | command | complete runs (seeds) | checks passed | not pass "
+        "| inconclusive | FlakyFailure / other errors | passes cut by the time budget "
+        "| check-seconds (median per run) |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
     non_pass = []
     for n in names:
         rs = [r for r in results if r[0] == n and (n, r[2]) in complete]
@@ -199,30 +237,45 @@ def main(argv: list[str] | None = None) -> int:
         per_run = sorted(sum(r[4] for r in rs if r[2] == s) for s in runs)
         median = per_run[len(per_run) // 2] if per_run else 0
         span = f"{len(runs)} ({runs[0]}..{runs[-1]})" if runs else "0"
-        rows.append(f"| {n} | `{TARGETS[n][1]}` | {span} | {passed}/{len(rs)} | "
-                    f"{len(rs) - passed} | {verdicts.get('inconclusive', 0)} | {errors} | "
-                    f"{budget_cut} | {median:.0f} |")
+        rows.append(
+            f"| {n} | `{TARGETS[n][1]}` | {span} | {passed}/{len(rs)} | "
+            f"{len(rs) - passed} | {verdicts.get('inconclusive', 0)} | {errors} | "
+            f"{budget_cut} | {median:.0f} |"
+        )
         non_pass += [r for r in rs if r[3] != "pass"]
     partial = [r for r in results if (r[0], r[2]) not in complete and r[3] != "pass"]
     total = sum(1 for r in results if (r[0], r[2]) in complete)
-    out = [f"Targets checked as a user would, `--server-cmd` (PID namespace, private network, "
-           f"32 KiB buffers), each run the full verdict on all {len(IDS)} requirements, "
-           "SHOULD-strict (anything but \"pass\" counts): 40 programs of up to 15 steps, "
-           "seed = run number, shrinking on, the default time budget and settle. "
-           f"{args.hogs} CPU-bound processes (`python -c 'while True: pass'`) ran beside "
-           f"the checker's {args.workers} workers the whole time, on {len(names)} targets"
-           + (f" (skipped, not installed: {', '.join(missing)})" if missing else "") + ". "
-           f"Runs started in seed order for {args.minutes:g} minutes (at most {args.runs} "
-           f"per target); {wall / 60:.1f} min wall"
-           + (" (interrupted)" if interrupted else "") + ".", "",
-           *rows, "",
-           f"{total - len(non_pass)} of {total} checks in complete runs passed.", ""]
+    out = [
+        f"Targets checked as a user would, `--server-cmd` (PID namespace, private network, "
+        f"32 KiB buffers), each run the full verdict on all {len(IDS)} requirements, "
+        'SHOULD-strict (anything but "pass" counts): 40 programs of up to 15 steps, '
+        "seed = run number, shrinking on, the default time budget and settle. "
+        f"{args.hogs} CPU-bound processes (`python -c 'while True: pass'`) ran beside "
+        f"the checker's {args.workers} workers the whole time, on {len(names)} targets"
+        + (f" (skipped, not installed: {', '.join(missing)})" if missing else "")
+        + ". "
+        f"Runs started in seed order for {args.minutes:g} minutes (at most {args.runs} "
+        f"per target); {wall / 60:.1f} min wall" + (" (interrupted)" if interrupted else "") + ".",
+        "",
+        *rows,
+        "",
+        f"{total - len(non_pass)} of {total} checks in complete runs passed.",
+        "",
+    ]
     if non_pass or partial:
         out += ["## Every check that did not pass", ""]
-        for name, req, seed, verdict, secs, detail, replay in non_pass + partial:
+        for name, req, seed, verdict, _secs, detail, replay in non_pass + partial:
             where = "" if (name, seed) in complete else " (in a run cut short)"
-            out += [f"### {name} {req} seed {seed}: {verdict}{where}", "", "```",
-                    detail.strip(), "```", "", f"Replay: `{replay}`", ""]
+            out += [
+                f"### {name} {req} seed {seed}: {verdict}{where}",
+                "",
+                "```",
+                detail.strip(),
+                "```",
+                "",
+                f"Replay: `{replay}`",
+                "",
+            ]
     out += ["## Reading", "", "READING", ""]
     body = "\n".join(out)
     if args.page:

@@ -28,12 +28,23 @@ from spec.targets import Target
 
 REFERENCE = Target("impl", "impl.select_server:SelectEchoServer")
 #: Derandomized: every mutant meets the same step programs.
-MACHINE_SETTINGS = settings(max_examples=30, stateful_step_count=15, derandomize=True,
-                            database=None)
+MACHINE_SETTINGS = settings(
+    max_examples=30, stateful_step_count=15, derandomize=True, database=None
+)
 SETTLE = 0.5
 #: Cheapest first, so a killed mutant is usually killed in under a second.
-ORDER = ["ECHO-5", "ECHO-6", "ECHO-4", "ECHO-1", "ECHO-3", "ECHO-2", "ECHO-7",
-         "ECHO-9", "ECHO-10", "ECHO-8"]
+ORDER = [
+    "ECHO-5",
+    "ECHO-6",
+    "ECHO-4",
+    "ECHO-1",
+    "ECHO-3",
+    "ECHO-2",
+    "ECHO-7",
+    "ECHO-9",
+    "ECHO-10",
+    "ECHO-8",
+]
 ONLY = [r for r in os.environ.get("MUT_REQS", "").split(",") if r] or ORDER
 KILL_LOG = os.environ.get("MUT_KILL_LOG", "kills.jsonl")
 
@@ -48,14 +59,25 @@ def test_checker_passes_the_reference() -> None:
     for req_id in ONLY:
         start = time.monotonic()
         try:
-            outcome = check(REFERENCE, req_id, settle=SETTLE,
-                            hypothesis_settings=MACHINE_SETTINGS)
+            outcome = check(REFERENCE, req_id, settle=SETTLE, hypothesis_settings=MACHINE_SETTINGS)
         except BaseException as e:
-            _log({"req": req_id, "verdict": "error", "detail": f"{type(e).__name__}: {e}"[:500],
-                  "seconds": round(time.monotonic() - start, 2)})
+            _log(
+                {
+                    "req": req_id,
+                    "verdict": "error",
+                    "detail": f"{type(e).__name__}: {e}"[:500],
+                    "seconds": round(time.monotonic() - start, 2),
+                }
+            )
             raise
         if outcome.verdict != "pass":
-            _log({"req": req_id, "verdict": outcome.verdict, "detail": outcome.detail[:500],
-                  "program": outcome.program, "seconds": outcome.seconds})
-        assert outcome.verdict == "pass", (
-            f"{req_id}: {outcome.detail}\n{outcome.counterexample}")
+            _log(
+                {
+                    "req": req_id,
+                    "verdict": outcome.verdict,
+                    "detail": outcome.detail[:500],
+                    "program": outcome.program,
+                    "seconds": outcome.seconds,
+                }
+            )
+        assert outcome.verdict == "pass", f"{req_id}: {outcome.detail}\n{outcome.counterexample}"

@@ -69,18 +69,35 @@ class Server:
 
 PY = sys.executable
 SERVERS = [
-    Server("reference", "reference select", "{py} -m impl.select_server --port {port} "
-           "--log-level WARNING", SELECT_LIMIT,
-           "select() watches descriptors below 1024; beyond that the reference refuses"),
-    Server("seed", "seed select (defects)", "{py} -m impl.seed_upper_server --port {port} "
-           "--log-level WARNING", SELECT_LIMIT,
-           "select() watches descriptors below 1024; beyond that the seed dies"),
-    Server("selectors", "impl selectors (epoll)", "{py} -m impl.selectors_server --port {port} "
-           "--log-level WARNING"),
-    Server("asyncio", "impl asyncio Protocol", "{py} -m impl.asyncio_server --port {port} "
-           "--log-level WARNING"),
-    Server("threaded", "impl threaded", "{py} -m impl.threaded_server --port {port} "
-           "--log-level WARNING"),
+    Server(
+        "reference",
+        "reference select",
+        "{py} -m impl.select_server --port {port} --log-level WARNING",
+        SELECT_LIMIT,
+        "select() watches descriptors below 1024; beyond that the reference refuses",
+    ),
+    Server(
+        "seed",
+        "seed select (defects)",
+        "{py} -m impl.seed_upper_server --port {port} --log-level WARNING",
+        SELECT_LIMIT,
+        "select() watches descriptors below 1024; beyond that the seed dies",
+    ),
+    Server(
+        "selectors",
+        "impl selectors (epoll)",
+        "{py} -m impl.selectors_server --port {port} --log-level WARNING",
+    ),
+    Server(
+        "asyncio",
+        "impl asyncio Protocol",
+        "{py} -m impl.asyncio_server --port {port} --log-level WARNING",
+    ),
+    Server(
+        "threaded",
+        "impl threaded",
+        "{py} -m impl.threaded_server --port {port} --log-level WARNING",
+    ),
     Server("streams", "asyncio streams", "{py} {peers} streams --port {port}"),
     Server("protocol", "asyncio Protocol", "{py} {peers} protocol --port {port}"),
     Server("uvloop", "uvloop Protocol", "{py} {peers} uvloop --port {port}"),
@@ -97,8 +114,12 @@ GOALS = [
     ("selectors", "c", 0.75, (10, 100)),
 ]
 # Shown beside them, no goal.
-EXTRA_RATIOS = [("reference", "asyncio"), ("reference", "selectors"), ("protocol", "uvloop"),
-                ("uvloop", "c")]
+EXTRA_RATIOS = [
+    ("reference", "asyncio"),
+    ("reference", "selectors"),
+    ("protocol", "uvloop"),
+    ("uvloop", "c"),
+]
 
 
 # -- building and running ----------------------------------------------------------
@@ -111,13 +132,18 @@ def build(notes: list[str]) -> tuple[Path, bool]:
         raise SystemExit("no C compiler (cc): the load generator is C; install gcc or set CC")
     out = Path(tempfile.mkdtemp(prefix="echo-throughput-"))
     for name, required in (("loadgen", True), ("cecho", False)):
-        proc = subprocess.run([cc, "-O2", "-o", str(out / name), str(HERE / f"{name}.c")],
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [cc, "-O2", "-o", str(out / name), str(HERE / f"{name}.c")],
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode != 0:
             if required:
                 raise SystemExit(f"compiling {name}.c failed:\n{proc.stderr}")
-            notes.append(f"the C epoll server did not compile, so it is skipped: "
-                         f"{proc.stderr.strip().splitlines()[-1]}")
+            notes.append(
+                f"the C epoll server did not compile, so it is skipped: "
+                f"{proc.stderr.strip().splitlines()[-1]}"
+            )
             return out, False
     return out, True
 
@@ -131,26 +157,57 @@ def pinning(notes: list[str]) -> tuple[list[str], str]:
     if len(cpus) < 2:
         notes.append("only one core is available: generator and server share it, not pinned")
         return [], ""
-    notes.append(f"generator pinned to core {cpus[0]}, server to core {cpus[1]} (taskset); "
-                 "other processes on the machine are not")
+    notes.append(
+        f"generator pinned to core {cpus[0]}, server to core {cpus[1]} (taskset); "
+        "other processes on the machine are not"
+    )
     return ["taskset", "-c", str(cpus[0])], f"taskset -c {cpus[1]} "
 
 
-def run_one(server: Server, conns: int, size: int, args, bindir: Path,
-            gen_prefix: list[str], server_prefix: str) -> dict:
+def run_one(
+    server: Server,
+    conns: int,
+    size: int,
+    args,
+    bindir: Path,
+    gen_prefix: list[str],
+    server_prefix: str,
+) -> dict:
     command = server_prefix + server.command.format(
-        py=shlex.quote(PY), build=shlex.quote(str(bindir)),
-        peers=shlex.quote(str(HERE / "peers.py")), here=shlex.quote(str(HERE)), port="{port}")
+        py=shlex.quote(PY),
+        build=shlex.quote(str(bindir)),
+        peers=shlex.quote(str(HERE / "peers.py")),
+        here=shlex.quote(str(HERE)),
+        port="{port}",
+    )
     result: dict = {"server": server.key, "conns": conns, "size": size}
     try:
         with ServerProcess(command, start_timeout=15) as sp:
-            gen = [*gen_prefix, str(bindir / "loadgen"), "--port", str(sp.port),
-                   "--conns", str(conns), "--size", str(size), "--duration", str(args.duration),
-                   "--warmup", str(args.warmup), "--connect-timeout", "20",
-                   "--server-pid", str(sp.process.pid)]
+            gen = [
+                *gen_prefix,
+                str(bindir / "loadgen"),
+                "--port",
+                str(sp.port),
+                "--conns",
+                str(conns),
+                "--size",
+                str(size),
+                "--duration",
+                str(args.duration),
+                "--warmup",
+                str(args.warmup),
+                "--connect-timeout",
+                "20",
+                "--server-pid",
+                str(sp.process.pid),
+            ]
             try:
-                proc = subprocess.run(gen, capture_output=True, text=True,
-                                      timeout=20 + args.warmup + 10 + args.duration + 10)
+                proc = subprocess.run(
+                    gen,
+                    capture_output=True,
+                    text=True,
+                    timeout=20 + args.warmup + 10 + args.duration + 10,
+                )
             except subprocess.TimeoutExpired:
                 return {**result, "valid": False, "error": "the load generator timed out"}
             alive = sp.alive
@@ -158,8 +215,11 @@ def run_one(server: Server, conns: int, size: int, args, bindir: Path,
         return {**result, "valid": False, "error": f"server did not start: {e}"}
     lines = proc.stdout.strip().splitlines()
     if not lines:
-        return {**result, "valid": False,
-                "error": f"load generator exit {proc.returncode}: {proc.stderr.strip()[-300:]}"}
+        return {
+            **result,
+            "valid": False,
+            "error": f"load generator exit {proc.returncode}: {proc.stderr.strip()[-300:]}",
+        }
     result.update(json.loads(lines[-1]))
     if not result["samples"]:  # no round trip completed within the window: no latency
         result["p50_us"] = result["p99_us"] = None
@@ -197,8 +257,9 @@ def summarise(results: list[dict]) -> dict:
             cell["p99"] = statistics.median(r["p99_us"] for r in timed) if timed else None
             cell["gen_cpu"] = statistics.median(r["gen_cpu"] for r in valid)
             cell["server_cpu"] = statistics.median(r.get("server_cpu", 0.0) for r in valid)
-            faults = [r["server_faults_per_rt"] for r in valid
-                      if r.get("server_faults_per_rt", -1) >= 0]
+            faults = [
+                r["server_faults_per_rt"] for r in valid if r.get("server_faults_per_rt", -1) >= 0
+            ]
             cell["faults"] = statistics.median(faults) if faults else None
             cell["thrash_runs"] = sum(f >= 0.5 for f in faults)
             pc = [v for v in map(per_cpu, valid) if v is not None]
@@ -207,9 +268,11 @@ def summarise(results: list[dict]) -> dict:
     return cells
 
 
-def ratio(results: list[dict], a: str, b: str, conns: int, size: int,
-          metric=lambda r: r["rps"]) -> tuple | None:
+def ratio(
+    results: list[dict], a: str, b: str, conns: int, size: int, metric=lambda r: r["rps"]
+) -> tuple | None:
     """Median, min and max over repeats of metric(a)/metric(b) within the same repeat."""
+
     def by_rep(key: str) -> dict[int, float]:
         out = {}
         for r in results:
@@ -218,6 +281,7 @@ def ratio(results: list[dict], a: str, b: str, conns: int, size: int,
                 if v:
                     out[r["repeat"]] = v
         return out
+
     ra, rb = by_rep(a), by_rep(b)
     paired = [ra[k] / rb[k] for k in ra if k in rb]
     if not paired:
@@ -250,17 +314,21 @@ def report(data: dict) -> str:
     keys = [s.key for s in SERVERS if any(k[0] == s.key for k in cells)]
     out: list[str] = []
     w = out.append
-    w(f"Closed-loop ping-pong, {meta['duration']:g} s measured after {meta['warmup']:g} s "
-      f"warm-up per run, median of {meta['repeats']} interleaved runs, every echo byte "
-      f"checked. {meta['machine']}")
+    w(
+        f"Closed-loop ping-pong, {meta['duration']:g} s measured after {meta['warmup']:g} s "
+        f"warm-up per run, median of {meta['repeats']} interleaved runs, every echo byte "
+        f"checked. {meta['machine']}"
+    )
     w("")
     for note in meta["notes"]:
         w(f"- {note}")
     w("")
 
     for size in sizes:
-        w(f"### {fmt_size(size)} messages: round trips/s · per server CPU-second; "
-          "p50 / p99 latency")
+        w(
+            f"### {fmt_size(size)} messages: round trips/s · per server CPU-second; "
+            "p50 / p99 latency"
+        )
         w("")
         w("| server | " + " | ".join(f"{c:,} conn." for c in conns_list) + " |")
         w("|---|" + "---:|" * len(conns_list))
@@ -273,24 +341,33 @@ def report(data: dict) -> str:
                 elif not cell["valid"]:
                     row.append("invalid")
                 else:
-                    flag = "" if cell["valid"] == len(cell["runs"]) else \
-                        f" ({len(cell['runs']) - cell['valid']} invalid)"
+                    flag = (
+                        ""
+                        if cell["valid"] == len(cell["runs"])
+                        else f" ({len(cell['runs']) - cell['valid']} invalid)"
+                    )
                     pc = f" · {cell['per_cpu'] / 1000:,.0f}k/CPU-s" if cell["per_cpu"] else ""
-                    row.append(f"**{cell['rps']:,.0f}**{flag}{pc}<br>{fmt_us(cell['p50'])} / "
-                               f"{fmt_us(cell['p99'])}")
+                    row.append(
+                        f"**{cell['rps']:,.0f}**{flag}{pc}<br>{fmt_us(cell['p50'])} / "
+                        f"{fmt_us(cell['p99'])}"
+                    )
             w(f"| {label(key)} | " + " | ".join(row) + " |")
         w("")
 
     w("### Ratios, 1 KiB messages")
     w("")
-    w("Each ratio is the median over repeats of the ratio within one repeat (min–max "
-      "over repeats), first of round trips/s as measured, then of round trips per second "
-      "of server CPU time, which does not count the time other jobs took the server's "
-      "core and is the steadier figure on a shared machine.")
+    w(
+        "Each ratio is the median over repeats of the ratio within one repeat (min–max "
+        "over repeats), first of round trips/s as measured, then of round trips per second "
+        "of server CPU time, which does not count the time other jobs took the server's "
+        "core and is the steadier figure on a shared machine."
+    )
     verdicts: dict[tuple, list] = {}
     rows = [*GOALS, *((a, b, None, ()) for a, b in EXTRA_RATIOS)]
-    for title, metric in (("round trips/s", lambda r: r["rps"]),
-                          ("round trips per server CPU-second", per_cpu)):
+    for title, metric in (
+        ("round trips/s", lambda r: r["rps"]),
+        ("round trips per server CPU-second", per_cpu),
+    ):
         w("")
         w(f"| ratio of {title} | " + " | ".join(f"{c:,} conn." for c in conns_list) + " | goal |")
         w("|---|" + "---:|" * len(conns_list) + "---|")
@@ -319,28 +396,42 @@ def report(data: dict) -> str:
             w(f"- {label(a)} ≥ {goal:g}× {label(b)} at {c:,} connections: not measured")
             continue
         both = [v for v in (measured, cpu) if v is not None]
-        mark = ("met" if all(v >= goal for v in both) else
-                "**missed**" if all(v < goal for v in both) else "unclear")
+        mark = (
+            "met"
+            if all(v >= goal for v in both)
+            else "**missed**"
+            if all(v < goal for v in both)
+            else "unclear"
+        )
         cpu_text = f", {cpu:.2f}× per CPU-second" if cpu is not None else ""
-        w(f"- {label(a)} ≥ {goal:g}× {label(b)} at {c:,} connections: {measured:.2f}× "
-          f"measured{cpu_text} — {mark}")
+        w(
+            f"- {label(a)} ≥ {goal:g}× {label(b)} at {c:,} connections: {measured:.2f}× "
+            f"measured{cpu_text} — {mark}"
+        )
     w("")
 
     w("### Is the load generator the bottleneck?")
     w("")
-    w("The same generator against the C server and against the fastest Python server "
-      "(by round trips per server CPU-second) of each configuration. CPU is user+system "
-      "time over the measured window as a fraction of one core.")
+    w(
+        "The same generator against the C server and against the fastest Python server "
+        "(by round trips per server CPU-second) of each configuration. CPU is user+system "
+        "time over the measured window as a fraction of one core."
+    )
     w("")
-    w("| size | conn. | C: rt/s | C: per CPU-s | CPU gen. / C | fastest Python | its rt/s | "
-      "its per CPU-s | CPU gen. / it | C / it per CPU-s |")
+    w(
+        "| size | conn. | C: rt/s | C: per CPU-s | CPU gen. / C | fastest Python | its rt/s | "
+        "its per CPU-s | CPU gen. / it | C / it per CPU-s |"
+    )
     w("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|")
     faster = faster_cpu = total = 0
     for size in sizes:
         for c in conns_list:
             cc = cells.get(("c", c, size))
-            py = [(cells[(k, c, size)]["per_cpu"] or 0, k) for k in PYTHON_KEYS
-                  if (k, c, size) in cells and cells[(k, c, size)]["valid"]]
+            py = [
+                (cells[(k, c, size)]["per_cpu"] or 0, k)
+                for k in PYTHON_KEYS
+                if (k, c, size) in cells and cells[(k, c, size)]["valid"]
+            ]
             if not cc or not cc["valid"] or not py or not cc["per_cpu"]:
                 continue
             _, bk = max(py)
@@ -349,22 +440,29 @@ def report(data: dict) -> str:
             total += 1
             faster += cc["rps"] > top_rps
             faster_cpu += cc["per_cpu"] > (best["per_cpu"] or 0)
-            w(f"| {fmt_size(size)} | {c:,} | {cc['rps']:,.0f} | {cc['per_cpu']:,.0f} | "
-              f"{cc['gen_cpu']:.0%} / {cc['server_cpu']:.0%} | {label(bk)} | "
-              f"{best['rps']:,.0f} | {best['per_cpu'] or 0:,.0f} | "
-              f"{best['gen_cpu']:.0%} / {best['server_cpu']:.0%} | "
-              f"{cc['per_cpu'] / (best['per_cpu'] or 1):.2f} |")
+            w(
+                f"| {fmt_size(size)} | {c:,} | {cc['rps']:,.0f} | {cc['per_cpu']:,.0f} | "
+                f"{cc['gen_cpu']:.0%} / {cc['server_cpu']:.0%} | {label(bk)} | "
+                f"{best['rps']:,.0f} | {best['per_cpu'] or 0:,.0f} | "
+                f"{best['gen_cpu']:.0%} / {best['server_cpu']:.0%} | "
+                f"{cc['per_cpu'] / (best['per_cpu'] or 1):.2f} |"
+            )
     w("")
     if total:
-        w(f"The C server does more round trips per CPU-second than every Python server in "
-          f"{faster_cpu} of {total} configurations, and more round trips per second (medians "
-          f"of runs at different moments) in {faster} of {total}. On loopback each side's "
-          "CPU time includes the kernel's TCP work for what it sends, so the generator costs "
-          "about what the C server costs per round trip and less than any Python server: a "
-          "Python server, not the generator, limits its runs." + (
-              " With 64 KiB messages the kernel's copying dominates every server, C "
-              "included, and the servers are within the noise of each other."
-              if 65536 in sizes else ""))
+        w(
+            f"The C server does more round trips per CPU-second than every Python server in "
+            f"{faster_cpu} of {total} configurations, and more round trips per second (medians "
+            f"of runs at different moments) in {faster} of {total}. On loopback each side's "
+            "CPU time includes the kernel's TCP work for what it sends, so the generator costs "
+            "about what the C server costs per round trip and less than any Python server: a "
+            "Python server, not the generator, limits its runs."
+            + (
+                " With 64 KiB messages the kernel's copying dominates every server, C "
+                "included, and the servers are within the noise of each other."
+                if 65536 in sizes
+                else ""
+            )
+        )
     else:
         w("The C server was not measured, so the generator's headroom is not shown.")
     w("")
@@ -373,30 +471,38 @@ def report(data: dict) -> str:
     busy = [r for r in results if r["valid"] and r["conns"] >= 10 and r.get("server_cpu", -1) >= 0]
     if busy:
         starved = sum(r["server_cpu"] < 0.9 for r in busy)
-        w(f"Contention: with 10 or more connections a server alone on its core keeps it busy, "
-          f"yet in {starved} of {len(busy)} such runs the server got less than 90% of it "
-          f"(median {statistics.median(r['server_cpu'] for r in busy):.0%}): other jobs "
-          "shared the cores.")
+        w(
+            f"Contention: with 10 or more connections a server alone on its core keeps it busy, "
+            f"yet in {starved} of {len(busy)} such runs the server got less than 90% of it "
+            f"(median {statistics.median(r['server_cpu'] for r in busy):.0%}): other jobs "
+            "shared the cores."
+        )
         w("")
     if spreads:
-        w(f"Noise: the spread (max − min) / median of round trips/s over the repeats of one "
-          f"configuration is {statistics.median(spreads):.0%} in the median configuration and "
-          f"{max(spreads):.0%} at worst.")
+        w(
+            f"Noise: the spread (max − min) / median of round trips/s over the repeats of one "
+            f"configuration is {statistics.median(spreads):.0%} in the median configuration and "
+            f"{max(spreads):.0%} at worst."
+        )
     # A 64 KiB echo legitimately faults (big buffers); a 1 KiB one should not.
     thrash = [(k, cell) for k, cell in cells.items() if cell.get("thrash_runs") and k[2] <= KIB]
     if thrash:
         w("")
-        w("Allocator thrash: in these runs the server took one or more minor page faults per "
-          "round trip, the sign of a read buffer mapped and unmapped for every read. "
-          "asyncio's transports call `recv(256 KiB)` and shrink the result; glibc serves "
-          "256 KiB with mmap, then mremap and munmap, until a read that finds nothing "
-          "(EAGAIN, EOF) frees a whole buffer and raises glibc's dynamic mmap threshold. "
-          "Whether an asyncio server pays three extra system calls and two page faults per "
-          "read thus depends on its history:")
+        w(
+            "Allocator thrash: in these runs the server took one or more minor page faults per "
+            "round trip, the sign of a read buffer mapped and unmapped for every read. "
+            "asyncio's transports call `recv(256 KiB)` and shrink the result; glibc serves "
+            "256 KiB with mmap, then mremap and munmap, until a read that finds nothing "
+            "(EAGAIN, EOF) frees a whole buffer and raises glibc's dynamic mmap threshold. "
+            "Whether an asyncio server pays three extra system calls and two page faults per "
+            "read thus depends on its history:"
+        )
         w("")
         for (key, c, size), cell in sorted(thrash, key=lambda kc: (kc[0][2], kc[0][1])):
-            w(f"- {label(key)}, {c:,} conn., {fmt_size(size)}: {cell['thrash_runs']} of "
-              f"{cell['valid']} runs, {cell['faults']:.1f} faults per round trip (median)")
+            w(
+                f"- {label(key)}, {c:,} conn., {fmt_size(size)}: {cell['thrash_runs']} of "
+                f"{cell['valid']} runs, {cell['faults']:.1f} faults per round trip (median)"
+            )
     invalid = [(k, cell) for k, cell in cells.items() if cell["errors"]]
     if invalid:
         w("")
@@ -420,13 +526,21 @@ def plot(data: dict, path: Path) -> str | None:
     fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(17, 5.6))
     markers = "os^vD<>pX*h"
     for i, s in enumerate(SERVERS):
-        pts = [(c, cells[(s.key, c, KIB)]) for c in conns_list
-               if (s.key, c, KIB) in cells and cells[(s.key, c, KIB)]["valid"]]
+        pts = [
+            (c, cells[(s.key, c, KIB)])
+            for c in conns_list
+            if (s.key, c, KIB) in cells and cells[(s.key, c, KIB)]["valid"]
+        ]
         if not pts:
             continue
-        style = {"marker": markers[i % len(markers)], "label": s.label, "linewidth": 1.8,
-                 "linestyle": "--" if s.kind == "c" or s.key in ("protocol", "uvloop", "streams")
-                 else "-"}
+        style = {
+            "marker": markers[i % len(markers)],
+            "label": s.label,
+            "linewidth": 1.8,
+            "linestyle": "--"
+            if s.kind == "c" or s.key in ("protocol", "uvloop", "streams")
+            else "-",
+        }
         if s.key == "reference":
             style.update(linewidth=3, color="black")
         xs = [c for c, _ in pts]
@@ -436,10 +550,14 @@ def plot(data: dict, path: Path) -> str | None:
         pc = [(c, cell["per_cpu"]) for c, cell in pts if cell["per_cpu"]]
         ax3.plot([c for c, _ in pc], [v for _, v in pc], **style)
     for ax, title, ylabel in (
-            (ax1, "Round trips per second (higher is better)", "round trips/s"),
-            (ax2, "p99 latency (lower is better)", "p99 latency (ms)"),
-            (ax3, "Round trips per server CPU-second\n(steadier on a shared machine)",
-             "round trips / server CPU-s")):
+        (ax1, "Round trips per second (higher is better)", "round trips/s"),
+        (ax2, "p99 latency (lower is better)", "p99 latency (ms)"),
+        (
+            ax3,
+            "Round trips per server CPU-second\n(steadier on a shared machine)",
+            "round trips / server CPU-s",
+        ),
+    ):
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xticks(conns_list, [f"{c:,}" for c in conns_list])
@@ -449,15 +567,20 @@ def plot(data: dict, path: Path) -> str | None:
         ax.set_title(title)
         ax.grid(True, which="major", alpha=0.3)
     ticker = matplotlib.ticker
-    for ax, fmt in ((ax1, lambda v, _: f"{v / 1000:g}k"), (ax2, lambda v, _: f"{v:g}"),
-                    (ax3, lambda v, _: f"{v / 1000:g}k")):
+    for ax, fmt in (
+        (ax1, lambda v, _: f"{v / 1000:g}k"),
+        (ax2, lambda v, _: f"{v:g}"),
+        (ax3, lambda v, _: f"{v / 1000:g}k"),
+    ):
         ax.yaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         ax.yaxis.set_major_formatter(ticker.FuncFormatter(fmt))
     handles, labels = ax1.get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=5, frameon=False)
     meta = data["meta"]
-    fig.suptitle(f"Uppercase echo servers, 1 KiB ping-pong, median of {meta['repeats']} runs "
-                 f"({meta['duration']:g} s each)")
+    fig.suptitle(
+        f"Uppercase echo servers, 1 KiB ping-pong, median of {meta['repeats']} runs "
+        f"({meta['duration']:g} s each)"
+    )
     fig.tight_layout(rect=(0, 0.1, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -467,15 +590,23 @@ def plot(data: dict, path: Path) -> str | None:
 
 def write_docs(data: dict, text: str, md_path: Path, png_path: Path) -> None:
     note = plot(data, png_path)
-    md = ["# Server throughput and latency", "",
-          f"Regenerate with `{data['meta']['command']}` (figures and this page).", "",
-          f"![round trips/s and p99 latency against connections, 1 KiB]({png_path.name})", "",
-          text, ""]
+    md = [
+        "# Server throughput and latency",
+        "",
+        f"Regenerate with `{data['meta']['command']}` (figures and this page).",
+        "",
+        f"![round trips/s and p99 latency against connections, 1 KiB]({png_path.name})",
+        "",
+        text,
+        "",
+    ]
     if note:
         print(note)
     md_path.write_text("\n".join(md), encoding="utf-8")
-    print(f"wrote {md_path.relative_to(ROOT)}" + ("" if note else
-                                                  f" and {png_path.relative_to(ROOT)}"))
+    print(
+        f"wrote {md_path.relative_to(ROOT)}"
+        + ("" if note else f" and {png_path.relative_to(ROOT)}")
+    )
 
 
 # -- main ------------------------------------------------------------------------------
@@ -483,12 +614,16 @@ def write_docs(data: dict, text: str, md_path: Path, png_path: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="1 KiB at 10, 100, 1,000 connections, shorter runs (~1.5 min)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="1 KiB at 10, 100, 1,000 connections, shorter runs (~1.5 min)",
+    )
     parser.add_argument("--connections", help="comma-separated (default 1,10,100,1000)")
     parser.add_argument("--sizes", help="message sizes in bytes (default 64,1024,65536)")
-    parser.add_argument("--servers",
-                        help=f"comma-separated subset of {','.join(s.key for s in SERVERS)}")
+    parser.add_argument(
+        "--servers", help=f"comma-separated subset of {','.join(s.key for s in SERVERS)}"
+    )
     parser.add_argument("--repeats", type=int, help="runs of each configuration (default 3)")
     parser.add_argument("--duration", type=float, help="measured seconds per run (default 1.5)")
     parser.add_argument("--warmup", type=float, help="warm-up seconds per run (default 0.3)")
@@ -508,8 +643,9 @@ def main() -> int:
         return 0
 
     q = args.quick
-    conns_list = [int(c) for c in (args.connections or ("10,100,1000" if q else "1,10,100,1000"))
-                  .split(",")]
+    conns_list = [
+        int(c) for c in (args.connections or ("10,100,1000" if q else "1,10,100,1000")).split(",")
+    ]
     sizes = [int(s) for s in (args.sizes or ("1024" if q else "64,1024,65536")).split(",")]
     args.repeats = args.repeats or 3
     args.duration = args.duration or (0.6 if q else 1.5)
@@ -533,37 +669,63 @@ def main() -> int:
         for s in servers:
             over = [c for c in conns_list if s.max_conns is not None and c > s.max_conns]
             if over:
-                notes.append(f"{s.label}: {', '.join(f'{c:,}' for c in over)} connections "
-                             f"skipped ({s.limit_note})")
-        plan = [(rep, size, c, s) for rep in range(args.repeats) for size in sizes
-                for c in conns_list for s in servers
-                if s.max_conns is None or c <= s.max_conns]
-        print(f"{len(plan)} runs of {args.warmup:g} + {args.duration:g} s; "
-              f"{'; '.join(notes)}", flush=True)
+                notes.append(
+                    f"{s.label}: {', '.join(f'{c:,}' for c in over)} connections "
+                    f"skipped ({s.limit_note})"
+                )
+        plan = [
+            (rep, size, c, s)
+            for rep in range(args.repeats)
+            for size in sizes
+            for c in conns_list
+            for s in servers
+            if s.max_conns is None or c <= s.max_conns
+        ]
+        print(
+            f"{len(plan)} runs of {args.warmup:g} + {args.duration:g} s; {'; '.join(notes)}",
+            flush=True,
+        )
         results = []
         start = time.perf_counter()
         for i, (rep, size, c, s) in enumerate(plan, 1):
             r = run_one(s, c, size, args, bindir, gen_prefix, server_prefix)
             r["repeat"] = rep
             results.append(r)
-            status = (f"{r['rps']:>10,.0f} rt/s  p50 {fmt_us(r['p50_us']):>8}  "
-                      f"p99 {fmt_us(r['p99_us']):>8}  CPU gen. {r['gen_cpu']:4.0%} "
-                      f"server {r['server_cpu']:4.0%}  faults/rt {r['server_faults_per_rt']:.1f}"
-                      if r["valid"] else f"INVALID: {r['error']}")
-            print(f"[{i:3}/{len(plan)} {time.perf_counter() - start:5.0f} s] rep {rep + 1} "
-                  f"{fmt_size(size):>6} {c:>5} conn. {s.label:<24} {status}", flush=True)
+            status = (
+                f"{r['rps']:>10,.0f} rt/s  p50 {fmt_us(r['p50_us']):>8}  "
+                f"p99 {fmt_us(r['p99_us']):>8}  CPU gen. {r['gen_cpu']:4.0%} "
+                f"server {r['server_cpu']:4.0%}  faults/rt {r['server_faults_per_rt']:.1f}"
+                if r["valid"]
+                else f"INVALID: {r['error']}"
+            )
+            print(
+                f"[{i:3}/{len(plan)} {time.perf_counter() - start:5.0f} s] rep {rep + 1} "
+                f"{fmt_size(size):>6} {c:>5} conn. {s.label:<24} {status}",
+                flush=True,
+            )
     finally:
         shutil.rmtree(bindir, ignore_errors=True)
 
     cmd = "python bench/throughput/run.py" + (" --quick" if q else "")
-    machine = (f"Machine: {os.cpu_count()} cores ({_cpu_model()}), Linux "
-               f"{os.uname().release}, Python {sys.version.split()[0]}; shared with other "
-               f"jobs, load average {os.getloadavg()[0]:.1f} at the end of the run.")
-    data = {"meta": {"connections": conns_list, "sizes": sizes, "repeats": args.repeats,
-                     "duration": args.duration, "warmup": args.warmup, "notes": notes,
-                     "command": cmd, "machine": machine,
-                     "seconds": round(time.perf_counter() - start, 1)},
-            "results": results}
+    machine = (
+        f"Machine: {os.cpu_count()} cores ({_cpu_model()}), Linux "
+        f"{os.uname().release}, Python {sys.version.split()[0]}; shared with other "
+        f"jobs, load average {os.getloadavg()[0]:.1f} at the end of the run."
+    )
+    data = {
+        "meta": {
+            "connections": conns_list,
+            "sizes": sizes,
+            "repeats": args.repeats,
+            "duration": args.duration,
+            "warmup": args.warmup,
+            "notes": notes,
+            "command": cmd,
+            "machine": machine,
+            "seconds": round(time.perf_counter() - start, 1),
+        },
+        "results": results,
+    }
     if args.json:
         args.json.write_text(json.dumps(data, indent=1))
     text = report(data)
