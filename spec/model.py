@@ -20,6 +20,7 @@ time), and only then does missing data count as lost.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import enum
 from collections.abc import Callable, Iterable
@@ -215,6 +216,12 @@ def _divergence(
     if _agrees(received[i + 1 :], expected[i:]):
         return violation(
             STREAM, f"byte {_byte(received[i])} was inserted into the echo (duplicated or foreign)"
+        )
+    if not collections.Counter(received) - collections.Counter(expected):
+        # Every byte received is the correct transform of a byte sent, only
+        # not at its own offset: short chunks out of order, not a transform error.
+        return violation(
+            STREAM, "the echo holds the right bytes in the wrong order (reordered or duplicated)"
         )
     moved = _moved_from(snippet, expected, i)
     if moved is not None:

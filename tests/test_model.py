@@ -857,3 +857,10 @@ def test_one_wrong_byte_value_is_still_echo1():
     received[7] ^= 0x40
     v = diagnose(sent, bytes(received), settled=True)
     assert v is not None and (v.requirement, v.offset) == ("ECHO-1", 7)
+
+
+def test_short_chunks_out_of_order_are_echo2_not_echo1():
+    """Two one-byte writes echoed last first: each byte is a right transform, misplaced."""
+    sent = b"\xf6\x4c"
+    v = diagnose(sent, transform(sent)[::-1], settled=True)
+    assert v is not None and v.requirement == "ECHO-2", v

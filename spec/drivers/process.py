@@ -190,6 +190,17 @@ class ProcessDriver(Driver):
             )
         except OSError:
             return None
+        # An ended connection both of whose ends are gone (or the client's in
+        # TIME_WAIT) will not change again: stop looking it up.
+        for c, (client_end, server_end) in zip(
+            list(self._known.values()), connections, strict=True
+        ):
+            if (
+                not c.active
+                and server_end is None
+                and (client_end is None or client_end.state is sock_diag.TcpState.TIME_WAIT)
+            ):
+                del self._known[c.name]
         return Look(seen, connections)
 
     def _lookup(
