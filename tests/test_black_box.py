@@ -118,9 +118,9 @@ def test_a_lifo_queue_is_echo_2_and_not_echo_1() -> None:
 def test_a_blocking_send_is_echo_7_at_once() -> None:
     """Asleep in send() to a client that does not read while another is owed echo."""
     outcome = check(
-        zoo("impl.zoo.liveness:SendallEchoServer"), "ECHO-7", hypothesis_settings=SMALL, budget=20
+        zoo("impl.zoo.liveness:SendallEchoServer"), "ECHO-7", hypothesis_settings=SMALL, budget=45
     )
-    assert outcome.verdict == "fail"
+    assert outcome.verdict == "fail", outcome.detail
     assert "asleep in sendto()" in outcome.detail, outcome.detail
     assert outcome.first_failure is not None and outcome.first_failure < 15
 
