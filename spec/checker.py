@@ -253,15 +253,8 @@ def _budget_spent(
             note=f"shrinking stopped at the {budget:g} s time budget",
         )
     if not log.finished:
-        return (
-            _masked(req_id, log)
-            if log.masked
-            else _outcome(
-                req_id,
-                "not-run",
-                log,
-                detail=f"no program ran to its end within the {budget:g} s time budget (--budget)",
-            )
+        return _not_judged(
+            req_id, log, f"no program ran to its end within the {budget:g} s time budget (--budget)"
         )
     return _outcome(
         req_id,
@@ -286,6 +279,11 @@ def _check_idle(target: Target, req_id: str, settle: float, log: CheckLog) -> Ou
 
 def _outcome(req_id: str, verdict: str, log: CheckLog, **fields: Any) -> Outcome:
     return Outcome(req_id, "", verdict, environment=log.environment, **fields)
+
+
+def _not_judged(req_id: str, log: CheckLog, why: str) -> Outcome:
+    """Not judged: masked by another requirement if programs broke one, else for `why`."""
+    return _masked(req_id, log) if log.masked else _outcome(req_id, "not-run", log, detail=why)
 
 
 def _masked(req_id: str, log: CheckLog) -> Outcome:
@@ -316,16 +314,11 @@ def _inconclusive(
     from what did *not* happen within a wait is not one: inconclusive.
     """
     if not log.failures:
-        return (
-            _masked(req_id, log)
-            if log.masked
-            else _outcome(
-                req_id,
-                "not-run",
-                log,
-                detail="a program behaved differently when it ran again, "
-                f"so {req_id} could not be judged ({type(error).__name__})",
-            )
+        return _not_judged(
+            req_id,
+            log,
+            "a program behaved differently when it ran again, "
+            f"so {req_id} could not be judged ({type(error).__name__})",
         )
     seen = log.failures[-1]
     if not seen.violation.waited:
