@@ -121,6 +121,7 @@ def check(
             environment={
                 "network": host_description("measured on the host"),
                 "containment": containment(),
+                **measure.CONDITIONS.get(req_id, {}),
             },
         )
     assert outcome is not None, f"{req_id} has no way to be checked (spec/plans.py)"

@@ -125,6 +125,13 @@ def test_a_blocking_send_is_echo_7_at_once() -> None:
     assert outcome.first_failure is not None and outcome.first_failure < 15
 
 
+def test_an_accept_loop_that_only_logs_emfile_is_echo_10() -> None:
+    """The server starts with a soft limit of 1,024 descriptors, whatever the checker's own."""
+    outcome = check(zoo("impl.zoo.resources:LogAcceptErrorsServer"), "ECHO-10")
+    assert outcome.verdict == "fail", outcome.detail
+    assert "neither served nor closed" in outcome.detail, outcome.detail
+
+
 def test_an_idle_timeout_is_echo_2() -> None:
     outcome = check(
         Target("cmd", f"{PY} {SERVERS / 'idle_timeout_server.py'} {{port}}"),

@@ -53,6 +53,13 @@ def test_a_command_that_exits_shows_its_status_and_stderr() -> None:
         ServerProcess(command).start()
 
 
+def test_the_server_starts_with_the_descriptor_limit_asked_for() -> None:
+    with ServerProcess(REFERENCE_CMD, descriptor_limit=256) as server:
+        soft, hard = psutil.Process(server.pids()[-1]).rlimit(psutil.RLIMIT_NOFILE)
+    assert soft == min(256, hard)
+    assert hard == psutil.Process().rlimit(psutil.RLIMIT_NOFILE)[1]
+
+
 def test_a_command_that_never_listens_is_given_up_on_in_bounded_time() -> None:
     server = ServerProcess("sleep 30 {port}", start_timeout=1)
     start = time.monotonic()

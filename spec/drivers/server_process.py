@@ -32,6 +32,7 @@ import contextlib
 import ctypes
 import functools
 import os
+import resource
 import shlex
 import shutil
 import signal
@@ -126,6 +127,9 @@ class ServerProcess:
     #: Attempts with a fresh port when the command dies before listening
     #: (another process may have taken the free port in between).
     start_attempts = 3
+    #: The soft descriptor limit (RLIMIT_NOFILE) the server starts with, at
+    #: most the hard limit; None: the checker's own.
+    descriptor_limit: int | None = None
 
     def __init__(
         self,
@@ -133,6 +137,7 @@ class ServerProcess:
         *,
         start_timeout: float | None = None,
         network: PrivateNetwork | None = None,
+        descriptor_limit: int | None = None,
     ) -> None:
         if "{port}" not in command:
             raise ServerStartError(
@@ -144,6 +149,8 @@ class ServerProcess:
             self.start_timeout = start_timeout
         #: The private network the server runs in; None: the host's.
         self.network = network
+        if descriptor_limit is not None:
+            self.descriptor_limit = descriptor_limit
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
         #: Runs under its own init in a PID namespace (see the module's note).
@@ -182,11 +189,18 @@ class ServerProcess:
         self._stderr.seek(0)
         self._stderr.truncate()
         network = self.network
+        descriptor_limit = self.descriptor_limit
 
         def in_the_child() -> None:
             _die_with_parent()
             if network is not None:
                 network.enter_in_child()
+            if descriptor_limit is not None:
+                _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+                soft = descriptor_limit
+                if hard != resource.RLIM_INFINITY:
+                    soft = min(soft, hard)
+                resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
         try:
             self.process = subprocess.Popen(
