@@ -501,15 +501,17 @@ def main(argv: list[str] | None = None) -> int:
         "program",
         nargs="*",
         metavar="LINE",
-        help="the program's lines, one per argument (none: just start and end)",
+        help="the program's lines, one per argument or several to an argument, one per "
+        "line (none: just start and end)",
     )
     args = parser.parse_args(argv)
+    program = [line for arg in args.program for line in arg.splitlines() if line.strip()]
     try:
         target = impl(args.impl) if args.impl else server_cmd(args.server_cmd)
     except TargetError as e:
         parser.error(str(e))
     try:
-        violation = run_program(target, args.expect, args.program, args.settle)
+        violation = run_program(target, args.expect, program, args.settle)
     except InvalidProgram as e:
         print(f"{parser.prog}: invalid program: {e}", file=sys.stderr)
         return INVALID_PROGRAM
