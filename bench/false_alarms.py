@@ -59,6 +59,7 @@ TARGETS: dict[str, tuple[str, str]] = {
     "asyncio": ("cmd", f"{PY} -m impl.asyncio_server --port {{port}}"),
     "threaded": ("cmd", f"{PY} -m impl.threaded_server --port {{port}}"),
     "node": ("cmd", "node examples/echo_server.js {port}"),
+    "java": ("cmd", "java examples/EchoServer.java {port}"),
     "socat-tr": (
         "cmd",
         "socat TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork SYSTEM:'stdbuf -o0 tr a-z A-Z'",
@@ -76,7 +77,7 @@ TARGETS: dict[str, tuple[str, str]] = {
 }
 #: What runs without --targets: the six process targets of issue 11.
 DEFAULT = ["reference", "selectors", "asyncio", "threaded", "node", "socat-tr"]
-NEEDS = {"node": "node", "socat-tr": "socat", "socat-tr-backlog": "socat"}
+NEEDS = {"node": "node", "java": "java", "socat-tr": "socat", "socat-tr-backlog": "socat"}
 
 BUDGET = settings(max_examples=40, stateful_step_count=15, deadline=None, database=None)
 
