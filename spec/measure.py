@@ -142,12 +142,9 @@ def idle(target: Target, settle: float) -> tuple[Violation | None, str]:
         # Messages the transform leaves alone: this measures CPU, not ECHO-1.
         got = _echo_all(socks, lambda i: b"IDLE", time.monotonic() + settle)
         if any(v != b"IDLE" for v in got.values()):
-            died = (
-                ""
-                if server.alive
-                else (f"; the server died ({server.exit_description()})" + _tail(server))
-            )
-            return Violation(plans.IDLE, f"echo failed before the idle period: {got}{died}"), ""
+            return Violation(
+                plans.IDLE, f"echo failed before the idle period: {got}{_if_dead(server)}"
+            ), ""
         # One connection ends, so a server that spins on EOF shows it.
         socks.pop().close()
         time.sleep(0.1)
@@ -185,16 +182,11 @@ def capacity(target: Target, settle: float) -> tuple[Violation | None, str]:
         start = time.monotonic()
         socks, failed = _connect_all(server.address, CAPACITY, stack, start + budget)
         if failed:
-            died = (
-                ""
-                if server.alive
-                else (f"; the server died ({server.exit_description()})" + _tail(server))
-            )
             return Violation(
                 plans.CAPACITY,
                 f"{len(failed)} of {CAPACITY} simultaneous "
                 f"connections could not be established within {budget:g} s: "
-                f"{failed[0]}" + died,
+                f"{failed[0]}" + _if_dead(server),
             ), ""
 
         def msg(i: int) -> bytes:
@@ -204,15 +196,10 @@ def capacity(target: Target, settle: float) -> tuple[Violation | None, str]:
         bad = {i: v for i, v in got.items() if v != msg(i).upper()}
         if bad:
             i, v = next(iter(bad.items()))
-            died = (
-                ""
-                if server.alive
-                else (f"; the server died ({server.exit_description()})" + _tail(server))
-            )
             return Violation(
                 plans.CAPACITY,
                 f"{len(bad)} of {CAPACITY} simultaneous connections "
-                f"were not served; connection {i}: {v!r}{died}",
+                f"were not served; connection {i}: {v!r}{_if_dead(server)}",
             ), ""
         served = time.monotonic() - start
         # Beyond the server's own limit: served, or refused/closed cleanly.
@@ -282,6 +269,13 @@ def _connect_all(
         ]
     done.sort(key=pending.__getitem__)
     return done, failed
+
+
+def _if_dead(server: ServerProcess) -> str:
+    """'; the server died (how)' and its stderr tail; "" while it lives."""
+    if server.alive:
+        return ""
+    return f"; the server died ({server.exit_description()})" + _tail(server)
 
 
 def _tail(server: ServerProcess) -> str:
