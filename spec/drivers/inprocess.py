@@ -18,6 +18,17 @@ driver asks the kernel (SIOCOUTQ) whether any reading client's bytes are still
 unacknowledged; only then does it wait, up to `stall` seconds, for them to
 move.  Echo that a server has lost is recognised at once, without waiting.
 
+And on its retransmission timer: a client that does not read can make its
+kernel drop segments its window still had room for (its memory runs out first:
+small segments carry much overhead), and while it goes on not reading, every
+retransmission is dropped too and the sender backs its timer off (0.2 s, 0.4 s,
+... up to two minutes).  How far it has backed off depends on how long the
+client did not read, which a loaded machine stretches.  Once the client reads
+again, the dropped bytes move only when that timer fires, possibly well after
+`stall`: so before calling them lost the driver asks the kernel (sock_diag)
+whether a retransmission the receiver will take is still pending
+(`_resending`), and waits for it.
+
 Two more things can take time: a server that never stops working (a busy
 loop) and a server that blocks inside poll() (a blocking send to a client that
 does not read).  The first is cut off after `busy_rounds` rounds without a
@@ -55,7 +66,7 @@ import threading
 import time
 import traceback
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from spec.drivers import sock_diag
@@ -127,6 +138,15 @@ def _unacknowledged(s: socket.socket) -> int:
         return 0
 
 
+def _unread(s: socket.socket) -> int:
+    """Bytes in the socket's receive queue not yet read (SIOCINQ)."""
+    try:
+        queued: int = struct.unpack("i", fcntl.ioctl(s.fileno(), termios.FIONREAD, b"\0" * 4))[0]
+        return queued
+    except OSError:
+        return 0
+
+
 class ServerBlocked(Exception):
     """Raised by the watchdog inside a server's poll()."""
 
@@ -145,6 +165,8 @@ class InProcessDriver(Driver):
     #: Only spent while the kernel reports them in flight (they always move:
     #: a delayed ACK, or softirq work a loaded machine has deferred), so it is
     #: generous: a correct server is never judged before its bytes arrive.
+    #: Bytes the kernel will retransmit on a (backed-off) timer are waited for
+    #: beyond it, up to `sock_diag.RTO_MAX` more (`_resending`).
     stall = 5.0
     #: Seconds without a write after which a flooding client counts as backed up.
     flood_stall = 0.02
@@ -198,7 +220,8 @@ class InProcessDriver(Driver):
                     if not self._undelivered():
                         break
                     waiting_since = waiting_since or time.monotonic()
-                    if time.monotonic() - waiting_since > self.stall:
+                    waited = time.monotonic() - waiting_since
+                    if waited > self.stall and not self._resending(self._known.values(), waited):
                         break
                 moved = False
                 for c in clients:
@@ -225,7 +248,10 @@ class InProcessDriver(Driver):
                     now = time.monotonic()
                     if waiting_since is None:
                         waiting_since = now
-                    elif now - waiting_since > self.stall:
+                    elif now - waiting_since > self.stall and not self._resending(
+                        [c for c in clients if c.active and c.model.reading],
+                        now - waiting_since,
+                    ):
                         break
                 elif idle >= self.busy_rounds:
                     break  # busy, but nothing is owed
@@ -258,8 +284,13 @@ class InProcessDriver(Driver):
         Loopback is synchronous except for the kernel's ACK and window-update
         timers (delayed ACK: 40-200 ms), which can hold a bulk transfer back.
         Bytes held for a client that does not read are not in flight: they
-        wait for that client.
+        wait for that client.  Nor is loopback synchronous on a loaded machine,
+        where a kernel thread may deliver (and acknowledge) echo after the
+        client's pump and before this question: echo that has arrived unread
+        is in flight too (`_arrived`).
         """
+        if self._arrived(clients):
+            return True
         for c in clients:
             if not (c.active and c.model.reading):
                 continue
@@ -272,19 +303,49 @@ class InProcessDriver(Driver):
     def _undelivered(self) -> bool:
         """Does the kernel still owe a connection of the program something (sock_diag)?"""
         try:
-            if self._netlink is None:
-                self._netlink = sock_diag.open_netlink()
             # Delayed ACKs (host loopback) are waited out by `_in_flight` where it matters.
             return any(
-                sock_diag.in_flight(
-                    sock_diag.lookup(self._netlink, c.local_address, self.address),
-                    sock_diag.lookup(self._netlink, self.address, c.local_address),
-                    acks=False,
-                )
-                for c in self._known.values()
+                sock_diag.in_flight(*self._ends(c), acks=False) for c in self._known.values()
             )
         except (OSError, struct.error):  # not Linux, or netlink refused: trust quiet rounds
             return False
+
+    def _resending(self, clients: Iterable[Client], waited: float) -> bool:
+        """Will the kernel retransmit bytes of these clients' connections that will land?
+
+        Asked once `stall` has passed with bytes still in flight: a segment the
+        receiver dropped while its owner did not read is sent again only when
+        the sender's backed-off retransmission timer fires, and the receiver,
+        its queue empty now, takes it then (`sock_diag.will_resend`).  Either
+        direction: echo to a client, or a client's bytes to the server.  That
+        timer runs at most `sock_diag.RTO_MAX`, so the wait is bounded.
+        """
+        if waited > self.stall + sock_diag.RTO_MAX:
+            return False
+        if self._arrived(clients):  # a retransmission has just landed
+            return True
+        try:
+            for c in clients:
+                client, server = self._ends(c)
+                if sock_diag.will_resend(server, client) or sock_diag.will_resend(client, server):
+                    return True
+        except (OSError, struct.error):  # not Linux, or netlink refused: nothing to wait for
+            return False
+        return False
+
+    @staticmethod
+    def _arrived(clients: Iterable[Client]) -> bool:
+        """Has echo arrived for a client that is owed it, since its last pump (SIOCINQ)?"""
+        return any(c.expects_more and _unread(c.sock) for c in clients)
+
+    def _ends(self, c: Client) -> tuple[sock_diag.TcpSocket | None, sock_diag.TcpSocket | None]:
+        """The kernel's view (sock_diag) of `c`'s end and the server's end of its connection."""
+        if self._netlink is None:
+            self._netlink = sock_diag.open_netlink()
+        return (
+            sock_diag.lookup(self._netlink, c.local_address, self.address),
+            sock_diag.lookup(self._netlink, self.address, c.local_address),
+        )
 
     @contextlib.contextmanager
     def _watchdog(self) -> Iterator[Callable[..., Any]]:

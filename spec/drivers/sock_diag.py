@@ -84,6 +84,8 @@ class TcpSocket:
     bytes_in: int | None = None
     #: Bytes written and not yet sent (held back by the peer's window).
     notsent: int | None = None
+    #: The kernel timer armed on the socket (inet_diag's idiag_timer: `RETRANSMIT_TIMER`, ...).
+    timer: int = 0
 
     @property
     def queues(self) -> tuple[TcpState, int, int]:
@@ -91,6 +93,10 @@ class TcpSocket:
 
 
 _NO_COOKIE = 0xFFFFFFFF
+
+#: inet_diag's idiag_timer for the retransmission timer (also a loss probe's or a
+#: reordering timeout's: each sends the unacknowledged segments again when it fires).
+RETRANSMIT_TIMER = 1
 
 
 def _request(
@@ -128,7 +134,7 @@ def _address(family: int, raw: bytes) -> str:
 
 
 def _parse(data: bytes, offset: int, end: int) -> TcpSocket:
-    family, state, _, _ = _MESSAGE.unpack_from(data, offset)
+    family, state, timer, _ = _MESSAGE.unpack_from(data, offset)
     sport, dport, src, dst = _SOCKID.unpack_from(data, offset + _MESSAGE.size)
     tail = offset + _MESSAGE.size + _SOCKID.size + _SOCKID_TAIL.size
     _, rqueue, wqueue, _, inode = _MESSAGE_TAIL.unpack_from(data, tail)
@@ -159,6 +165,7 @@ def _parse(data: bytes, offset: int, end: int) -> TcpSocket:
         bytes_out,
         bytes_in,
         notsent,
+        timer,
     )
 
 
@@ -273,6 +280,32 @@ def in_flight(client: TcpSocket | None, server: TcpSocket | None, *, acks: bool 
     if client is None:  # the client reset and destroyed its end
         return server is not None and server.state is not TcpState.TIME_WAIT
     return client.state is TcpState.SYN_SENT or bool(acks and client.unacked)
+
+
+def will_resend(sender: TcpSocket | None, receiver: TcpSocket | None) -> bool:
+    """Will the kernel send `sender`'s unacknowledged bytes again, and `receiver` take them?
+
+    A receiver whose memory ran out before its window closed (many small
+    segments, each with its own buffer overhead, while its owner did not read)
+    drops segments it advertised room for.  The sender then resends them on its
+    retransmission timer, backed off exponentially (up to `RTO_MAX`) for as
+    long as they kept being dropped.  Once the receiver's queue is empty (its
+    owner reads again) the next retransmission lands: the bytes are late, not
+    lost.  A receiver with unread bytes is not reading: what waits for it is not
+    in flight.
+    """
+    return (
+        sender is not None
+        and receiver is not None
+        and sender.timer == RETRANSMIT_TIMER
+        and sender.wqueue > 0
+        and receiver.rqueue == 0
+        and receiver.state in (TcpState.ESTABLISHED, TcpState.FIN_WAIT1, TcpState.FIN_WAIT2)
+    )
+
+
+#: Linux's TCP_RTO_MAX: the longest a backed-off retransmission timer runs (seconds).
+RTO_MAX = 120.0
 
 
 def listening_inodes(
