@@ -16,9 +16,12 @@ byte sent that the other end has not received).  Only at rest are "echo
 lost", "no EOF" and "still held" judged: a loaded machine makes a check
 slower, never wrong.  Bytes in flight move on the kernel's own timers
 (delayed ACKs), so a look that stays the same while they are in flight is
-accepted only after `stall` seconds.  A server that never comes to rest (a
-busy loop) is judged when no byte has moved for `settle` seconds, as a
-clock-based checker would; `environment()` says which way verdicts were made.
+accepted only after `stall` seconds, or, when the kernel will retransmit
+segments an end dropped while its owner did not read, once the receiver has
+them (`Look.resending`: the timer backs off, up to two minutes).  A server
+that never comes to rest (a busy loop) is judged when no byte has moved for
+`settle` seconds, as a clock-based checker would; `environment()` says
+which way verdicts were made.
 
 At rest, with a client still owed echo, the looks also say *where* the
 server sleeps.  If no thread waits for readiness (select, poll, epoll) or
@@ -90,12 +93,25 @@ class Look:
         """
         return any(sock_diag.in_flight(c, s) for c, s in self.connections)
 
+    def resending(self, waited: float) -> bool:
+        """Will the kernel send dropped bytes again, on a timer, to an end that takes them?
+
+        An end whose owner did not read can drop segments it had advertised
+        room for (its memory runs out first); the sender resends them on its
+        backed-off retransmission timer, up to `sock_diag.RTO_MAX` later
+        (`sock_diag.will_resend`).  `waited`: seconds waited for it so far.
+        """
+        return waited <= sock_diag.RTO_MAX and any(
+            sock_diag.will_resend(c, s) or sock_diag.will_resend(s, c) for c, s in self.connections
+        )
+
 
 class ProcessDriver(Driver):
     quickack = True
     #: Seconds a dying server gets to be seen dead before a violation is classified.
     death_grace = 0.5
-    #: Seconds a look may stay the same while the kernel holds bytes in flight.
+    #: Seconds a look may stay the same while the kernel holds bytes in flight
+    #: (beyond it only for a retransmission the receiver will take: `Look.resending`).
     stall = 1.0
     #: Seconds without a byte moving after which a server that never rests (a
     #: busy loop) is left to itself when nothing is owed (else `settle`).
@@ -246,14 +262,22 @@ class ProcessDriver(Driver):
                 break
             if previous is not None and look.asleep and look.same(previous):
                 stable_since = stable_since or now
-                if not look.in_flight or now - stable_since > self.stall:
+                waited = now - stable_since
+                if not look.in_flight or (
+                    waited > self.stall and not look.resending(waited - self.stall)
+                ):
                     self._at_rest(look, clients)
                     break
             else:
                 stable_since = None
             previous = look
             quiet = now - last_progress
-            if quiet > self.settle_time or (quiet > self.restless_grace and done()):
+            # At rest but for bytes the kernel moves on its own: wait for the
+            # kernel, not the clock.  Otherwise the server may never rest.
+            restless = stable_since is None and (
+                quiet > self.settle_time or (quiet > self.restless_grace and done())
+            )
+            if restless:
                 self.restless = True  # it never rests: judged by the clock from here
                 break
             self._wait_for_io(clients, pause)

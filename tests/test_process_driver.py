@@ -1,0 +1,59 @@
+"""The process driver's settle: echo the kernel will retransmit is waited for.
+
+As in test_inprocess_driver.py: a client that does not read makes its kernel
+drop echo its window had room for (its receive buffer shrunk below what it
+already holds), the server's kernel resends it on a backed-off timer, and
+`stall` is shortened below that timer instead of the machine being loaded.
+The server runs as a process in the checker's private network.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+import time
+
+import pytest
+
+from spec.drivers import sock_diag
+from spec.drivers.clients import BUFFER_SIZE, Client
+from spec.drivers.network import PrivateNetwork
+from spec.drivers.process import ProcessDriver
+
+ECHO = 16 * 1024
+
+
+@pytest.mark.skipif(PrivateNetwork.shared() is None, reason="network namespaces are not allowed")
+def test_echo_the_kernel_retransmits_on_a_backed_off_timer_is_waited_for() -> None:
+    driver = ProcessDriver(f"{sys.executable} -m impl.select_server --port {{port}}")
+    driver.start()
+    c = Client("c0", driver.connect(), lambda: ())
+    try:
+        driver.settle([c], lambda: not c.expects_more)
+        c.model.reading = False
+        c.queue(b"x" * ECHO)
+        driver.settle([c], lambda: not c.pending)
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)
+        c.queue(b"y" * ECHO)
+        driver.settle([c], lambda: not c.pending)
+        time.sleep(0.9)  # resent at ~0.2 s and ~0.6 s; the next one at ~1.4 s
+        server_end = driver._lookup(driver.address, c.local_address)
+        client_end = driver._lookup(c.local_address, driver.address)
+        if not (
+            server_end is not None
+            and client_end is not None
+            and server_end.timer == sock_diag.RETRANSMIT_TIMER
+            and server_end.wqueue > 0
+            and client_end.rqueue == ECHO
+        ):
+            pytest.skip(f"this kernel did not drop the echo ({server_end}, {client_end})")
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, BUFFER_SIZE)
+        c.model.reading = True
+        driver.stall = 0.05  # well before the retransmission
+        driver.settle([c], lambda: not c.expects_more)
+        assert c.violation is None
+        assert not driver.restless
+        assert c.model.received_count == 2 * ECHO, "echo still on its way was judged lost"
+    finally:
+        c.close()
+        driver.close()
