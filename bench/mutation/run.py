@@ -1,6 +1,6 @@
 """The mutation score of impl/select_server.py, with the conformance checker as the test.
 
-    python bench/mutation/run.py                 # about 50 minutes on 2 cores
+    python bench/mutation/run.py                 # about 40 minutes on 2 cores
     python bench/mutation/run.py --workdir /tmp/mut --children 2
 
 Clones the current commit into WORKDIR (default: a new temporary directory),
@@ -9,12 +9,14 @@ import the mutated copy, not this checkout), adds the one test mutmut runs
 (`test_mutation_target.py` here: every requirement against the reference,
 ECHO-1..7 derandomized) and runs mutmut with `--children` workers.  Then it
 writes docs/mutation.md: the counts, which requirement killed how many
-mutants (the test's kill log), and every mutant that lived, with its diff.
+mutants (the test's kill log), and every mutant that lived: with the reason a
+reader gave in judged.toml, or with its diff.
 
 A surviving mutant that changes nothing but a log call's text or arguments is
 counted apart, found from its diff: the protocol cannot observe a log line.
-Every other survivor is listed for a reader to judge; the page does not call
-any of them equivalent on its own.
+Any other survivor is judged by a reader, in judged.toml (matched by its
+function and the lines it adds); one not found there is shown, with its diff,
+as unexplained.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +55,8 @@ timeout_constant = 5.0
 KILLED, TIMEOUT, SURVIVED, NO_TESTS = "killed", "timeout", "survived", "no tests"
 #: A changed line that only logs: the call, or a continuation line of its arguments.
 LOG_CALL = re.compile(r"^\s*(log|logger|logging)\.\w+\(")
+#: Survivors a reader has judged (equivalent, or within a bound), with the reason.
+JUDGED = Path(__file__).with_name("judged.toml")
 
 
 @dataclass
@@ -66,6 +71,14 @@ class Mutant:
         mangled = self.name.split(".")[-1].rsplit("__mutmut_", 1)[0]
         return mangled.removeprefix("x_").replace("xǁ", "").replace("ǁ", ".")
 
+    def added(self) -> str:
+        """The lines the mutant adds, stripped: with the function, its key in judged.toml."""
+        return "\n".join(
+            line[1:].strip()
+            for line in self.diff.splitlines()
+            if line.startswith("+") and not line.startswith("+++")
+        )
+
     def only_logs(self) -> bool:
         """Every line the mutant changes is inside a logging call."""
         depth = 0  # unclosed parentheses of a log call, counted on the original lines
@@ -75,6 +88,8 @@ class Mutant:
                 continue
             mark, text = line[0], line[1:]
             in_log = depth > 0 or bool(LOG_CALL.match(text))
+            if mark == "+" and changed and changed[-1]:
+                in_log = True  # replaces a line of a log call
             if mark in "+-":
                 changed.append(in_log)
             if mark != "+" and in_log:
@@ -128,19 +143,37 @@ def results(repo: Path, env: dict[str, str]) -> list[Mutant]:
     return mutants
 
 
+def judged() -> dict[tuple[str, str], dict[str, str]]:
+    """(function, added lines) -> {"kind", "why"}, from judged.toml."""
+    with JUDGED.open("rb") as f:
+        return {(j["function"], j["added"]): j for j in tomllib.load(f)["judged"]}
+
+
 def page_body(mutants: list[Mutant], children: int) -> str:
     count = collections.Counter(m.status for m in mutants)
     survivors = [m for m in mutants if m.status == SURVIVED]
     log_only = [m for m in survivors if m.only_logs()]
-    others = [m for m in survivors if not m.only_logs()]
+    reasons = judged()
+    verdict = {m.name: reasons.get((m.function, m.added())) for m in survivors}
+    equivalent = [
+        m
+        for m in survivors
+        if m not in log_only and (verdict[m.name] or {}).get("kind") == "equivalent"
+    ]
+    bounded = [
+        m
+        for m in survivors
+        if m not in log_only and (verdict[m.name] or {}).get("kind") == "within-bound"
+    ]
+    others = [m for m in survivors if m not in log_only and not verdict[m.name]]
     run_at_all = len(mutants) - count[NO_TESTS]
     caught = count[KILLED] + count[TIMEOUT]
-    observable = run_at_all - len(log_only)
+    observable = run_at_all - len(log_only) - len(equivalent)
     lines = [
         f"mutmut {MUTMUT.split('==')[1]} mutates `{TARGET}`; the only test is "
         "`bench/mutation/test_mutation_target.py`: every requirement against the reference, "
-        f"ECHO-1..7 in-process and derandomized (30 programs of up to 15 steps), ECHO-8..10 "
-        f"measured on the server run as a process. {children} mutants ran at a time.",
+        "ECHO-1..7 in-process, derandomized, not shrunk (30 programs of up to 15 steps), "
+        f"ECHO-8..10 measured on the server run as a process. {children} mutants ran at a time.",
         "",
         "| mutants | count |",
         "|---|---:|",
@@ -149,7 +182,9 @@ def page_body(mutants: list[Mutant], children: int) -> str:
         f"| timed out (killed: the checker never finished) | {count[TIMEOUT]} |",
         f"| never run by the test (no test calls the function) | {count[NO_TESTS]} |",
         f"| survived, changing only a log call | {len(log_only)} |",
-        f"| survived, other | {len(others)} |",
+        f"| survived, equivalent: the protocol cannot observe them (judged) | {len(equivalent)} |",
+        f"| survived, within a bound a requirement allows (judged) | {len(bounded)} |",
+        f"| survived, unexplained | {len(others)} |",
     ]
     lines += [
         f"| {s} | {n} |"
@@ -159,9 +194,11 @@ def page_body(mutants: list[Mutant], children: int) -> str:
     lines += [
         "",
         f"**Score: {caught} of {observable} "
-        f"({100 * caught / max(observable, 1):.1f}%)** of the mutants the test runs, "
-        f"leaving out those that only change a log call; by mutmut's own count {caught} of "
-        f"{len(mutants)} ({100 * caught / max(len(mutants), 1):.1f}%).",
+        f"({100 * caught / max(observable, 1):.1f}%)** of the mutants the test runs that "
+        "change what the server does (all but the log-only and the equivalent ones); by "
+        f"mutmut's own count {caught} of {len(mutants)} "
+        f"({100 * caught / max(len(mutants), 1):.1f}%). Judgements are a reader's, in "
+        "`bench/mutation/judged.toml`, matched by function and added lines.",
         "",
         "## What killed them",
         "",
@@ -174,11 +211,19 @@ def page_body(mutants: list[Mutant], children: int) -> str:
         m.killed_by or "(not logged)" for m in mutants if m.status in (KILLED, TIMEOUT)
     )
     lines += [f"| {req} | {n} |" for req, n in sorted(killers.items())]
-    lines += ["", "## Survivors", ""]
+    lines += ["", "## Unexplained survivors", ""]
     if not others:
-        lines.append("None but the log-only ones.")
+        lines += ["None.", ""]
     for m in others:
         lines += [f"### `{m.function}`", "", "```diff", m.diff.strip(), "```", ""]
+    for title, group in (("Equivalent", equivalent), ("Within a bound", bounded)):
+        if group:
+            lines += [f"## {title}", "", "| function | the mutant adds | why |", "|---|---|---|"]
+            for m in group:
+                why = (verdict[m.name] or {}).get("why", "")
+                added = m.added().replace("\n", " ").replace("|", "\\|")
+                lines.append(f"| `{m.function}` | `{added}` | {why} |")
+            lines.append("")
     never = [m for m in mutants if m.status == NO_TESTS]
     if never:
         lines += [
