@@ -414,3 +414,22 @@ def read_line(proc: subprocess.Popen[bytes], timeout: float) -> bytes:
     if not ready:
         raise AssertionError(f"no line from the subprocess within {timeout} s")
     return proc.stdout.readline()
+
+
+def make_the_client_drop_echo(driver: Any, client: Any, size: int) -> None:
+    """Leave `size` bytes of `client`'s echo dropped by its own kernel, to be resent on a timer.
+
+    The client stops reading and takes `size` bytes of echo; its receive
+    buffer is then shrunk below what it holds, so its kernel drops the next
+    `size` bytes of echo (and every retransmission while it does not read),
+    though its window had room.  Returns 0.9 s later: resent at about 0.2 s
+    and 0.6 s, the next retransmission is due at about 1.4 s.
+    """
+    driver.settle([client], lambda: not client.expects_more)  # accepted, buffers fixed
+    client.model.reading = False
+    client.queue(b"x" * size)
+    driver.settle([client], lambda: not client.pending)
+    client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)
+    client.queue(b"y" * size)
+    driver.settle([client], lambda: not client.pending)
+    time.sleep(0.9)

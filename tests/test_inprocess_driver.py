@@ -18,6 +18,7 @@ import socket
 import time
 
 import pytest
+from harness import make_the_client_drop_echo
 
 from impl.select_server import SelectEchoServer
 from spec.drivers import sock_diag
@@ -33,17 +34,7 @@ def test_echo_the_kernel_retransmits_on_a_backed_off_timer_is_waited_for() -> No
     c = Client("c0", driver.connect(), lambda: ())
     netlink = sock_diag.open_netlink()
     try:
-        driver.settle([c], lambda: not c.expects_more)  # accepted, its buffers fixed
-        c.model.reading = False
-        c.queue(b"x" * ECHO)
-        driver.settle([c], lambda: not c.pending)
-        # The client's memory is now over its buffer, its window still open:
-        # its kernel drops the next echo, and every retransmission while it
-        # does not read.
-        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)
-        c.queue(b"y" * ECHO)
-        driver.settle([c], lambda: not c.pending)
-        time.sleep(0.9)  # resent at ~0.2 s and ~0.6 s; the next one at ~1.4 s
+        make_the_client_drop_echo(driver, c, ECHO)
         server_end = sock_diag.lookup(netlink, driver.address, c.local_address)
         client_end = sock_diag.lookup(netlink, c.local_address, driver.address)
         if not (

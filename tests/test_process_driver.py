@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import socket
 import sys
-import time
 
 import pytest
+from harness import make_the_client_drop_echo
 
 from spec.drivers import sock_diag
 from spec.drivers.clients import BUFFER_SIZE, Client
@@ -29,14 +29,7 @@ def test_echo_the_kernel_retransmits_on_a_backed_off_timer_is_waited_for() -> No
     driver.start()
     c = Client("c0", driver.connect(), lambda: ())
     try:
-        driver.settle([c], lambda: not c.expects_more)
-        c.model.reading = False
-        c.queue(b"x" * ECHO)
-        driver.settle([c], lambda: not c.pending)
-        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)
-        c.queue(b"y" * ECHO)
-        driver.settle([c], lambda: not c.pending)
-        time.sleep(0.9)  # resent at ~0.2 s and ~0.6 s; the next one at ~1.4 s
+        make_the_client_drop_echo(driver, c, ECHO)
         server_end = driver._lookup(driver.address, c.local_address)
         client_end = driver._lookup(c.local_address, driver.address)
         if not (

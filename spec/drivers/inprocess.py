@@ -129,22 +129,23 @@ def _is_open(fd: int) -> bool:
     return True
 
 
-def _unacknowledged(s: socket.socket) -> int:
-    """Bytes in the socket's send queue not yet acknowledged (SIOCOUTQ)."""
+def _queued(s: socket.socket, request: int) -> int:
+    """A socket queue's length in bytes, by ioctl; 0 if the socket is closed."""
     try:
-        queued: int = struct.unpack("i", fcntl.ioctl(s.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
+        queued: int = struct.unpack("i", fcntl.ioctl(s.fileno(), request, b"\0" * 4))[0]
         return queued
     except OSError:
         return 0
+
+
+def _unacknowledged(s: socket.socket) -> int:
+    """Bytes in the socket's send queue not yet acknowledged (SIOCOUTQ)."""
+    return _queued(s, termios.TIOCOUTQ)
 
 
 def _unread(s: socket.socket) -> int:
     """Bytes in the socket's receive queue not yet read (SIOCINQ)."""
-    try:
-        queued: int = struct.unpack("i", fcntl.ioctl(s.fileno(), termios.FIONREAD, b"\0" * 4))[0]
-        return queued
-    except OSError:
-        return 0
+    return _queued(s, termios.FIONREAD)
 
 
 class ServerBlocked(Exception):
