@@ -25,6 +25,7 @@ from hypothesis import settings
 from spec.checker import check
 from spec.drivers.network import PrivateNetwork
 from spec.drivers.server_process import ServerProcess, ServerStartError, containment
+from spec.replay import run_program
 from spec.targets import Target
 
 PY = sys.executable
@@ -116,13 +117,26 @@ def test_a_lifo_queue_is_echo_2_and_not_echo_1() -> None:
 
 @private
 def test_a_blocking_send_is_echo_7_at_once() -> None:
-    """Asleep in send() to a client that does not read while another is owed echo."""
-    outcome = check(
-        zoo("impl.zoo.liveness:SendallEchoServer"), "ECHO-7", hypothesis_settings=SMALL, budget=45
+    """Asleep in send() to a client that does not read while another is owed echo.
+
+    A fixed program, not generated ones: whether a generated program fills
+    the buffers at the moment the other client is owed depends on timing
+    (docs/killrate.md measures the search); this tests what the driver sees.
+    """
+    started = time.monotonic()
+    violation = run_program(
+        zoo("impl.zoo.liveness:SendallEchoServer"),
+        "ECHO-7",
+        [
+            "c0 = state.connect()",
+            "c1 = state.connect()",
+            "state.flood(c0, Payload(b'x', 300000))",
+            "state.send(c1, Payload(b'a'))",
+        ],
     )
-    assert outcome.verdict == "fail", outcome.detail
-    assert "asleep in sendto()" in outcome.detail, outcome.detail
-    assert outcome.first_failure is not None and outcome.first_failure < 15
+    assert violation is not None
+    assert "asleep in sendto()" in violation.summary, violation.summary
+    assert time.monotonic() - started < 15
 
 
 def test_an_accept_loop_that_only_logs_emfile_is_echo_10() -> None:
