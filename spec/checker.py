@@ -27,7 +27,8 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from spec import measure
 from spec._constants import no_local_constants
-from spec.drivers.base import HOST
+from spec.causes import without_cause
+from spec.drivers.base import DEFAULT_SETTLE, HOST
 from spec.drivers.network import PrivateNetwork, host_description
 from spec.drivers.server_process import ServerProcess, ServerSupply, containment
 from spec.machine import (
@@ -41,12 +42,11 @@ from spec.machine import (
 from spec.model import Violation
 from spec.plans import plan
 from spec.profiles import idle_seconds
-from spec.requirements import requirement
+from spec.replay import InvalidProgram, run_program
+from spec.requirements import IDS, requirement
+from spec.shrink import TEARDOWN, shrink
 from spec.targets import Target, TargetError, load_impl
 
-#: Default seconds a process-driven server that never comes to rest has for
-#: anything the checker awaits.
-DEFAULT_SETTLE = 2.0
 #: Default seconds one requirement's generated programs may take in all.
 DEFAULT_BUDGET = 60.0
 
@@ -71,6 +71,9 @@ class Outcome:
     masked_by: str | None = None
     #: How the server was run and judged (network, buffers, containment).
     environment: dict[str, object] = field(default_factory=dict)
+    #: Violations of *other* requirements this check's programs showed: each
+    #: fails its own requirement in the run's verdict (`spec.matrix`).
+    findings: list[Finding] = field(default_factory=list)
 
     def as_report(self) -> dict[str, object]:
         """The fields of the JSON report's entry for this requirement."""
@@ -83,6 +86,48 @@ class Outcome:
             "seconds": self.seconds,
             "masked_by": self.masked_by,
             "environment": self.environment,
+            "findings": [f.as_report() for f in self.findings],
+        }
+
+
+@dataclass
+class Finding:
+    """A violation of `requirement` that the programs of `found_by`'s check showed.
+
+    `verdict` is "fail" when the program, shrunk, showed it again on a fresh
+    server (or it is a fact, bytes seen or a death, whatever a replay does);
+    "unconfirmed" for a wait that ran out once and never again: noted in the
+    report, not a verdict (see spec/PROTOCOL.md, "Nothing is set aside").
+    """
+
+    requirement: str
+    found_by: str
+    verdict: str
+    violation: Violation
+    program: list[str]
+    replay: str
+    note: str = ""
+
+    @property
+    def detail(self) -> str:
+        lines = [
+            f"found by the programs that check {self.found_by} "
+            f"(they ran a step {self.requirement}'s own programs do not)",
+            self.violation.describe(),
+        ]
+        if self.note:
+            lines.append(f"  note: {self.note}")
+        return "\n".join(lines)
+
+    def as_report(self) -> dict[str, object]:
+        """The fields of its entry in the JSON report (`matrix.FindingEntry`, less evidence)."""
+        return {
+            "requirement": self.requirement,
+            "found_by": self.found_by,
+            "verdict": self.verdict,
+            "detail": self.detail,
+            "counterexample": "\n".join(self.program),
+            "replay": self.replay,
         }
 
 
@@ -197,15 +242,151 @@ def _check_by_machine(
         suppress_health_check=list(HealthCheck),
         verbosity=Verbosity.quiet,  # the outcome says all; no seeds or tracebacks printed
     )
-    log = CheckLog(deadline=None if budget is None else time.monotonic() + budget)
+    end = None if budget is None else time.monotonic() + budget
+    log = CheckLog(
+        deadline=end, end=end, shrink_share=None if budget is None else budget * SHRINK_SHARE
+    )
     # A fresh server per program, each launched while the programs before run.
     supply = (
         ServerSupply(target.spec, network=PrivateNetwork.shared()) if target.kind == "cmd" else None
     )
     outcome = _generated_programs(target, req_id, settle, s, seed, budget, log, supply)
     if outcome.verdict == "pass" and plan(req_id).plays_idle_program:
-        return _check_idle(target, req_id, settle, log) or outcome
+        outcome = _check_idle(target, req_id, settle, log) or outcome
+    outcome = _test_attribution(target, req_id, settle, outcome, log)
+    outcome.findings = _findings(target, req_id, settle, log, budget)
     return outcome
+
+
+def _test_attribution(
+    target: Target, req_id: str, settle: float, outcome: Outcome, log: CheckLog
+) -> Outcome:
+    """A failure attributed to its cause (`spec.causes`) stands only if the
+    cause was needed: the same program without the cause's step must not show
+    the same symptom.  If it does, the symptom is its own requirement's
+    violation, found here: reported there, and this requirement is masked."""
+    v = outcome.violation
+    if outcome.verdict != "fail" or v is None or v.symptom is None:
+        return outcome
+    program = without_cause(outcome.program, v)
+    if program is None:
+        return outcome
+    try:
+        again = run_program(target, v.symptom, program, settle, plan=req_id)
+    except ConformanceFailure as other:
+        again = other.violation
+    except InvalidProgram:
+        return outcome  # the step cannot be left out: the cause cannot be tested
+    if again is None or again.unattributed().requirement != v.symptom:
+        return outcome
+    if again.connection != v.connection:
+        return outcome
+    symptom = v.unattributed()
+    failure = ConformanceFailure(symptom, outcome.program, target.label, plan=req_id)
+    log.foreign.setdefault(symptom.requirement, failure)
+    log.masked[symptom.requirement] += 1
+    log.masking[symptom.requirement] = symptom
+    masked = _masked(req_id, log)
+    masked.detail += (
+        f"\n  (the program shows it without its step {outcome.program[v.cause_step or 0]!r}"
+        f" too, so it is not {req_id}'s)"
+    )
+    return masked
+
+
+#: The share of the budget Hypothesis may shrink for, from the first violation
+#: on: a stateful program shrinks slowly when each run is a fresh server, so the
+#: rest goes to `spec.shrink` (deleting whole clients, then steps).
+SHRINK_SHARE = 0.25
+
+
+def _shrink_on(
+    target: Target,
+    req_id: str,
+    settle: float,
+    seen: ConformanceFailure,
+    end: float | None,
+    *,
+    cut: bool = True,
+) -> tuple[ConformanceFailure, str]:
+    """Shrink Hypothesis' smallest failure on by deleting steps, until `end`.
+
+    Hypothesis shrinks what it draws; deleting a whole client or a step of
+    the printed program finds what its passes can miss (a burst kept before
+    the two steps that matter).  `cut`: Hypothesis' shrinking was stopped by
+    the budget (else it had finished).
+    """
+
+    def reproduces(program: list[str]) -> bool:
+        return _rerun(target, req_id, program, settle, req_id) is not None
+
+    shrunk = shrink(seen.program, reproduces, deadline=end)
+    stopped = "shrinking stopped at the time budget"
+    smaller = len(shrunk.program) < len([line for line in seen.program if line != TEARDOWN])
+    violation = _rerun(target, req_id, shrunk.program, settle, req_id) if smaller else None
+    if violation is None:  # nothing smaller reproduced: what Hypothesis saw stands
+        return seen, stopped if cut or not shrunk.complete else ""
+    failure = ConformanceFailure(violation, shrunk.program, target.label, req_id)
+    return failure, "" if shrunk.complete else stopped
+
+
+#: Seconds the checker may spend shrinking the violations of other requirements
+#: its programs showed (at most a quarter of the budget).
+FINDINGS_SECONDS = 20.0
+
+
+def _findings(
+    target: Target, req_id: str, settle: float, log: CheckLog, budget: float | None
+) -> list[Finding]:
+    """Every other requirement's violation the programs showed, shrunk and replayed."""
+    seconds = FINDINGS_SECONDS if budget is None else min(FINDINGS_SECONDS, budget / 4)
+    deadline = time.monotonic() + seconds
+    found = []
+    for other in sorted(log.foreign, key=IDS.index):
+        seen = log.foreign[other]
+
+        def reproduces(program: list[str], other: str = other) -> bool:
+            try:
+                return run_program(target, other, program, settle, plan=req_id) is not None
+            except (ConformanceFailure, InvalidProgram):
+                return False
+
+        shrunk = shrink(seen.program, reproduces, deadline=deadline)
+        program = shrunk.program
+        again = _rerun(target, other, program, settle, req_id)
+        note = "" if shrunk.complete else "shrinking stopped at its time bound"
+        if again is not None:
+            violation, verdict = again, "fail"
+        else:
+            program, violation = seen.program, seen.violation
+            verdict = "unconfirmed" if violation.waited else "fail"
+            note = (
+                "seen once, not again on a fresh server"
+                if violation.waited
+                else "the same program did not show it on every run: the server's "
+                "behaviour depends on timing"
+            )
+        found.append(
+            Finding(
+                other,
+                req_id,
+                verdict,
+                violation,
+                program,
+                replay_command(target, other, program, settle, plan=req_id),
+                note,
+            )
+        )
+    return found
+
+
+def _rerun(
+    target: Target, req_id: str, program: list[str], settle: float, plan_id: str
+) -> Violation | None:
+    try:
+        return run_program(target, req_id, program, settle, plan=plan_id)
+    except (ConformanceFailure, InvalidProgram):
+        return None
 
 
 def _generated_programs(
@@ -218,24 +399,31 @@ def _generated_programs(
     log: CheckLog,
     supply: ServerSupply | None,
 ) -> Outcome:
-    """Hypothesis' programs against the target, within the budget."""
+    """Hypothesis' programs against the target, within the budget.
+
+    How the search ended is judged outside the ``except`` clauses: a program
+    run again there (to shrink it on) would end as if cut short, since a
+    machine's teardown skips its final checks while an exception is handled.
+    """
+    ended: BaseException | None = None
     try:
         with supply or contextlib.nullcontext():
             run_state_machine_as_test(  # takes any factory of machines, as documented
                 machine_factory(target, req_id, settle, log, seed, supply),  # type: ignore[arg-type]
                 settings=s,
             )
-    except ConformanceFailure as failure:
-        return _failed(target, req_id, settle, failure, log)
-    except Unsatisfiable:
+    except (ConformanceFailure, Unsatisfiable, Flaky, BudgetSpent) as e:
+        ended = e
+    if isinstance(ended, ConformanceFailure):
+        failure, note = _shrink_on(target, req_id, settle, ended, log.end, cut=False)
+        return _failed(target, req_id, settle, failure, log, note=note)
+    if isinstance(ended, Unsatisfiable):
         return _masked(req_id, log)
-    except Flaky as e:
-        if not log.spent:
-            return _inconclusive(target, req_id, settle, log, e)
-        # The budget cut a program short; Hypothesis took that for one that
-        # behaved differently.  What was seen stands, as below.
-        return _budget_spent(target, req_id, settle, log, budget)
-    except BudgetSpent:
+    if isinstance(ended, Flaky) and not log.spent:
+        return _inconclusive(target, req_id, settle, log, ended)
+    if ended is not None:
+        # The budget ran out (a Flaky then means a program it cut short, which
+        # Hypothesis took for one that behaved differently): what was seen stands.
         return _budget_spent(target, req_id, settle, log, budget)
     return _outcome(req_id, "pass", log, detail=f"no violation in {log.finished} programs")
 
@@ -244,15 +432,9 @@ def _budget_spent(
     target: Target, req_id: str, settle: float, log: CheckLog, budget: float | None
 ) -> Outcome:
     """The time budget ran out: report what was seen."""
-    if log.failures:  # seen, then cut short while shrinking: the smallest seen so far
-        return _failed(
-            target,
-            req_id,
-            settle,
-            log.failures[-1],
-            log,
-            note=f"shrinking stopped at the {budget:g} s time budget",
-        )
+    if log.failures:  # seen, then cut short while shrinking: shrink on by deleting steps
+        failure, note = _shrink_on(target, req_id, settle, log.failures[-1], log.end)
+        return _failed(target, req_id, settle, failure, log, note=note)
     if not log.finished:
         return _not_judged(
             req_id, log, f"no program ran to its end within the {budget:g} s time budget (--budget)"
@@ -267,10 +449,12 @@ def _budget_spent(
 
 def _check_idle(target: Target, req_id: str, settle: float, log: CheckLog) -> Outcome | None:
     """Play the idle program: a connection left alone must still echo."""
-    from spec.replay import run_program  # replay builds on this module
-
     program = idle_program(idle_seconds())
-    violation = run_program(target, req_id, program, settle)
+    try:
+        violation = run_program(target, req_id, program, settle)
+    except ConformanceFailure as other:  # another requirement broke first: kept as a finding
+        log.foreign.setdefault(other.violation.requirement, other)
+        return None
     if violation is None:
         return None
     failure = ConformanceFailure(violation, program, target.label)
@@ -368,9 +552,13 @@ def _failed(
     )
 
 
-def replay_command(target: Target, req_id: str, program: list[str], settle: float) -> str:
+def replay_command(
+    target: Target, req_id: str, program: list[str], settle: float, plan: str | None = None
+) -> str:
     option = "--impl" if target.kind == "impl" else "--server-cmd"
     words = ["python", "-m", "spec.replay", option, target.spec, "--expect", req_id]
+    if plan is not None and plan != req_id:
+        words += ["--plan", plan]
     if target.kind == "cmd" and settle != DEFAULT_SETTLE:
         words += ["--settle", f"{settle:g}"]
     return shlex.join(words + program)

@@ -20,11 +20,19 @@ went wrong, so the same program is always reported the same way:
 5. an ended connection is still held by the server (ECHO-6), and after an
    abort or close a fresh connection must still be served (ECHO-5).
 
+Before a violation is judged, `spec.causes.attribute()` names the
+requirement its cause breaks, from the steps the clients took (`events`): an
+EOF on c1 after c0's reset is ECHO-5, bytes doubled after a half-close with
+echo queued are ECHO-4.
+
 One machine checks one requirement (`requirement`): it runs only the rules
 that can expose it (`RULES`), and a program that trips over a *different*
-requirement first is rejected, so Hypothesis goes on looking for, and shrinks
-towards, a violation of the one being checked.  That is how a crash on reset
-is reported under ECHO-5 and never as lost echo under ECHO-2.
+requirement first is set aside, so Hypothesis goes on looking for, and
+shrinks towards, a violation of the one being checked.  That is how a crash
+on reset is reported under ECHO-5 and never as lost echo under ECHO-2.  Set
+aside is not lost: the shortest such program per requirement is kept in the
+log (`CheckLog.foreign`), and the checker reports it as a finding that fails
+that requirement (`spec.checker.Finding`).
 
 The flip side: a crash that only the ECHO-4 machine's narrow programs reach
 (flood, then half-close) is rejected there, so the ECHO-5 machine must reach
@@ -60,9 +68,10 @@ from hypothesis.stateful import (
 )
 
 from spec._constants import no_local_constants
+from spec.causes import Event, attribute
 from spec.drivers.base import Driver
 from spec.drivers.clients import Client
-from spec.model import ClientState, Violation
+from spec.model import ClientState, Symptom, Violation
 from spec.plans import (
     CAPACITY,
     LIVENESS,
@@ -151,14 +160,18 @@ CRASH_SCENARIOS: tuple[str, ...] = PLANS[RESILIENCE].scenarios
 
 
 class ConformanceFailure(AssertionError):
-    """A violation of the requirement being checked, with the program that shows it."""
+    """A violation, with the program that shows it and the plan it ran under."""
 
-    def __init__(self, violation: Violation, program: list[str], target: str) -> None:
+    def __init__(
+        self, violation: Violation, program: list[str], target: str, plan: str | None = None
+    ) -> None:
         #: When it was seen (time.monotonic()): the kill-rate table's "first failure".
         self.seen_at = time.monotonic()
         self.violation = violation
         self.program = list(program)
         self.target = target
+        #: The requirement whose plan (rules, program ending) the program ran under.
+        self.plan = plan or violation.requirement
         super().__init__(self.describe())
 
     def describe(self) -> str:
@@ -185,12 +198,20 @@ class CheckLog:
     masked: collections.Counter[str] = field(default_factory=collections.Counter)
     #: The last violation of each requirement that masked this one.
     masking: dict[str, Violation] = field(default_factory=dict)
+    #: The shortest program that showed each other requirement's violation:
+    #: set aside from this search, never lost (the checker reports it).
+    foreign: dict[str, ConformanceFailure] = field(default_factory=dict)
     #: Programs that ran to their end.
     finished: int = 0
     #: time.monotonic() after which no step starts (`BudgetSpent`); None: no bound.
     deadline: float | None = None
     #: The deadline has passed and a program was cut short.
     spent: bool = False
+    #: Seconds Hypothesis may shrink once the first violation is seen (None: up
+    #: to the deadline); the checker shrinks further with what remains of it.
+    shrink_share: float | None = None
+    #: The deadline the check began with.
+    end: float | None = None
     #: How the server was run and judged (the first driver's `environment()`).
     environment: dict[str, object] = field(default_factory=dict)
 
@@ -218,6 +239,8 @@ class EchoConformance(RuleBasedStateMachine):
         self.actions = self.plan.rules
         self.all: list[Client] = []
         self.program: list[str] = []
+        #: The steps that can cause a symptom elsewhere (`spec.causes`).
+        self.events: list[Event] = []
         self.failed = False
         self.last_violation: Violation | None = None
         self.log = log
@@ -305,6 +328,7 @@ class EchoConformance(RuleBasedStateMachine):
             client.queue(last.data())
             client.flush()
             client.pending.clear()  # what the kernel did not take is given up
+        self._event("send_and_half_close" if last is not None else "half_close", client)
         client.half_close()
         self._step()
         self._probe(f"{client} half-closed")
@@ -316,6 +340,7 @@ class EchoConformance(RuleBasedStateMachine):
         if not client.active:
             return
         self.program.append(f"state.abort({client})")
+        self._event("abort", client)
         client.abort()
         self._step()
         self._probe(f"{client} was aborted")
@@ -327,6 +352,7 @@ class EchoConformance(RuleBasedStateMachine):
         if not client.active:
             return
         self.program.append(f"state.close({client})")
+        self._event("close", client)
         client.close()
         self._step()
         self._probe(f"{client} was closed")
@@ -466,6 +492,13 @@ class EchoConformance(RuleBasedStateMachine):
         self.all.append(c)
         return c
 
+    def _event(self, rule: str, client: Client) -> None:
+        """Note a step that can cause a symptom (`spec.causes`), as the client stands now."""
+        m = client.model
+        self.events.append(
+            Event(len(self.program) - 1, rule, client.name, m.outstanding, m.received_count)
+        )
+
     def _next_name(self) -> str:
         return f"c{len(self.all)}"
 
@@ -534,7 +567,11 @@ class EchoConformance(RuleBasedStateMachine):
         v = c.violation or c.model.diagnose(settled=True, others=self._others(c))
         if v is None:  # pragma: no cover - expects_more implies something is owed
             v = Violation(
-                STREAM, "echo still owed after the settle time", connection=c.name, waited=True
+                STREAM,
+                "echo still owed after the settle time",
+                connection=c.name,
+                waited=True,
+                kind=Symptom.MISSING,
             )
         return v
 
@@ -576,17 +613,25 @@ class EchoConformance(RuleBasedStateMachine):
             probe.close()
 
     def _fail(self, v: Violation) -> NoReturn:
+        v = attribute(v, self.events)
         self.failed = True
         self.last_violation = v
-        failure = ConformanceFailure(v, self.program, self.driver.target)
+        failure = ConformanceFailure(v, self.program, self.driver.target, self.requirement)
         if v.requirement != self.requirement and currently_in_test_context():
             # Another requirement broke first: this program cannot show ours.
+            # Set aside from this search, never lost: the checker reports it.
             if self.log is not None:
                 self.log.masked[v.requirement] += 1
                 self.log.masking[v.requirement] = v
+                seen = self.log.foreign.get(v.requirement)
+                if seen is None or len(failure.program) < len(seen.program):
+                    self.log.foreign[v.requirement] = failure
             reject()
         if self.log is not None and v.requirement == self.requirement:
             self.log.failures.append(failure)
+            log = self.log
+            if len(log.failures) == 1 and log.deadline is not None and log.shrink_share:
+                log.deadline = min(log.deadline, failure.seen_at + log.shrink_share)
         raise failure
 
     # -- the end of every program ----------------------------------------------------------

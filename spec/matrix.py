@@ -68,6 +68,20 @@ class Evidence(TypedDict, total=False):
     violation: ViolationEvidence | None
 
 
+class FindingEntry(TypedDict, total=False):
+    """A violation of `requirement` shown by the programs of another requirement's
+    check (`found_by`): `checker.Finding.as_report()` plus `evidence`."""
+
+    requirement: str
+    found_by: str
+    #: "fail", or "unconfirmed" (a wait that ran out once, never again: no verdict).
+    verdict: str
+    detail: str
+    counterexample: str
+    replay: str
+    evidence: Evidence
+
+
 class Entry(TypedDict, total=False):
     """One target's entry for one requirement: `Outcome.as_report()` plus `evidence`.
 
@@ -84,6 +98,10 @@ class Entry(TypedDict, total=False):
     masked_by: str | None
     environment: dict[str, object]
     evidence: Evidence
+    #: Other requirements' violations this requirement's programs showed.
+    findings: list[FindingEntry]
+    #: Set when this entry's failure was found by another requirement's programs.
+    found_by: str
 
 
 class TargetReport(TypedDict):
@@ -135,10 +153,56 @@ def why_not_judged(entry: Entry | None, not_run: str) -> str:
     return f"{verdict}: {first_line(entry.get('detail', '')) or 'no reason given'}"
 
 
+def with_findings(entries: dict[str, Entry]) -> dict[str, Entry]:
+    """The entries with every confirmed finding failing its own requirement.
+
+    Nothing is set aside: a violation of Y that only X's programs could show
+    fails Y, even where Y's own programs found nothing (or Y was not run).
+    Y's own failure, if it has one, stands; of several findings of Y, the one
+    found by the first requirement in ID order is shown.
+    """
+    merged = dict(entries)
+    for found_by in [r for r in IDS if r in entries]:
+        for finding in entries[found_by].get("findings", []):
+            req = finding.get("requirement", "")
+            if req not in BY_ID or finding.get("verdict") != "fail":
+                continue
+            own = merged.get(req) or {}
+            if own.get("verdict") == "fail":
+                continue
+            detail = finding.get("detail", "")
+            if own:
+                own_said = first_line(own.get("detail", "")) or own.get("verdict", "")
+                detail += f"\n  ({req}'s own programs: {own_said})"
+            merged[req] = {
+                "level": BY_ID[req].level.value,
+                "verdict": "fail",
+                "detail": detail,
+                "counterexample": finding.get("counterexample", ""),
+                "replay": finding.get("replay", ""),
+                "seconds": own.get("seconds", 0.0),
+                "masked_by": None,
+                "environment": own.get("environment") or entries[found_by].get("environment", {}),
+                "evidence": finding.get("evidence", {}),
+                "findings": own.get("findings", []),
+                "found_by": found_by,
+            }
+    return merged
+
+
 @dataclass
 class TargetResult:
+    """One target's entries, each confirmed finding merged in (`with_findings`)."""
+
     target: Target
     entries: dict[str, Entry]
+
+    def __post_init__(self) -> None:
+        self.entries = with_findings(self.entries)
+
+    def found_elsewhere(self) -> dict[str, Entry]:
+        """The failures that another requirement's programs found."""
+        return {r: e for r, e in self.entries.items() if e.get("found_by")}
 
     def verdict(self, strict: bool) -> str:
         counted = [req_id for req_id in IDS if counts(req_id, strict)]

@@ -48,6 +48,14 @@ class ClientState(enum.Enum):
     ABORTED = "aborted"  # the client reset the connection (RST)
 
 
+class Symptom(enum.Enum):
+    """What a client saw, whatever requirement it breaks (`spec.causes` reads it)."""
+
+    BYTES = "bytes that are not the echo"  # wrong, missing in the middle, extra, misplaced
+    CLOSED = "an end the client did not ask for"  # EOF or a reset
+    MISSING = "echo or EOF that never came"  # judged once the server had done all it would
+
+
 @dataclass(frozen=True)
 class Violation:
     """One broken requirement, located as precisely as the evidence allows."""
@@ -62,10 +70,30 @@ class Violation:
     #: arrived, an EOF never sent, a socket still held), not from bytes seen:
     #: a replay that does not show it again leaves the verdict open.
     waited: bool = False
+    #: What the client saw (None: not a connection's stream: a death, a leak, ...).
+    kind: Symptom | None = None
+    #: Attributed by its cause (`spec.causes`): the requirement the symptom
+    #: alone names, the cause in words, and the program line of its step.
+    symptom: str | None = None
+    cause: str | None = None
+    cause_step: int | None = None
+
+    @property
+    def headline(self) -> str:
+        """The summary, after its cause where one was attributed."""
+        return f"{self.cause}, {self.summary}" if self.cause else self.summary
+
+    def unattributed(self) -> Violation:
+        """The symptom under its own requirement, as if no cause were known."""
+        if self.symptom is None:
+            return self
+        return dataclasses.replace(
+            self, requirement=self.symptom, symptom=None, cause=None, cause_step=None
+        )
 
     def describe(self) -> str:
         where = f" on {self.connection}" if self.connection else ""
-        lines = [f"{self.requirement}: {self.summary}{where}"]
+        lines = [f"{self.requirement}: {self.headline}{where}"]
         if self.offset is not None:
             lines.append(f"  first divergent byte at offset {self.offset}")
         if self.expected is not None:
@@ -119,7 +147,7 @@ def diagnose(
     expected = transform(sent)
     v = _divergence(sent, expected, bytes(received), others)
     if v is not None:
-        return v
+        return dataclasses.replace(v, kind=Symptom.BYTES)
     missing = len(expected) - len(received)
     got = f"after {len(received)} of {len(expected)} echo bytes"
     if reset:
@@ -128,17 +156,20 @@ def diagnose(
                 HALF_CLOSE,
                 f"server reset the connection after half-close, {got}",
                 offset=len(received),
+                kind=Symptom.CLOSED,
             )
         return Violation(
             STREAM,
             f"server reset a connection the client had not closed, {got}",
             offset=len(received),
+            kind=Symptom.CLOSED,
         )
     if eof and not half_closed:
         return Violation(
             STREAM,
             f"server closed a connection the client had not closed, {got}",
             offset=len(received),
+            kind=Symptom.CLOSED,
         )
     if eof and missing:
         return Violation(
@@ -147,6 +178,7 @@ def diagnose(
             offset=len(received),
             expected=expected[len(received) : len(received) + CONTEXT],
             received=b"",
+            kind=Symptom.CLOSED,
         )
     if settled and missing:
         req = HALF_CLOSE if half_closed else STREAM
@@ -158,12 +190,14 @@ def diagnose(
             expected=expected[len(received) : len(received) + CONTEXT],
             received=b"",
             waited=True,
+            kind=Symptom.MISSING,
         )
     if settled and half_closed and not eof:
         return Violation(
             HALF_CLOSE,
             f"no EOF after half-close (the server had done all it would), {got}",
             waited=True,
+            kind=Symptom.MISSING,
         )
     return None
 
@@ -336,6 +370,7 @@ class Connection:
                 "echo diverges from the transform of what was sent",
                 offset=n,
                 connection=self.name,
+                kind=Symptom.BYTES,
             )
         )
         return self.violation

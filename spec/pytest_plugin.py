@@ -37,8 +37,10 @@ from hypothesis import settings
 from hypothesis.database import ExampleDatabase
 
 from spec import matrix, profiles
-from spec.checker import DEFAULT_BUDGET, DEFAULT_SETTLE, Outcome
+from spec.checker import DEFAULT_BUDGET, Outcome
+from spec.drivers.base import DEFAULT_SETTLE
 from spec.example_db import ExampleDbError, example_database, with_database
+from spec.model import Violation
 from spec.targets import (
     Target,
     TargetError,
@@ -235,27 +237,30 @@ def record(node: pytest.Item, target: Target, outcome: Outcome) -> None:
         "target": target.name,
         "requirement": outcome.requirement,
         **outcome.as_report(),
-        "evidence": evidence(outcome),
+        "evidence": evidence(outcome.program, outcome.violation),
+        "findings": [
+            {**f.as_report(), "evidence": evidence(f.program, f.violation)}
+            for f in outcome.findings
+        ],
     }
     node.user_properties.append((_PROPERTY, json.dumps(entry, default=str)))
 
 
-def evidence(outcome: Outcome) -> matrix.Evidence:
+def evidence(program: list[str], v: Violation | None) -> matrix.Evidence:
     """What the HTML sequence diagram is drawn from: the program and the violation."""
-    v = outcome.violation
     violation: matrix.ViolationEvidence | None = (
         None
         if v is None
         else {
             "requirement": v.requirement,
-            "summary": v.summary,
+            "summary": v.headline,
             "offset": v.offset,
             "connection": v.connection,
             "expected_hex": None if v.expected is None else bytes(v.expected).hex(),
             "received_hex": None if v.received is None else bytes(v.received).hex(),
         }
     )
-    return {"program": list(outcome.program), "violation": violation}
+    return {"program": list(program), "violation": violation}
 
 
 class ConformanceSession:
@@ -309,6 +314,9 @@ class ConformanceSession:
                 by_reason.setdefault(why, []).append(req_id)
             for why, ids in by_reason.items():
                 tr.write_line(f"{result.target.name}: not judged {', '.join(ids)}: {why}")
+        for result in results:
+            for req_id, entry in result.found_elsewhere().items():
+                _write_found_elsewhere(tr, result.target.name, req_id, entry)
         tr.write_line(f"verdict: {matrix.overall(results, self.strict).upper()}")
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
@@ -326,6 +334,24 @@ class ConformanceSession:
             from spec.report_html import render
 
             _write(Path(path), render(results, strict=self.strict, not_run=self.not_run()))
+
+
+def _write_found_elsewhere(
+    tr: pytest.TerminalReporter, target: str, req_id: str, entry: matrix.Entry
+) -> None:
+    """A failure another requirement's programs found: its own test passed or did not run."""
+    tr.write_line("")
+    tr.write_line(
+        f"{target}: {req_id} FAILS, found by the programs that check {entry.get('found_by')}:",
+        red=True,
+    )
+    for line in entry.get("detail", "").splitlines()[1:]:
+        tr.write_line(f"  {line}")
+    program = entry.get("counterexample", "").splitlines()
+    tr.write_line(f"  program ({len(program)} steps):")
+    for line in program:
+        tr.write_line(f"      {line}")
+    tr.write_line(f"  replay it: {entry.get('replay', '')}")
 
 
 def _write(path: Path, text: str) -> None:

@@ -42,7 +42,7 @@ from typing import Any, NoReturn
 
 from hypothesis.stateful import INITIALIZE_RULE_MARKER, RULE_MARKER
 
-from spec.checker import DEFAULT_SETTLE
+from spec.drivers.base import DEFAULT_SETTLE
 from spec.drivers.clients import Client
 from spec.machine import (
     CRASH_SCENARIOS,
@@ -105,18 +105,26 @@ class Step:
 
 
 def run_program(
-    target: Target, requirement: str, program: list[str], settle: float = DEFAULT_SETTLE
+    target: Target,
+    requirement: str,
+    program: list[str],
+    settle: float = DEFAULT_SETTLE,
+    plan: str | None = None,
 ) -> Violation | None:
     """Run the lines; return the violation of `requirement` they produce, if any.
 
+    `plan`: the requirement whose machine runs them (its rules, its program
+    ending); by default `requirement`'s own.  A program that showed one
+    requirement while the checker searched another runs under the other's.
     A violation of another requirement is raised as `ConformanceFailure`; a
     line that is not a valid step as `InvalidProgram` (before the server
     starts, except for a precondition that does not hold when its turn comes).
     """
-    machine_class = machine_for(requirement)
+    plan = plan or requirement
+    machine_class = machine_for(plan)
     steps = parse_program(machine_class, program)
     try:
-        machine = machine_class(target.driver(settle), requirement)
+        machine = machine_class(target.driver(settle), plan)
         clients: dict[str, Client] = {}
         try:
             for number, step in enumerate(steps, 1):
@@ -491,6 +499,14 @@ def main(argv: list[str] | None = None) -> int:
         help="the requirement the program is expected to violate",
     )
     parser.add_argument(
+        "--plan",
+        metavar="ECHO-N",
+        type=_requirement,
+        help="run the program under this requirement's plan (its rules and program ending); "
+        "the checker gives it for a violation found while it searched another requirement "
+        "(default: the --expect requirement's own)",
+    )
+    parser.add_argument(
         "--settle",
         type=_settle,
         default=DEFAULT_SETTLE,
@@ -511,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
     except TargetError as e:
         parser.error(str(e))
     try:
-        violation = run_program(target, args.expect, program, args.settle)
+        violation = run_program(target, args.expect, program, args.settle, plan=args.plan)
     except InvalidProgram as e:
         print(f"{parser.prog}: invalid program: {e}", file=sys.stderr)
         return INVALID_PROGRAM

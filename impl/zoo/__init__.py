@@ -70,6 +70,7 @@ DEFECTS: dict[str, Defect] = {
         _defect(
             "close-only-after-flush", _Z + "halfclose:CloseOnlyAfterFlushServer", "ECHO-4", "ECHO-6"
         ),
+        _defect("requeue-tail-at-eof", _Z + "halfclose:RequeueTailAtEofServer", "ECHO-4"),
         # ECHO-5: resilience
         _defect("uncaught-reset", _Z + "resilience:UncaughtResetServer", "ECHO-5"),
         _defect("uncaught-send-error", _Z + "resilience:UncaughtSendErrorServer", "ECHO-5"),
@@ -77,6 +78,7 @@ DEFECTS: dict[str, Defect] = {
         _defect(
             "remove-twice-after-flush", _Z + "resilience:RemoveTwiceAfterFlushServer", "ECHO-5"
         ),
+        _defect("close-all-on-error", _Z + "resilience:CloseAllOnErrorServer", "ECHO-5"),
         # ECHO-6: cleanup
         _defect("keeps-queue-entry", _Z + "cleanup:KeepsQueueEntryServer", "ECHO-6"),
         _defect("shutdown-without-close", _Z + "cleanup:ShutdownWithoutCloseServer", "ECHO-6"),

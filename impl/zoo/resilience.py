@@ -70,3 +70,16 @@ class RemoveTwiceAfterFlushSendAtOnceServer(RemoveTwiceAfterFlushServer):
     that path. Breaks ECHO-5."""
 
     send_at_once = True
+
+
+class CloseAllOnErrorServer(SelectEchoServer):
+    """Cleans up after a connection error the way a shutdown would: every
+    connection is closed, not just the one that failed ("on error, clean up
+    everything").  One client's reset ends every other client's connection,
+    while the server itself runs on and accepts new ones. Breaks ECHO-5."""
+
+    def receive_failed(self, s: socket.socket, error: OSError) -> None:
+        for conn in list(self.message_queues):  # the defect: should close `s` only
+            self.close_connection(conn)
+
+    send_failed = receive_failed

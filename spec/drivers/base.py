@@ -20,6 +20,9 @@ from spec.drivers.clients import Client
 from spec.model import Violation
 
 HOST = "127.0.0.1"
+#: Default seconds a process-driven server that never comes to rest has for
+#: anything the checker awaits (--settle).
+DEFAULT_SETTLE = 2.0
 
 
 class Driver(abc.ABC):

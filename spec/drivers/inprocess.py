@@ -305,9 +305,17 @@ class InProcessDriver(Driver):
         """Does the kernel still owe a connection of the program something (sock_diag)?"""
         try:
             # Delayed ACKs (host loopback) are waited out by `_in_flight` where it matters.
-            return any(
-                sock_diag.in_flight(*self._ends(c), acks=False) for c in self._known.values()
-            )
+            for c in list(self._known.values()):
+                client_end, server_end = self._ends(c)
+                if sock_diag.in_flight(client_end, server_end, acks=False):
+                    return True
+                if (
+                    not c.active
+                    and server_end is None
+                    and (client_end is None or client_end.state is sock_diag.TcpState.TIME_WAIT)
+                ):
+                    del self._known[c.name]  # ended for good: it will not change again
+            return False
         except (OSError, struct.error):  # not Linux, or netlink refused: trust quiet rounds
             return False
 
