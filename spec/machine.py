@@ -144,6 +144,14 @@ FLOODS = st.builds(
 )
 
 
+#: What a client sends before it resets or closes at once: more than one read
+#: of any server (so it reads again after the end has arrived) and, from 64 KiB
+#: on, more than the private network's buffers take at once.
+RACE_PAYLOADS = st.builds(
+    Payload, st.binary(min_size=1, max_size=8), st.integers(8 * 1024, 256 * 1024)
+)
+
+
 def idle_program(seconds: int = IDLE_SECONDS) -> list[str]:
     """The fixed program the idle check plays besides the generated ones."""
     return [
@@ -356,6 +364,50 @@ class EchoConformance(RuleBasedStateMachine):
         client.close()
         self._step()
         self._probe(f"{client} was closed")
+
+    @precondition(enabled("send_and_abort"))
+    @rule(client=consumes(clients), payload=RACE_PAYLOADS)
+    def send_and_abort(self, client: Client, payload: Payload) -> None:
+        """Send, and reset at once, before the server has read a byte of it.
+
+        The server wakes with the bytes queued and the reset already arrived:
+        it reads them, and its first echo write fails with ECONNRESET, the next
+        with EPIPE (and SIGPIPE, which kills a C server that does not ignore
+        it).  That is the race a real client wins when it resets while the
+        server is still reading; with the server frozen (`Driver.frozen`) it has
+        one outcome.
+        """
+        self._race(client, payload, "send_and_abort")
+
+    @precondition(enabled("send_and_close"))
+    @rule(client=consumes(clients), payload=RACE_PAYLOADS)
+    def send_and_close(self, client: Client, payload: Payload) -> None:
+        """Send, and close at once without reading, before the server has read it.
+
+        The server's first echo write draws a reset from the closed socket; its
+        next ones fail (ECONNRESET, then EPIPE and SIGPIPE).
+        """
+        self._race(client, payload, "send_and_close")
+
+    def _race(self, client: Client, payload: Payload, rule: str) -> None:
+        if not client.active or client.model.state is not ClientState.OPEN:
+            return
+        self.program.append(f"state.{rule}({client}, {payload!r})")
+        with self.driver.frozen():
+            client.pending.clear()
+            client.queue(payload.data())
+            client.flush()
+            client.pending.clear()  # what the kernel did not take is given up
+            self._event(rule, client)
+            if rule == "send_and_abort":
+                client.abort()
+            else:
+                client.close()
+        self._step()
+        self._probe(
+            f"{client} sent {payload.size or len(payload.pattern)} bytes and "
+            + ("reset at once" if rule == "send_and_abort" else "closed at once")
+        )
 
     @precondition(enabled("flood"))
     @rule(client=clients, payload=FLOODS)

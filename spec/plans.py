@@ -49,6 +49,10 @@ class Plan:
     measured: bool = False
 
 
+#: A client that sends and ends its connection at once, while the server is
+#: still to read what it sent (the server frozen meanwhile: `Driver.frozen`).
+_RACES = frozenset({"send_and_abort", "send_and_close"})
+
 #: ECHO-1, -3 and -7 run subsets of ECHO-2's rules.
 _READ_WRITE = frozenset({"connect", "send", "read", "drain"})
 
@@ -67,7 +71,8 @@ PLANS: dict[str, Plan] = {
     # programs reach a crash its wide ones rarely do (flood, then half-close).
     RESILIENCE: Plan(
         rules=_READ_WRITE
-        | {"flood", "burst", "half_close", "send_and_half_close", "abort", "close"},
+        | {"flood", "burst", "half_close", "send_and_half_close", "abort", "close"}
+        | _RACES,
         scenarios=(RESILIENCE, HALF_CLOSE, CLEANUP, STREAM),
         probe_after_end=True,
     ),
@@ -83,7 +88,8 @@ PLANS: dict[str, Plan] = {
                 "abort",
                 "close",
             }
-        ),
+        )
+        | _RACES,
         released_after_each_step=True,
         half_close_at_end=True,
         close_server_at_end=True,

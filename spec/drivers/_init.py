@@ -78,8 +78,17 @@ def spawn(run: Callable[[], None]) -> int:
     return child
 
 
+#: Signals Python ignores at start-up; an ignored signal stays ignored across
+#: exec, so they are restored (as `subprocess` does with `restore_signals`):
+#: a C server that does not ignore SIGPIPE itself must die of it here as it
+#: would anywhere.
+PYTHON_IGNORES = tuple(
+    getattr(signal, name) for name in ("SIGPIPE", "SIGXFSZ") if hasattr(signal, name)
+)
+
+
 def server(argv: list[str]) -> None:
-    for sig in FORWARDED:
+    for sig in (*FORWARDED, *PYTHON_IGNORES):
         signal.signal(sig, signal.SIG_DFL)
     try:
         os.execvp(argv[0], argv)

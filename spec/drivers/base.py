@@ -85,6 +85,17 @@ class Driver(abc.ABC):
         raise NotImplementedError(f"{type(self).__name__} cannot exhaust descriptors")
         yield  # pragma: no cover
 
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        """Inside: the server runs nothing, so clients can act while it is busy.
+
+        A client that sends and resets before the server has read its bytes
+        races the server in real life; with the server frozen that race has one
+        outcome: it wakes with the bytes queued and the end already arrived.
+        A stepped server runs only inside `settle()`: nothing to do.
+        """
+        yield
+
     def environment(self) -> dict[str, object]:
         """How the server was run and judged, for the report."""
         return {}

@@ -43,10 +43,13 @@ finish dying, so a replay classifies it the same way.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import select
+import signal
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from spec.drivers import sock_diag, threads
@@ -58,6 +61,12 @@ from spec.model import Violation
 from spec.plans import CLEANUP, RESILIENCE
 
 Ends = tuple[sock_diag.TcpSocket | None, sock_diag.TcpSocket | None]
+
+
+def _signal(pids: Sequence[int], sig: signal.Signals) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
 
 
 def _shape(end: sock_diag.TcpSocket | None) -> tuple[object, ...] | None:
@@ -187,6 +196,26 @@ class ProcessDriver(Driver):
             "cannot be read here"
         )
         return {"network": network, "containment": containment(), "judged": judged}
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        """SIGSTOP every process of the server's tree; inside, each of its threads
+        is seen stopped (/proc), so nothing it does can come between the
+        clients' actions; SIGCONT after.  A server whose threads cannot be seen
+        is frozen all the same, only not seen to be."""
+        assert self.process is not None
+        pids = self.process.pids()
+        _signal(pids, signal.SIGSTOP)
+        try:
+            deadline = time.monotonic() + self.settle_time
+            while time.monotonic() < deadline:
+                seen = threads.look(pids)
+                if seen is None or all(t.state in "tTZX" for t in seen):
+                    break
+                time.sleep(0.0005)
+            yield
+        finally:
+            _signal(pids, signal.SIGCONT)
 
     # -- looking -------------------------------------------------------------------
 
