@@ -8,7 +8,8 @@ that it can never collide with another plugin's options (as ``--html``
 collided with pytest-html's and ``--strict`` with pytest's own).  Only
 when a target is given (``--echo-server-cmd``, ``--echo-impl``,
 ``--echo-targets``, or their ini equivalents) does it import the checker
-(`spec.pytest_plugin`) and take part in the run.
+(`spec.pytest_plugin`) and take part in the run; ``--echo-list`` prints
+the requirements and exits without running anything.
 
 Each option has an ini equivalent (``echo_server_cmd``, ``echo_settle``,
 ...; the command line wins) and is validated when the command line is
@@ -139,6 +140,7 @@ _VALUED = {
 }
 _FLAGS = {
     "strict": "SHOULD requirements count too: a failed SHOULD fails the run (not xfail)",
+    "list": "print the requirements (ID, level, title, what checks each) and exit",
 }
 
 
@@ -179,7 +181,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         parser.addini(f"echo_{name.replace('-', '_')}", text, default="")
     for name, text in _FLAGS.items():
         group.addoption(f"--echo-{name}", action="store_true", default=False, help=text)
-        parser.addini(f"echo_{name}", text, type="bool", default=False)
+        if name != "list":
+            parser.addini(f"echo_{name}", text, type="bool", default=False)
 
 
 # -- the resolved options -----------------------------------------------------------------
@@ -239,6 +242,16 @@ def _resolve(config: pytest.Config) -> Options:
         strict=bool(config.getoption("echo_strict") or config.getini("echo_strict")),
         **values,
     )
+
+
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    if not config.getoption("echo_list"):
+        return None
+    from spec.listing import requirement_lines
+
+    for line in requirement_lines():
+        sys.stdout.write(line + "\n")
+    return 0
 
 
 @pytest.hookimpl(trylast=True)  # after Hypothesis' plugin has loaded --hypothesis-profile

@@ -203,14 +203,19 @@ class ConformanceSession:
         self.targets = targets
         self.entries: dict[str, dict[str, matrix.Entry]] = {t.name: {} for t in targets}
 
+    @pytest.hookimpl(tryfirst=True)  # before --junitxml reads the properties
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.when != "call":
-            return
         for name, value in report.user_properties:
+            if report.when != "call":
+                break
             if name == _PROPERTY and isinstance(value, str):  # record() wrote it: JSON text
                 data = json.loads(value)
                 target, req_id = data.pop("target"), data.pop("requirement")
                 self.entries.setdefault(target, {})[req_id] = data
+        # The JSON is for this session only, not a property for --junitxml (which reads
+        # the teardown report's); a worker sends it on to the controller.
+        if not hasattr(self.config, "workerinput"):
+            report.user_properties = [p for p in report.user_properties if p[0] != _PROPERTY]
 
     @property
     def strict(self) -> bool:

@@ -54,6 +54,13 @@ def test_requirement(target: Target | None, req_id: str, request: pytest.Fixture
     config = request.config
     outcome = judge(target, req_id, config)
     record(request.node, target, outcome)
+    # What --junitxml shows as the testcase's properties (the diagnosis is its message).
+    request.node.user_properties += [
+        ("target", target.name),
+        ("requirement", req_id),
+        ("level", BY_ID[req_id].level.value),
+        ("verdict", outcome.verdict),
+    ]
     if outcome.verdict == "pass":
         return
     if outcome.verdict != "fail":

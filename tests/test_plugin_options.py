@@ -11,11 +11,13 @@ from __future__ import annotations
 import os
 import subprocess
 import textwrap
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from test_plugin import PY, ROOT, pytest_run
 
 from spec import checker, plugin
+from spec.requirements import IDS
 
 SEED_UPPER = "impl.seed_upper_server:SeedUpperServer"
 REFERENCE = "impl.select_server:SelectEchoServer"
@@ -66,7 +68,18 @@ def test_the_options_all_start_with_echo() -> None:
     ours = done.stdout.split("echo server conformance", 1)[1].split("\n\n", 1)[0]
     options = [w.split("=")[0] for w in ours.split() if w.startswith("--")]
     assert options and all(o.startswith("--echo-") for o in options), options
-    assert {"--echo-strict", "--echo-html", "--echo-report"} <= set(options)
+    assert {"--echo-strict", "--echo-html", "--echo-report", "--echo-list"} <= set(options)
+
+
+def test_list_prints_every_requirement_and_runs_nothing(tmp_path: Path) -> None:
+    done = pytest_run("--echo-list", cwd=tmp_path, timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    for req_id in IDS:
+        assert any(line.split()[:1] == [req_id] for line in lines), req_id
+    assert "ECHO-4   MUST   Half-close        programs of connect" in done.stdout
+    assert "ECHO-9   SHOULD Idle              a measurement" in done.stdout
+    assert "test session starts" not in done.stdout
 
 
 def test_ini_keys_stand_for_the_options(tmp_path: Path) -> None:
@@ -96,6 +109,34 @@ def test_a_bad_ini_value_is_a_usage_error(tmp_path: Path) -> None:
     done = pytest_run(cwd=tmp_path, env=_env_with_checkout(), timeout=60)
     assert done.returncode == 4, done.stdout + done.stderr
     assert "ini option echo_settle: must be a positive number of seconds" in done.stderr
+
+
+def test_junitxml_has_one_testcase_per_target_and_requirement(tmp_path: Path) -> None:
+    xml = tmp_path / "junit.xml"
+    done = pytest_run(
+        "--echo-impl", SEED_UPPER, "--echo-impl", REFERENCE, "-k", "ECHO-5", "-n", "2",
+        f"--junitxml={xml}",
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    cases = {case.get("name"): case for case in ET.parse(xml).getroot().iter("testcase")}
+    assert set(cases) == {
+        "test_requirement[seed_upper_server-ECHO-5]",
+        "test_requirement[select_server-ECHO-5]",
+    }
+    failed = cases["test_requirement[seed_upper_server-ECHO-5]"]
+    properties = {p.get("name"): p.get("value") for p in failed.iter("property")}
+    assert properties == {
+        "target": "seed_upper_server",
+        "requirement": "ECHO-5",
+        "level": "MUST",
+        "verdict": "fail",
+    }
+    failure = failed.find("failure")
+    assert failure is not None
+    assert "ECHO-5 (MUST, Resilience) fails" in (failure.text or "")
+    assert "python -m spec.replay" in (failure.text or "")
+    passed = cases["test_requirement[select_server-ECHO-5]"]
+    assert {p.get("name"): p.get("value") for p in passed.iter("property")}["verdict"] == "pass"
 
 
 UNCONFIGURE = f"""
