@@ -100,7 +100,8 @@ _VALUED = {
         "TOML",
         path,
         "check the targets listed in this TOML file: [[target]] tables with name, cmd or "
-        "impl, and an optional settle (see examples/targets.toml)",
+        "impl, and an optional settle; optional [points] and [gradescope] tables for "
+        "--echo-gradescope (see examples/targets.toml)",
     ),
     "settle": (
         "SECONDS",
@@ -136,6 +137,12 @@ _VALUED = {
         path,
         "Hypothesis' example database to replay failures from and save them to: "
         "redis://HOST:PORT/N (shared between machines; needs the 'redis' extra) or a directory",
+    ),
+    "gradescope": (
+        "PATH",
+        path,
+        "write Gradescope's results.json: one test per target and requirement, scored with "
+        "the [points] table of --echo-targets (default 1 each), with its diagnosis and replay",
     ),
 }
 _FLAGS = {
@@ -203,6 +210,7 @@ class Options:
     html: str | None = None
     regressions: str | None = None
     example_db: str | None = None
+    gradescope: str | None = None
 
     @property
     def active(self) -> bool:

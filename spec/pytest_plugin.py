@@ -30,6 +30,7 @@ import contextlib
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,8 @@ from hypothesis.database import ExampleDatabase
 from spec import matrix, profiles
 from spec.checker import DEFAULT_SETTLE, Outcome
 from spec.example_db import ExampleDbError, example_database, with_database
+from spec.gradescope import Grading, GradingError, load_grading
+from spec.gradescope import results as gradescope_results
 from spec.plugin import Options, options
 from spec.targets import (
     Target,
@@ -56,6 +59,7 @@ _TARGETS = pytest.StashKey[list[Target]]()
 _START_FAILURES = pytest.StashKey[dict[str, str]]()
 _EXAMPLE_DB = pytest.StashKey[ExampleDatabase]()
 _PREVIOUS_PROFILE = pytest.StashKey[str]()
+_GRADING = pytest.StashKey[Grading]()
 _SESSION = "echo-conformance-session"
 
 
@@ -94,6 +98,11 @@ def configure(config: pytest.Config, opts: Options) -> None:
     is_controller = not hasattr(config, "workerinput")
     if is_controller:
         _check_output_paths(opts)
+        if opts.gradescope is not None:
+            try:
+                config.stash[_GRADING] = load_grading(opts.targets)
+            except GradingError as e:
+                raise pytest.UsageError(str(e)) from None
     if config.getoption("hypothesis_profile", None) is None:
         # Loaded for this run only: unconfigure() puts the previous profile back.
         config.stash[_PREVIOUS_PROFILE] = getattr(settings, "_current_profile", "default")
@@ -115,7 +124,7 @@ def unconfigure(config: pytest.Config) -> None:
     if previous is not None:
         with contextlib.suppress(Exception):  # a profile since unregistered: keep the current
             settings.load_profile(previous)
-    for key in (_TARGETS, _START_FAILURES, _EXAMPLE_DB, _PREVIOUS_PROFILE):
+    for key in (_TARGETS, _START_FAILURES, _EXAMPLE_DB, _PREVIOUS_PROFILE, _GRADING):
         with contextlib.suppress(KeyError):
             del config.stash[key]  # type: ignore[misc]
 
@@ -134,6 +143,7 @@ def _check_output_paths(opts: Options) -> None:
     for option, path in (
         ("--echo-report", opts.report),
         ("--echo-html", opts.html),
+        ("--echo-gradescope", opts.gradescope),
     ):
         if path is None:
             continue
@@ -202,6 +212,7 @@ class ConformanceSession:
         self.config = config
         self.targets = targets
         self.entries: dict[str, dict[str, matrix.Entry]] = {t.name: {} for t in targets}
+        self.started = time.monotonic()
 
     @pytest.hookimpl(tryfirst=True)  # before --junitxml reads the properties
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -269,6 +280,16 @@ class ConformanceSession:
             from spec.report_html import render
 
             _write(Path(path), render(results, strict=self.strict, not_run=self.not_run()))
+        if opts.gradescope:
+            graded = gradescope_results(
+                results,
+                self.config.stash.get(_GRADING, Grading()),
+                strict=self.strict,
+                not_run=self.not_run(),
+                seconds=time.monotonic() - self.started,
+                verdict=matrix.overall(results, self.strict),
+            )
+            _write(Path(opts.gradescope), json.dumps(graded, indent=2) + "\n")
 
 
 def _write(path: Path, text: str) -> None:

@@ -225,12 +225,12 @@ def load_targets_file(path: str | Path) -> list[Target]:
         raise TargetError(f"{where}: cannot read it ({e.strerror or e})") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise TargetError(f"{where} is not valid TOML: {e}") from None
-    extra = set(data) - {"target"}
+    extra = set(data) - {"target", "points", "gradescope"}  # those two: spec.gradescope
     entries = data.get("target")
     if extra or not isinstance(entries, list) or not entries:
         raise TargetError(
             f"{where} should hold [[target]] tables (name, cmd or impl, "
-            "optional settle) and nothing else"
+            "optional settle), optional [points] and [gradescope] tables, and nothing else"
         )
     targets = []
     for i, entry in enumerate(entries, 1):
