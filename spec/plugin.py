@@ -91,6 +91,18 @@ def path(text: str) -> str:
     return text
 
 
+def shard(text: str) -> tuple[int, int]:
+    """K/N, 1 <= K <= N: this run checks part K of N (spec/shard.py)."""
+    k, sep, n = text.partition("/")
+    try:
+        part, count = int(k), int(n)
+    except ValueError:
+        part = count = 0
+    if not sep or not 1 <= part <= count:
+        raise argparse.ArgumentTypeError(f"should be K/N with 1 <= K <= N, not {text!r}")
+    return part, count
+
+
 # -- the options --------------------------------------------------------------------------
 
 #: option (without --echo-) -> (metavar, value type, help).  Each also has an ini
@@ -143,6 +155,12 @@ _VALUED = {
         path,
         "write Gradescope's results.json: one test per target and requirement, scored with "
         "the [points] table of --echo-targets (default 1 each), with its diagnosis and replay",
+    ),
+    "shard": (
+        "K/N",
+        shard,
+        "check only the K-th of N parts of the (target, requirement) tests, split the same "
+        "way on every machine; python -m spec.merge joins the parts' --echo-report files",
     ),
 }
 _FLAGS = {
@@ -211,6 +229,8 @@ class Options:
     regressions: str | None = None
     example_db: str | None = None
     gradescope: str | None = None
+    #: (K, N): this run checks part K of N.
+    shard: tuple[int, int] | None = None
 
     @property
     def active(self) -> bool:

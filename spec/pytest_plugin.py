@@ -43,6 +43,8 @@ from spec.example_db import ExampleDbError, example_database, with_database
 from spec.gradescope import Grading, GradingError, load_grading
 from spec.gradescope import results as gradescope_results
 from spec.plugin import Options, options
+from spec.requirements import IDS
+from spec.shard import part_of
 from spec.targets import (
     Target,
     TargetError,
@@ -235,8 +237,51 @@ class ConformanceSession:
     def results(self) -> list[matrix.TargetResult]:
         return [matrix.TargetResult(t, self.entries.get(t.name, {})) for t in self.targets]
 
+    def pytest_collection_modifyitems(
+        self, config: pytest.Config, items: list[pytest.Item]
+    ) -> None:
+        """--echo-shard K/N: deselect the tests of the other parts (spec/shard.py)."""
+        shard = options(config).shard
+        if shard is None:
+            return
+        part, count = shard
+        index = {t.name: i for i, t in enumerate(self.targets)}
+        keep: list[pytest.Item] = []
+        others: list[pytest.Item] = []
+        for item in items:
+            callspec = getattr(item, "callspec", None)
+            params = callspec.params if callspec is not None else {}
+            target = params.get("target")
+            if isinstance(target, Target) and target.name in index:
+                mine = part_of(index[target.name], params["req_id"], count) == part
+                (keep if mine else others).append(item)
+            else:
+                keep.append(item)
+        if others:
+            config.hook.pytest_deselected(items=others)
+            items[:] = keep
+
+    def verdict(self, results: list[matrix.TargetResult]) -> str:
+        """The run's verdict; of a part (--echo-shard), over the tests of that part only."""
+        shard = options(self.config).shard
+        if shard is None:
+            return matrix.overall(results, self.strict)
+        part, count = shard
+        cells = [
+            matrix.cell(result.entries.get(req_id), req_id, self.strict)
+            for t, result in enumerate(results)
+            for req_id in IDS
+            if matrix.counts(req_id, self.strict) and part_of(t, req_id, count) == part
+        ]
+        if "FAIL" in cells:
+            return "fail"
+        return "incomplete" if "not judged" in cells else "pass"
+
     def not_run(self) -> str:
         """Why a requirement with no outcome has none."""
+        shard = options(self.config).shard
+        if shard is not None:
+            return f"not run: another part's (--echo-shard {shard[0]}/{shard[1]}), or deselected"
         for flag, option in (("-k", "keyword"), ("-m", "markexpr")):
             value = self.config.getoption(option, "")
             if value:
@@ -268,12 +313,19 @@ class ConformanceSession:
         if hasattr(self.config, "workerinput"):
             return
         results = self.results()
-        if matrix.overall(results, self.strict) != "pass" and session.exitstatus == 0:
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
         opts = options(self.config)
+        if self.verdict(results) != "pass" and session.exitstatus == 0:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
         path = opts.report
         if path:
-            report = matrix.report(results, self.strict, self.not_run())
+            report: dict[str, object] = dict(matrix.report(results, self.strict, self.not_run()))
+            if opts.shard is not None:  # what spec.merge needs to join the parts
+                report["shard"] = {
+                    "part": opts.shard[0],
+                    "of": opts.shard[1],
+                    "strict": self.strict,
+                    "ran": {name: sorted(entries) for name, entries in self.entries.items()},
+                }
             _write(Path(path), json.dumps(report, indent=2, default=str) + "\n")
         path = opts.html
         if path:
