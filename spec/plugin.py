@@ -163,6 +163,14 @@ _VALUED = {
         "way on every machine; python -m spec.merge joins the parts' --echo-report files",
     ),
 }
+#: Ini paths taken relative to the ini file (as pytest's own are), not to where pytest runs.
+_INI_FILE_RELATIVE = {
+    "echo_targets",
+    "echo_report",
+    "echo_html",
+    "echo_regressions",
+    "echo_gradescope",
+}
 _FLAGS = {
     "strict": "SHOULD requirements count too: a failed SHOULD fails the run (not xfail)",
     "list": "print the requirements (ID, level, title, what checks each) and exit",
@@ -249,9 +257,12 @@ def options(config: pytest.Config) -> Options:
 def _resolve(config: pytest.Config) -> Options:
     def ini(name: str, kind):  # type: ignore[no-untyped-def]
         try:
-            return kind(value) if (value := config.getini(name)) else None
+            value = kind(text) if (text := config.getini(name)) else None
         except argparse.ArgumentTypeError as e:
             raise pytest.UsageError(f"ini option {name}: {e}") from None
+        if kind is path and value is not None and name in _INI_FILE_RELATIVE:
+            return str(Path(config.inipath.parent if config.inipath else ".") / value)
+        return value
 
     cli_targets = list(config.getoption("echo_cli_targets"))
     if not cli_targets:

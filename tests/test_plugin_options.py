@@ -92,10 +92,11 @@ def test_ini_keys_stand_for_the_options(tmp_path: Path) -> None:
         echo_report = report.json
         """)
     )
-    done = pytest_run("-k", "ECHO-8", cwd=tmp_path, env=_env_with_checkout(), timeout=120)
+    (tmp_path / "sub").mkdir()
+    done = pytest_run("-k", "ECHO-8", cwd=tmp_path / "sub", env=_env_with_checkout(), timeout=120)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "ECHO-8   SHOULD Bounded memory    FAIL" in done.stdout  # strict, from the ini
-    assert (tmp_path / "report.json").is_file()
+    assert (tmp_path / "report.json").is_file()  # beside the ini file, as pytest's paths
     # The command line wins over the ini file.
     done = pytest_run(
         "--echo-impl", REFERENCE, "-k", "ECHO-1 and not ECHO-10", cwd=tmp_path,
