@@ -8,7 +8,7 @@
 The user's figures (issue 11), written to docs/checker-speed.md:
 
 A. Wall time of a correct server's full verdict as a user runs it:
-   ``pytest -n 2 -p no:cacheprovider --server-cmd "<python> -m impl.select_server
+   ``pytest -n 2 -p no:cacheprovider --echo-server-cmd "<python> -m impl.select_server
    --port {port}"``, in a fresh directory (no example database), with the
    load average before and after.  Goal: <= 20 s.
 B. The same for the seed's server (``impl.seed_upper_server``): every one of
@@ -243,7 +243,7 @@ SEED_CMD = f"{PY} -m impl.seed_upper_server --port {{port}}"
 
 
 def full_verdict(command: str, timeout: float = 900) -> dict[str, object]:
-    """Time ``pytest -n 2 -p no:cacheprovider --server-cmd COMMAND`` in a fresh directory."""
+    """Time ``pytest -n 2 -p no:cacheprovider --echo-server-cmd COMMAND`` in a fresh directory."""
     with tempfile.TemporaryDirectory(prefix="speed-") as tmp:
         report = Path(tmp) / "report.json"
         argv = [
@@ -254,9 +254,9 @@ def full_verdict(command: str, timeout: float = 900) -> dict[str, object]:
             "2",
             "-p",
             "no:cacheprovider",
-            "--server-cmd",
+            "--echo-server-cmd",
             command,
-            "--report",
+            "--echo-report",
             str(report),
         ]
         before = os.getloadavg()[0]
@@ -280,7 +280,7 @@ def full_verdict(command: str, timeout: float = 900) -> dict[str, object]:
             requirements = json.loads(report.read_text())["requirements"]
         except (OSError, ValueError, KeyError):
             requirements = {}
-    display = "pytest -n 2 -p no:cacheprovider --server-cmd " + shlex.quote(
+    display = "pytest -n 2 -p no:cacheprovider --echo-server-cmd " + shlex.quote(
         command.replace(PY, "python")
     )
     return {

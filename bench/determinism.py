@@ -4,7 +4,7 @@
     python bench/determinism.py --runs 3 --seed 7 --hogs 0
 
 The seed's server (``python -m impl.seed_upper_server --port {port}``, a
-process, as ``--server-cmd`` runs it) is checked against all ten
+process, as ``--echo-server-cmd`` runs it) is checked against all ten
 requirements `--runs` times with the same seed (``check(..., seed=N)``, what
 pytest's ``--hypothesis-seed`` sets): random programs, the developers' budget
 (40 programs of up to 15 steps), shrinking on, the default time budget.

@@ -52,7 +52,7 @@ from spec.targets import Target
 PY = sys.executable
 
 #: The correct servers: name -> (kind, spec).  Processes, as a user checks
-#: them with --server-cmd; the reference and selectors also in-process (--impl).
+#: them with --echo-server-cmd; the reference and selectors also in-process (--echo-impl).
 TARGETS: dict[str, tuple[str, str]] = {
     "reference": ("cmd", f"{PY} -m impl.select_server --port {{port}}"),
     "selectors": ("cmd", f"{PY} -m impl.selectors_server --port {{port}}"),
@@ -90,7 +90,7 @@ def _one(name: str, req: str, seed: int) -> tuple[str, str, int, str, float, str
         with contextlib.redirect_stdout(io.StringIO()):
             o = check(target, req, hypothesis_settings=BUDGET, seed=seed)
     except Exception as e:  # FlakyFailure and friends: a non-pass too
-        option = "--impl" if kind == "impl" else "--server-cmd"
+        option = "--echo-impl" if kind == "impl" else "--echo-server-cmd"
         return (
             name,
             req,
@@ -99,13 +99,13 @@ def _one(name: str, req: str, seed: int) -> tuple[str, str, int, str, float, str
             time.monotonic() - start,
             (str(e).splitlines() or [""])[0],
             f"python bench/false_alarms.py --targets {name} --first-seed {seed} --runs 1"
-            f"  # or: pytest --strict --hypothesis-seed {seed} {option} '{spec}' "
+            f"  # or: pytest --echo-strict --hypothesis-seed {seed} {option} '{spec}' "
             f"-k '{req}'",
         )
-    option = "--impl" if kind == "impl" else "--server-cmd"
+    option = "--echo-impl" if kind == "impl" else "--echo-server-cmd"
     # A measured requirement has no program to replay: its pytest run repeats it.
     replay = o.replay or (
-        f"pytest --strict -p no:cacheprovider {option} {shlex.quote(spec)} -k '{req}]'"
+        f"pytest --echo-strict -p no:cacheprovider {option} {shlex.quote(spec)} -k '{req}]'"
     )
     return (name, req, seed, o.verdict, o.seconds, o.detail, replay)
 
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.list:
         for name, (kind, spec) in TARGETS.items():
-            print(f"{name:15} {'--impl' if kind == 'impl' else '--server-cmd'} {spec}")
+            print(f"{name:15} {'--echo-impl' if kind == 'impl' else '--echo-server-cmd'} {spec}")
         return 0
     if args.runs < 1 or args.workers < 1 or args.hogs < 0:
         parser.error("--runs and --workers must be at least 1, --hogs at least 0")
@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     partial = [r for r in results if (r[0], r[2]) not in complete and r[3] != "pass"]
     total = sum(1 for r in results if (r[0], r[2]) in complete)
     out = [
-        f"Targets checked as a user would, `--server-cmd` (PID namespace, private network, "
+        f"Targets checked as a user would, `--echo-server-cmd` (PID namespace, private network, "
         f"32 KiB buffers), each run the full verdict on all {len(IDS)} requirements, "
         'SHOULD-strict (anything but "pass" counts): 40 programs of up to 15 steps, '
         "seed = run number, shrinking on, the default time budget and settle. "

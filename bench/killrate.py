@@ -16,7 +16,7 @@ goes to stderr.
 
 ``--process`` is the black-box table: every defect run as a process
 (``python -m spec.drivers.run_impl MODULE:CLASS --port {port}``, as
-``--server-cmd`` would run it) beside the same class in-process, each
+``--echo-server-cmd`` would run it) beside the same class in-process, each
 ``--seeds`` times with ``check(..., seed=N)``, random (not derandomized)
 programs, the developers' budget (40 programs of up to 15 steps, shrunk) and
 the checker's default time budget.  It reports, per defect and driver, how
@@ -318,7 +318,7 @@ def black_box(names: list[str], seeds: int, workers: int, page_name: str | None)
         "derandomized), 40 programs of up to 15 steps, shrinking on, the default "
         f"{DEFAULT_BUDGET:g} s time budget and 2 s settle. *In-process* is "
         "`Target('impl', MODULE:CLASS)`; *process* is the same class run as "
-        "`--server-cmd '<python> -m spec.drivers.run_impl MODULE:CLASS --port {port}'` "
+        "`--echo-server-cmd '<python> -m spec.drivers.run_impl MODULE:CLASS --port {port}'` "
         "(PID namespace, private network, 32 KiB buffers). ECHO-8 and ECHO-9 are measured "
         "against the process in both columns; ECHO-10's in-process column runs the "
         "machine first (the server's own descriptor limit), its process column only the "

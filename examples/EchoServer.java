@@ -3,7 +3,7 @@
 // ASCII a-z uppercased, the rest unchanged, close after EOF once the queue is
 // flushed.  Checked as a user would check theirs:
 //
-//   pytest --server-cmd "java examples/EchoServer.java {port}"
+//   pytest --echo-server-cmd "java examples/EchoServer.java {port}"
 import java.io.IOException;
 import java.net.InetSocketAddress;
 import java.nio.ByteBuffer;

@@ -3,7 +3,7 @@
 // leaves a correct server in another language alone.
 //
 //   node examples/echo_server.js PORT
-//   pytest --server-cmd "node examples/echo_server.js {port}"
+//   pytest --echo-server-cmd "node examples/echo_server.js {port}"
 'use strict';
 const net = require('net');
 

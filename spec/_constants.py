@@ -9,24 +9,50 @@ check (which tests an xdist worker ran first), on whether the checker runs
 from a checkout or from site-packages, and the checker's own literals
 (bytes it uses internally) would turn up inside generated payloads.
 
-`no_local_constants()` empties that pool for the checker's draws, so the
-same seed gives the same program everywhere.  It uses a Hypothesis internal;
-if that moves, the checker still works and only this guarantee is lost,
-which `tests/test_generation_constants.py` would show.
+``with no_local_constants():`` empties that pool for the draws made inside
+it, and puts Hypothesis back as it was on leaving, so any other Hypothesis
+test in the same process (a user's own suite, beside the plugin) generates
+exactly as it would without this package.  Calling ``no_local_constants()``
+without entering it does nothing.  It uses a Hypothesis internal; if that
+moves, the checker still works and only this guarantee is lost, which
+`tests/test_generation_constants.py` would show.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+_lock = threading.Lock()
+#: How many scopes are open, and what Hypothesis had before the first one.
+_depth = 0
+_original: Callable[[], Any] | None = None
 
 
-def no_local_constants() -> None:
-    """Make Hypothesis mix no local-module literals into generated values (idempotent)."""
-    with contextlib.suppress(ImportError, AttributeError):
+@contextlib.contextmanager
+def no_local_constants() -> Iterator[None]:
+    """Inside: Hypothesis mixes no local-module literals into generated values (nestable)."""
+    global _depth, _original
+    try:
         from hypothesis.internal.conjecture import providers
 
-        if getattr(providers, "_echo_conformance_patched", False):
-            return
         empty = providers.Constants()  # type: ignore[attr-defined]
-        providers._get_local_constants = lambda: empty
-        providers._echo_conformance_patched = True  # type: ignore[attr-defined]
+        providers._get_local_constants  # noqa: B018  (fails here if it moved)
+    except (ImportError, AttributeError):
+        yield
+        return
+    with _lock:
+        if _depth == 0:
+            _original = providers._get_local_constants
+            providers._get_local_constants = lambda: empty
+        _depth += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _depth -= 1
+            if _depth == 0:
+                providers._get_local_constants = _original  # type: ignore[assignment]
+                _original = None

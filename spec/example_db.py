@@ -1,4 +1,4 @@
-"""`--example-db`: the Hypothesis example database a conformance run shares.
+"""`--echo-example-db`: the Hypothesis example database a conformance run shares.
 
 A counterexample Hypothesis found is saved under a key made from the target
 and the requirement (`spec.checker.machine_factory`), and every later run
@@ -25,7 +25,7 @@ CONNECT_TIMEOUT = 5.0
 
 
 class ExampleDbError(Exception):
-    """An --example-db that cannot be used, with a message for the user."""
+    """An --echo-example-db that cannot be used, with a message for the user."""
 
 
 def example_database(value: str, *, check: bool = True) -> ExampleDatabase:
@@ -35,16 +35,16 @@ def example_database(value: str, *, check: bool = True) -> ExampleDatabase:
     fails the run at once with one line.
     """
     if not value.strip():
-        raise ExampleDbError("--example-db is empty: give redis://HOST:PORT/N or a directory")
+        raise ExampleDbError("--echo-example-db is empty: give redis://HOST:PORT/N or a directory")
     if value.startswith(("redis://", "rediss://", "unix://")):
         return _redis(value, check)
     if "://" in value:
         raise ExampleDbError(
-            f"--example-db {value!r}: only redis:// URLs and directories are supported"
+            f"--echo-example-db {value!r}: only redis:// URLs and directories are supported"
         )
     path = Path(value)
     if path.exists() and not path.is_dir():
-        raise ExampleDbError(f"--example-db {value!r} is a file; give a directory")
+        raise ExampleDbError(f"--echo-example-db {value!r} is a file; give a directory")
     return DirectoryBasedExampleDatabase(path)
 
 
@@ -54,7 +54,7 @@ def _redis(url: str, check: bool) -> ExampleDatabase:
         from hypothesis.extra.redis import RedisExampleDatabase
     except ImportError:
         raise ExampleDbError(
-            f"--example-db {url}: the 'redis' package is not installed; "
+            f"--echo-example-db {url}: the 'redis' package is not installed; "
             "pip install 'echo-conformance[redis]'"
         ) from None
     try:
@@ -62,13 +62,13 @@ def _redis(url: str, check: bool) -> ExampleDatabase:
             url, socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=CONNECT_TIMEOUT
         )
     except ValueError as e:
-        raise ExampleDbError(f"--example-db {url}: {e}") from None
+        raise ExampleDbError(f"--echo-example-db {url}: {e}") from None
     if check:
         try:
             client.ping()
         except redis.RedisError as e:
             raise ExampleDbError(
-                f"--example-db {url}: the Redis server does not answer ({e})"
+                f"--echo-example-db {url}: the Redis server does not answer ({e})"
             ) from None
     return RedisExampleDatabase(client)
 

@@ -10,7 +10,7 @@ program and violation the HTML diagram is drawn from).  A requirement with
 no entry was not run (deselected, or the run stopped early).
 
 A target's verdict counts the MUST requirements (every requirement with
-``--strict``):
+``--echo-strict``):
 
     pass        every counted requirement was judged and passed
     fail        a counted requirement failed

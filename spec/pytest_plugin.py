@@ -1,35 +1,36 @@
-"""pytest integration: check echo servers with `pytest --server-cmd`, `--impl` or `--targets`.
+"""The conformance run: targets, the session that collects outcomes, the reports.
 
-    pytest --server-cmd "./myserver --port {port}"        # any language
-    pytest --impl mypkg.server:MyServer                    # a steppable Python class
-    pytest --impl impl.select_server:SelectEchoServer --server-cmd "node echo.js {port}" \\
-           -n auto --report report.json --html report.html
-    pytest --targets examples/targets.toml -n auto -k seed-upper
+    pytest --echo-server-cmd "./myserver --port {port}"        # any language
+    pytest --echo-impl mypkg.server:MyServer                    # a steppable Python class
+    pytest --echo-impl impl.select_server:SelectEchoServer \\
+           --echo-server-cmd "node echo.js {port}" -n auto \\
+           --echo-report=report.json --echo-html=report.html
+    pytest --echo-targets examples/targets.toml -n auto -k seed-upper
 
-Installed (``pip install .``), the plugin is found through the ``pytest11``
-entry point, so this works from any directory; it does nothing unless a
-target is given.  With a target and no test paths on the command line,
-pytest runs only `spec/test_conformance.py`: one test per target and
-requirement (ids like ``[seed-upper-ECHO-5]``, so ``-k`` selects either and
-``-n auto`` spreads them over cores).  The summary is a matrix, requirements
-down and targets across (`spec.matrix`, which also defines each target's
-verdict and the JSON report's shapes).
+The options and the pytest11 entry point are `spec.plugin`, which imports
+this module only when a target is given.  With a target and no test paths
+on the command line, pytest runs only `spec/test_conformance.py`: one test
+per target and requirement (ids like ``[seed-upper-ECHO-5]``, so ``-k``
+selects either and ``-n auto`` spreads them over cores).  The summary is a
+matrix, requirements down and targets across (`spec.matrix`, which also
+defines each target's verdict and the JSON report's shapes).
 
 Exit status 0 only when every target passed every MUST requirement, each
 one judged; a requirement that was not judged (deselected, masked by
 another failure, inconclusive) is a skip and leaves the run "incomplete",
-exit status 1.  A failed SHOULD is reported as xfail unless ``--strict``
-(pytest's own strict mode, which this plugin extends: SHOULD requirements
-then count too).  Works with pytest-xdist: the workers send each outcome to
-the controller in the test report's user_properties, and only the
-controller writes ``--report`` and ``--html``.
+exit status 1.  A failed SHOULD is reported as xfail unless
+``--echo-strict`` (SHOULD requirements then count too).  Works with
+pytest-xdist: the workers send each outcome to the controller in the test
+report's user_properties, and only the controller writes the reports.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -37,100 +38,33 @@ from hypothesis import settings
 from hypothesis.database import ExampleDatabase
 
 from spec import matrix, profiles
-from spec.checker import DEFAULT_BUDGET, Outcome
+from spec.checker import Outcome
 from spec.drivers.base import DEFAULT_SETTLE
 from spec.example_db import ExampleDbError, example_database, with_database
+from spec.gradescope import Grading, GradingError, load_grading
+from spec.gradescope import results as gradescope_results
 from spec.model import Violation
+from spec.plugin import Options, options
+from spec.requirements import IDS
+from spec.shard import part_of
 from spec.targets import (
     Target,
     TargetError,
     impl,
     load_targets_file,
     named,
-    positive_seconds,
     server_cmd,
 )
 
-CONFORMANCE_TESTS = Path(__file__).with_name("test_conformance.py")
 _PROPERTY = "conformance-outcome"
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("conformance", "echo server conformance")
-    # Both append to one list, so the targets keep the command line's order.
-    group.addoption(
-        "--server-cmd",
-        action="append",
-        dest="conformance_cli_targets",
-        default=[],
-        type=lambda value: ("cmd", value),
-        metavar="COMMAND",
-        help="check this server command, any language; '{port}' is replaced by a free port. "
-        "Repeat for several targets; each is named after its program (echo_server, "
-        "select_server-2); to choose names, use --targets",
-    )
-    group.addoption(
-        "--impl",
-        action="append",
-        dest="conformance_cli_targets",
-        default=[],
-        type=lambda value: ("impl", value),
-        metavar="MODULE:CLASS",
-        help="check this steppable Python server class in-process (repeatable; named after "
-        "its module)",
-    )
-    group.addoption(
-        "--targets",
-        metavar="TOML",
-        help="check the targets listed in this TOML file: [[target]] tables with name, "
-        "cmd or impl, and an optional settle (see examples/targets.toml)",
-    )
-    group.addoption(
-        "--settle",
-        default=str(DEFAULT_SETTLE),
-        metavar="SECONDS",
-        help="seconds a process server gets for anything awaited, a positive number "
-        f"(default {DEFAULT_SETTLE:g}; a target's own settle in --targets wins)",
-    )
-    group.addoption(
-        "--budget",
-        default=str(DEFAULT_BUDGET),
-        metavar="SECONDS",
-        help="seconds each requirement's generated programs (and their shrinking) may take "
-        f"in all; the check then reports what it has (default {DEFAULT_BUDGET:g})",
-    )
-    group.addoption(
-        "--report",
-        metavar="PATH",
-        help="write the verdicts as JSON (one target: {target, verdict, requirements}; "
-        "several: {verdict, targets: {NAME: ...}}; see spec/matrix.py). The verdict is pass "
-        "only if every MUST was judged and passed, else fail or incomplete (exit status 1). "
-        "Write path options as --report=PATH: a separate PATH that exists would be taken by "
-        "pytest as its rootdir",
-    )
-    group.addoption(
-        "--html",
-        metavar="PATH",
-        help="write one self-contained HTML page: the matrix, and per cell the diagnosis, "
-        "the shrunk program as a sequence diagram, the replay command",
-    )
-    group.addoption(
-        "--regressions",
-        metavar="DIR",
-        help="write a standalone pytest file per failure into DIR (a directory; created)",
-    )
-    group.addoption(
-        "--example-db",
-        metavar="URL|DIR",
-        help="Hypothesis' example database to replay failures from and save them to: "
-        "redis://HOST:PORT/N (shared between machines; needs the 'redis' extra) or a "
-        "directory. It is used even under the CI profile, which otherwise has none",
-    )
 
 
 _TARGETS = pytest.StashKey[list[Target]]()
 _START_FAILURES = pytest.StashKey[dict[str, str]]()
 _EXAMPLE_DB = pytest.StashKey[ExampleDatabase]()
+_PREVIOUS_PROFILE = pytest.StashKey[str]()
+_GRADING = pytest.StashKey[Grading]()
+_SESSION = "echo-conformance-session"
 
 
 def conformance_targets(config: pytest.Config) -> list[Target]:
@@ -155,67 +89,82 @@ def hypothesis_settings(config: pytest.Config) -> settings:
 
 
 def settle_for(config: pytest.Config, target: Target) -> float:
-    return target.settle or float(config.getoption("--settle"))
+    return target.settle or options(config).settle or DEFAULT_SETTLE
 
 
-@pytest.hookimpl(trylast=True)  # after Hypothesis' plugin has loaded --hypothesis-profile
-def pytest_configure(config: pytest.Config) -> None:
+def configure(config: pytest.Config, opts: Options) -> None:
+    """Set up a run with targets (`spec.plugin` calls this only then)."""
     try:
-        targets = _targets(config)
+        targets = _targets(opts)
     except TargetError as e:
         raise pytest.UsageError(str(e)) from None
     config.stash[_TARGETS] = targets
-    if not targets:
-        return
     is_controller = not hasattr(config, "workerinput")
     if is_controller:
-        _check_output_paths(config)
+        _check_output_paths(opts)
+        if opts.gradescope is not None:
+            try:
+                config.stash[_GRADING] = load_grading(opts.targets)
+            except GradingError as e:
+                raise pytest.UsageError(str(e)) from None
     if config.getoption("hypothesis_profile", None) is None:
+        # Loaded for this run only: unconfigure() puts the previous profile back.
+        config.stash[_PREVIOUS_PROFILE] = getattr(settings, "_current_profile", "default")
         profiles.load_default()
-    db = config.getoption("--example-db")
-    if db is not None:
+    if opts.example_db is not None:
         try:
-            config.stash[_EXAMPLE_DB] = example_database(db, check=is_controller)
+            config.stash[_EXAMPLE_DB] = example_database(opts.example_db, check=is_controller)
         except ExampleDbError as e:
             raise pytest.UsageError(str(e)) from None
-    config.pluginmanager.register(ConformanceSession(config, targets), "conformance-session")
-    if config.args_source is not pytest.Config.ArgsSource.ARGS:
-        config.args = [str(CONFORMANCE_TESTS)]
+    config.pluginmanager.register(ConformanceSession(config, targets), _SESSION)
 
 
-def _targets(config: pytest.Config) -> list[Target]:
-    config.option.settle = positive_seconds(config.getoption("--settle"), "--settle")
-    config.option.budget = positive_seconds(config.getoption("--budget"), "--budget")
+def unconfigure(config: pytest.Config) -> None:
+    """Undo configure(): the session plugin, the stash, the Hypothesis profile."""
+    session = config.pluginmanager.get_plugin(_SESSION)
+    if session is not None:
+        config.pluginmanager.unregister(session)
+    previous = config.stash.get(_PREVIOUS_PROFILE, None)
+    if previous is not None:
+        with contextlib.suppress(Exception):  # a profile since unregistered: keep the current
+            settings.load_profile(previous)
+    for key in (_TARGETS, _START_FAILURES, _EXAMPLE_DB, _PREVIOUS_PROFILE, _GRADING):
+        with contextlib.suppress(KeyError):
+            del config.stash[key]  # type: ignore[misc]
+
+
+def _targets(opts: Options) -> list[Target]:
     targets = [
-        server_cmd(value) if kind == "cmd" else impl(value)
-        for kind, value in config.getoption("conformance_cli_targets")
+        server_cmd(value) if kind == "cmd" else impl(value) for kind, value in opts.cli_targets
     ]
-    path = config.getoption("--targets")
-    if path is not None:
-        targets = load_targets_file(path) + targets
+    if opts.targets is not None:
+        targets = load_targets_file(opts.targets) + targets
     return named(targets)
 
 
-def _check_output_paths(config: pytest.Config) -> None:
+def _check_output_paths(opts: Options) -> None:
     """Fail before the run, not after it, when a report cannot be written."""
-    for option in ("--report", "--html"):
-        path = config.getoption(option)
+    for option, path in (
+        ("--echo-report", opts.report),
+        ("--echo-html", opts.html),
+        ("--echo-gradescope", opts.gradescope),
+    ):
         if path is None:
             continue
         if not path.strip() or Path(path).is_dir():
             raise pytest.UsageError(f"{option} {path!r} should be a file path")
         _writable(option, Path(path).parent)
-    directory = config.getoption("--regressions")
+    directory = opts.regressions
     if directory is not None:
         d = Path(directory)
         if not directory.strip() or (d.exists() and not d.is_dir()):
             raise pytest.UsageError(
-                f"--regressions {directory!r} is not a directory; give a "
+                f"--echo-regressions {directory!r} is not a directory; give a "
                 "directory for the regression files"
             )
         while not d.exists():
             d = d.parent
-        _writable("--regressions", d)
+        _writable("--echo-regressions", d)
 
 
 def _writable(option: str, directory: Path) -> None:
@@ -270,25 +219,74 @@ class ConformanceSession:
         self.config = config
         self.targets = targets
         self.entries: dict[str, dict[str, matrix.Entry]] = {t.name: {} for t in targets}
+        self.started = time.monotonic()
 
+    @pytest.hookimpl(tryfirst=True)  # before --junitxml reads the properties
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.when != "call":
-            return
         for name, value in report.user_properties:
+            if report.when != "call":
+                break
             if name == _PROPERTY and isinstance(value, str):  # record() wrote it: JSON text
                 data = json.loads(value)
                 target, req_id = data.pop("target"), data.pop("requirement")
                 self.entries.setdefault(target, {})[req_id] = data
+        # The JSON is for this session only, not a property for --junitxml (which reads
+        # the teardown report's); a worker sends it on to the controller.
+        if not hasattr(self.config, "workerinput"):
+            report.user_properties = [p for p in report.user_properties if p[0] != _PROPERTY]
 
     @property
     def strict(self) -> bool:
-        return bool(self.config.getoption("strict"))
+        return options(self.config).strict
 
     def results(self) -> list[matrix.TargetResult]:
         return [matrix.TargetResult(t, self.entries.get(t.name, {})) for t in self.targets]
 
+    def pytest_collection_modifyitems(
+        self, config: pytest.Config, items: list[pytest.Item]
+    ) -> None:
+        """--echo-shard K/N: deselect the tests of the other parts (spec/shard.py)."""
+        shard = options(config).shard
+        if shard is None:
+            return
+        part, count = shard
+        index = {t.name: i for i, t in enumerate(self.targets)}
+        keep: list[pytest.Item] = []
+        others: list[pytest.Item] = []
+        for item in items:
+            callspec = getattr(item, "callspec", None)
+            params = callspec.params if callspec is not None else {}
+            target = params.get("target")
+            if isinstance(target, Target) and target.name in index:
+                mine = part_of(index[target.name], params["req_id"], count) == part
+                (keep if mine else others).append(item)
+            else:
+                keep.append(item)
+        if others:
+            config.hook.pytest_deselected(items=others)
+            items[:] = keep
+
+    def verdict(self, results: list[matrix.TargetResult]) -> str:
+        """The run's verdict; of a part (--echo-shard), over the tests of that part only."""
+        shard = options(self.config).shard
+        if shard is None:
+            return matrix.overall(results, self.strict)
+        part, count = shard
+        cells = [
+            matrix.cell(result.entries.get(req_id), req_id, self.strict)
+            for t, result in enumerate(results)
+            for req_id in IDS
+            if matrix.counts(req_id, self.strict) and part_of(t, req_id, count) == part
+        ]
+        if "FAIL" in cells:
+            return "fail"
+        return "incomplete" if "not judged" in cells else "pass"
+
     def not_run(self) -> str:
         """Why a requirement with no outcome has none."""
+        shard = options(self.config).shard
+        if shard is not None:
+            return f"not run: another part's (--echo-shard {shard[0]}/{shard[1]}), or deselected"
         for flag, option in (("-k", "keyword"), ("-m", "markexpr")):
             value = self.config.getoption(option, "")
             if value:
@@ -323,17 +321,35 @@ class ConformanceSession:
         if hasattr(self.config, "workerinput"):
             return
         results = self.results()
-        if matrix.overall(results, self.strict) != "pass" and session.exitstatus == 0:
+        opts = options(self.config)
+        if self.verdict(results) != "pass" and session.exitstatus == 0:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
-        path = self.config.getoption("--report")
+        path = opts.report
         if path:
-            report = matrix.report(results, self.strict, self.not_run())
+            report: dict[str, object] = dict(matrix.report(results, self.strict, self.not_run()))
+            if opts.shard is not None:  # what spec.merge needs to join the parts
+                report["shard"] = {
+                    "part": opts.shard[0],
+                    "of": opts.shard[1],
+                    "strict": self.strict,
+                    "ran": {name: sorted(entries) for name, entries in self.entries.items()},
+                }
             _write(Path(path), json.dumps(report, indent=2, default=str) + "\n")
-        path = self.config.getoption("--html")
+        path = opts.html
         if path:
             from spec.report_html import render
 
             _write(Path(path), render(results, strict=self.strict, not_run=self.not_run()))
+        if opts.gradescope:
+            graded = gradescope_results(
+                results,
+                self.config.stash.get(_GRADING, Grading()),
+                strict=self.strict,
+                not_run=self.not_run(),
+                seconds=time.monotonic() - self.started,
+                verdict=matrix.overall(results, self.strict),
+            )
+            _write(Path(opts.gradescope), json.dumps(graded, indent=2) + "\n")
 
 
 def _write_found_elsewhere(

@@ -8,7 +8,7 @@ Every failure the checker reports comes with a command like
 Each argument is one line of the program, exactly as the report printed it;
 the lines run in order against a fresh server, then the program's ending
 (``state.teardown()``) if it is not among them.  `write_regression()` turns
-the same program into a standalone pytest file (``--regressions DIR``).
+the same program into a standalone pytest file (``pytest --echo-regressions=DIR``).
 
 The lines are data, never executed as Python: each is parsed with `ast` and
 must be one step, ``state.<rule>(<arguments>)`` or ``cN = state.connect()``,
@@ -523,7 +523,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     program = [line for arg in args.program for line in arg.splitlines() if line.strip()]
     try:
-        target = impl(args.impl) if args.impl else server_cmd(args.server_cmd)
+        target = (
+            impl(args.impl, "--impl") if args.impl else server_cmd(args.server_cmd, "--server-cmd")
+        )
     except TargetError as e:
         parser.error(str(e))
     try:

@@ -1,4 +1,4 @@
-"""`--html`: one self-contained page with the matrix and every cell's evidence.
+"""`--echo-html`: one self-contained page with the matrix and every cell's evidence.
 
 Design note
 -----------

@@ -1,4 +1,4 @@
-"""What is being checked: a steppable class (`--impl`) or a command (`--server-cmd`).
+"""What is being checked: a steppable class (`--echo-impl`) or a command (`--echo-server-cmd`).
 
 Every mistake a user can make naming a target becomes a `TargetError` with
 one line that says what to do.
@@ -6,7 +6,7 @@ one line that says what to do.
 A run may check several targets.  Each has a `name` (used in test ids, the
 matrix and the reports): from a targets file it is the name written there;
 from the command line it is the program's or the module's name
-(`node examples/echo_server.js {port}` is `echo_server`, `--impl
+(`node examples/echo_server.js {port}` is `echo_server`, `--echo-impl
 impl.select_server:SelectEchoServer` is `select_server`), made unique with
 `-2`, `-3`.  Names never come from splitting `NAME=COMMAND`: a command may
 itself begin with `VAR=value`.
@@ -45,7 +45,7 @@ class Target:
     spec: str
     #: What the matrix, the test ids and the reports call it (not part of its identity).
     name: str = field(default="", compare=False)
-    #: Its own --settle, from a targets file; None: the run's.
+    #: Its own --echo-settle, from a targets file; None: the run's.
     settle: float | None = field(default=None, compare=False)
 
     @property
@@ -69,60 +69,63 @@ class Target:
         return Target("cmd", self.command()) if self.kind == "impl" else self
 
 
-def server_cmd(command: str) -> Target:
+def server_cmd(command: str, option: str = "--echo-server-cmd") -> Target:
+    """A command target; `option` is what the messages call it (spec.replay's differs)."""
     if not command.strip():
         raise TargetError(
-            "--server-cmd is empty: give a command with '{port}', e.g. "
-            "--server-cmd 'python myserver.py --port {port}'"
+            f"{option} is empty: give a command with '{{port}}', e.g. "
+            f"{option} 'python myserver.py --port {{port}}'"
         )
     if "{port}" not in command:
         raise TargetError(
-            f"--server-cmd {command!r} has no '{{port}}' placeholder: write where "
-            "the port goes, e.g. --server-cmd 'python myserver.py --port {port}'"
+            f"{option} {command!r} has no '{{port}}' placeholder: write where "
+            f"the port goes, e.g. {option} 'python myserver.py --port {{port}}'"
         )
     try:
         argv = shlex.split(command)
     except ValueError as e:
-        raise TargetError(f"--server-cmd {command!r} cannot be parsed as a command: {e}") from None
+        raise TargetError(f"{option} {command!r} cannot be parsed as a command: {e}") from None
     if not argv:
-        raise TargetError("--server-cmd is empty")
+        raise TargetError(f"{option} is empty")
     return Target("cmd", command)
 
 
-def impl(spec: str) -> Target:
+def impl(spec: str, option: str = "--echo-impl") -> Target:
     if not spec.strip():
         raise TargetError(
-            "--impl is empty: give MODULE:CLASS, e.g. --impl impl.select_server:SelectEchoServer"
+            f"{option} is empty: give MODULE:CLASS, e.g. "
+            f"{option} impl.select_server:SelectEchoServer"
         )
-    load_impl(spec)  # fail now, with a clear message, not in the middle of a test
+    load_impl(spec, option)  # fail now, with a clear message, not in the middle of a test
     return Target("impl", spec)
 
 
-def load_impl(spec: str) -> type:
+def load_impl(spec: str, option: str = "--echo-impl") -> type:
     module_name, sep, class_name = spec.partition(":")
     if not sep or not module_name or not class_name:
         raise TargetError(
-            f"--impl {spec!r} should be MODULE:CLASS, e.g. "
-            "--impl impl.select_server:SelectEchoServer"
+            f"{option} {spec!r} should be MODULE:CLASS, e.g. "
+            f"{option} impl.select_server:SelectEchoServer"
         )
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as e:
         raise TargetError(
-            f"--impl {spec!r}: cannot import module {module_name!r} ({e}); run "
+            f"{option} {spec!r}: cannot import module {module_name!r} ({e}); run "
             "pytest from the directory that contains it or put it on PYTHONPATH"
         ) from None
     cls: object = module
     for part in class_name.split("."):
         cls = getattr(cls, part, None)
         if cls is None:
-            raise TargetError(f"--impl {spec!r}: module {module_name!r} has no {class_name!r}")
+            raise TargetError(f"{option} {spec!r}: module {module_name!r} has no {class_name!r}")
     missing = [m for m in STEPPABLE if not callable(getattr(cls, m, None))]
     if not isinstance(cls, type) or missing:
         raise TargetError(
-            f"--impl {spec!r} is not a steppable server class (missing: "
+            f"{option} {spec!r} is not a steppable server class (missing: "
             f"{', '.join(missing) or 'a class'}); it needs cls(host, port), .address, "
-            ".poll(timeout) -> int and .close(). Check any server with --server-cmd instead."
+            ".poll(timeout) -> int and .close(). "
+            "Check any server as a command instead."
         )
     return cls
 
@@ -213,21 +216,21 @@ def load_targets_file(path: str | Path) -> list[Target]:
     [[target]]
     name = "node"
     cmd = "node examples/echo_server.js {port}"
-    settle = 3          # optional: this target's --settle
+    settle = 3          # optional: this target's --echo-settle
     """
-    where = f"--targets {path}"
+    where = f"--echo-targets {path}"
     try:
         data = tomllib.loads(Path(path).read_text())
     except OSError as e:
         raise TargetError(f"{where}: cannot read it ({e.strerror or e})") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise TargetError(f"{where} is not valid TOML: {e}") from None
-    extra = set(data) - {"target"}
+    extra = set(data) - {"target", "points", "gradescope"}  # those two: spec.gradescope
     entries = data.get("target")
     if extra or not isinstance(entries, list) or not entries:
         raise TargetError(
             f"{where} should hold [[target]] tables (name, cmd or impl, "
-            "optional settle) and nothing else"
+            "optional settle), optional [points] and [gradescope] tables, and nothing else"
         )
     targets = []
     for i, entry in enumerate(entries, 1):

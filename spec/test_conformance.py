@@ -2,9 +2,9 @@
 
 Run from the repository root:
 
-    pytest --server-cmd "python myserver.py --port {port}"
-    pytest --impl impl.select_server:SelectEchoServer
-    pytest --targets examples/targets.toml -n auto
+    pytest --echo-server-cmd "python myserver.py --port {port}"
+    pytest --echo-impl impl.select_server:SelectEchoServer
+    pytest --echo-targets examples/targets.toml -n auto
 
 A requirement that could not be judged is a skip that says why; a server
 that cannot start is tried once per process, and every later requirement
@@ -17,9 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from spec._constants import no_local_constants
 from spec.checker import Outcome, check
 from spec.drivers.server_process import ServerStartError
 from spec.matrix import first_line
+from spec.plugin import options
 from spec.pytest_plugin import (
     conformance_targets,
     hypothesis_settings,
@@ -46,19 +48,26 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def test_requirement(target: Target | None, req_id: str, request: pytest.FixtureRequest) -> None:
     if target is None:
         pytest.skip(
-            "no server to check: give --server-cmd 'COMMAND {port}', "
-            "--impl MODULE:CLASS or --targets FILE"
+            "no server to check: give --echo-server-cmd 'COMMAND {port}', "
+            "--echo-impl MODULE:CLASS or --echo-targets FILE"
         )
     config = request.config
     outcome = judge(target, req_id, config)
     record(request.node, target, outcome)
+    # What --junitxml shows as the testcase's properties (the diagnosis is its message).
+    request.node.user_properties += [
+        ("target", target.name),
+        ("requirement", req_id),
+        ("level", BY_ID[req_id].level.value),
+        ("verdict", outcome.verdict),
+    ]
     if outcome.verdict == "pass":
         return
     if outcome.verdict != "fail":
         pytest.skip(not_judged_reason(target, outcome))
     message = failure_message(outcome, target, request)
-    if BY_ID[req_id].level is Level.SHOULD and not config.getoption("strict"):
-        pytest.xfail(f"{req_id} is a SHOULD (use --strict to fail on it):\n{message}")
+    if BY_ID[req_id].level is Level.SHOULD and not options(config).strict:
+        pytest.xfail(f"{req_id} is a SHOULD (use --echo-strict to fail on it):\n{message}")
     pytest.fail(message, pytrace=False)
 
 
@@ -68,13 +77,15 @@ def judge(target: Target, req_id: str, config: pytest.Config) -> Outcome:
     if target.name in failures:
         return Outcome(req_id, level, "not-run", detail=failures[target.name])
     try:
-        return check(
-            target,
-            req_id,
-            settle=settle_for(config, target),
-            hypothesis_settings=hypothesis_settings(config),
-            budget=float(config.getoption("--budget")),
-        )
+        # Hypothesis' local-constants pool is emptied for this check only, and restored.
+        with no_local_constants():
+            return check(
+                target,
+                req_id,
+                settle=settle_for(config, target),
+                hypothesis_settings=hypothesis_settings(config),
+                budget=options(config).budget,
+            )
     except (ServerStartError, TargetError) as e:
         failures[target.name] = f"cannot start the server: {e}"
         return Outcome(req_id, level, "not-run", detail=failures[target.name])
@@ -110,7 +121,7 @@ def failure_message(outcome: Outcome, target: Target, request: pytest.FixtureReq
             f"    {outcome.replay}",
             "Rerunning this pytest command replays it first (Hypothesis' database).",
         ]
-        directory = request.config.getoption("--regressions")
+        directory = options(request.config).regressions
         if directory and outcome.violation is not None:  # a failure's program has one
             path = write_regression(
                 Path(directory),

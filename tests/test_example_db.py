@@ -1,11 +1,11 @@
-"""`--example-db`: a failure found by one run is replayed first by the next.
+"""`--echo-example-db`: a failure found by one run is replayed first by the next.
 
 The proof that the second run *replays* rather than finds again: it runs
 with Hypothesis' reuse phase only (a profile registered by a tiny plugin),
 so it generates nothing; it fails only if the database hands it the stored
 counterexample, and judges nothing against an empty database.  Each run is in its
 own directory (no shared `.hypothesis/`), with CI set: the CI profile has no
-database of its own, and `--example-db` must still be used.
+database of its own, and `--echo-example-db` must still be used.
 
 The Redis test starts a real `redis-server` (Debian's `redis-server`, as
 `.ci/run` installs) on a free loopback port, and always stops it.  Without
@@ -87,11 +87,11 @@ def conformance_run(where: Path, db: str, *extra: str) -> subprocess.CompletedPr
     where.mkdir(exist_ok=True)
     env = {**os.environ, "CI": "1", "PYTHONPATH": os.pathsep.join([str(where.parent), str(ROOT)])}
     return pytest_run(
-        "--impl",
+        "--echo-impl",
         SEED_UPPER,
         "-k",
         "ECHO-4",
-        f"--example-db={db}",
+        f"--echo-example-db={db}",
         *extra,
         cwd=where,
         env=env,

@@ -158,17 +158,17 @@ def test_the_report_passes_every_key_of_an_entry_through() -> None:
 def test_several_targets_in_one_run_under_xdist(tmp_path: Path) -> None:
     report_path = tmp_path / "report.json"
     done = pytest_run(
-        "--impl",
+        "--echo-impl",
         SEED_UPPER,
-        "--impl",
+        "--echo-impl",
         REFERENCE,
-        "--server-cmd",
+        "--echo-server-cmd",
         "python -m impl.select_server --port={port}",
         "-n",
         "2",
         "-k",
         "ECHO-4 and not select_server-2 or select_server-2-ECHO-1]",
-        f"--report={report_path}",
+        f"--echo-report={report_path}",
         "-rA",
     )
     assert done.returncode == 1, done.stdout
@@ -203,7 +203,7 @@ def test_a_targets_file_names_the_tests(tmp_path: Path) -> None:
         impl = "{REFERENCE}"
         """)
     )
-    done = pytest_run(f"--targets={path}", "-k", "seed-upper-ECHO-5", "-rA")
+    done = pytest_run(f"--echo-targets={path}", "-k", "seed-upper-ECHO-5", "-rA")
     assert done.returncode == 1
     assert "test_requirement[seed-upper-ECHO-5]" in done.stdout
     assert "1 failed, 19 deselected" in done.stdout
@@ -224,7 +224,7 @@ def check(target, req_id, *, settle, **kwargs):
     level = BY_ID[req_id].level.value
     if req_id == "ECHO-4":
         o = Later(req_id, level, "not-run", detail="programs kept failing ECHO-5 first; "
-                  "raise --settle (now 2)")
+                  "raise --echo-settle (now 2)")
         o.masked_by = "ECHO-5"
         return o
     if req_id == "ECHO-2":
@@ -243,10 +243,10 @@ def test_what_was_not_judged_is_a_skip_saying_why(tmp_path: Path) -> None:
     done = pytest_run(
         "-p",
         "fake_checker",
-        "--impl",
+        "--echo-impl",
         REFERENCE,
-        f"--report={report_path}",
-        f"--regressions={regressions}",
+        f"--echo-report={report_path}",
+        f"--echo-regressions={regressions}",
         env=env,
     )
     out = done.stdout
@@ -254,7 +254,7 @@ def test_what_was_not_judged_is_a_skip_saying_why(tmp_path: Path) -> None:
     assert "8 passed, 2 skipped" in out
     assert "ECHO-4 not judged for select_server (not-run): masked by ECHO-5" in out
     assert "ECHO-2 not judged for select_server (inconclusive): failed once, not on replay" in out
-    assert "raise --settle" not in out and "@seed" not in out
+    assert "raise --echo-settle" not in out and "@seed" not in out
     assert "verdict: INCOMPLETE" in out
     assert not regressions.exists()  # nothing written for an inconclusive outcome
     data = json.loads(report_path.read_text())

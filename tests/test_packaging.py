@@ -256,7 +256,7 @@ def test_installed_copy_checks_a_zoo_defect(tmp_path: Path) -> None:
             str(ROOT),
             "-p",
             "no:cacheprovider",
-            "--impl",
+            "--echo-impl",
             DEFECT.target,
             "-k",
             ONLY_ITS_REQUIREMENT,

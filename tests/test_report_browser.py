@@ -2,7 +2,7 @@
 
 One pytest run checks the seed's server (fails ECHO-4, 5 and 6 at once,
 in-process) and the reference on two quick requirements and writes
-`--html`; Chromium loads the page, runs its script, and hands back the DOM
+`--echo-html`; Chromium loads the page, runs its script, and hands back the DOM
 it built (`--dump-dom`) and a screenshot.  The DOM must hold the matrix
 with the verdicts and, for each failure, its evidence with a sequence
 diagram; the page's script must have opened the first failure.
@@ -129,7 +129,14 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     chromium()  # skip or fail before the run, not after
     path = tmp_path_factory.mktemp("html") / "report.html"
     done = pytest_run(
-        "--impl", SEED_UPPER, "--impl", REFERENCE, "-k", SELECTION, f"--html={path}", timeout=300
+        "--echo-impl",
+        SEED_UPPER,
+        "--echo-impl",
+        REFERENCE,
+        "-k",
+        SELECTION,
+        f"--echo-html={path}",
+        timeout=300,
     )
     assert done.returncode == 1, done.stdout[-3000:]
     return path
