@@ -147,9 +147,20 @@ def check(
     `budget`: seconds the generated programs (and their shrinking) may take
     in all; the check then reports what it has (None: no bound).
     """
+    with no_local_constants():  # scoped: other Hypothesis tests draw as they would
+        return _check(target, req_id, settle, hypothesis_settings, seed, budget)
+
+
+def _check(
+    target: Target,
+    req_id: str,
+    settle: float,
+    hypothesis_settings: settings | None,
+    seed: int | None,
+    budget: float | None,
+) -> Outcome:
     level = requirement(req_id).level.value
     start = time.monotonic()
-    no_local_constants()
     preflight(target)
     outcome: Outcome | None = None
     how = plan(req_id)
@@ -437,7 +448,9 @@ def _budget_spent(
         return _failed(target, req_id, settle, failure, log, note=note)
     if not log.finished:
         return _not_judged(
-            req_id, log, f"no program ran to its end within the {budget:g} s time budget (--budget)"
+            req_id,
+            log,
+            f"no program ran to its end within the {budget:g} s time budget (--echo-budget)",
         )
     return _outcome(
         req_id,

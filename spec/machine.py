@@ -67,7 +67,6 @@ from hypothesis.stateful import (
     rule,
 )
 
-from spec._constants import no_local_constants
 from spec.causes import Event, attribute
 from spec.drivers.base import Driver
 from spec.drivers.clients import Client
@@ -80,8 +79,6 @@ from spec.plans import (
     RULES,
     STREAM,
 )
-
-no_local_constants()
 
 MiB = 1024 * 1024
 PAYLOAD_BLOCK = 64 * 1024

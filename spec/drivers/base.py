@@ -21,7 +21,7 @@ from spec.model import Violation
 
 HOST = "127.0.0.1"
 #: Default seconds a process-driven server that never comes to rest has for
-#: anything the checker awaits (--settle).
+#: anything the checker awaits (--echo-settle).
 DEFAULT_SETTLE = 2.0
 
 

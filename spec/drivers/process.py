@@ -192,7 +192,7 @@ class ProcessDriver(Driver):
         judged = (
             "at rest, as the kernel reports it (/proc threads, sock_diag queues)"
             if self.witness
-            else f"by the clock (--settle {self.settle_time:g} s): /proc or sock_diag "
+            else f"by the clock (--echo-settle {self.settle_time:g} s): /proc or sock_diag "
             "cannot be read here"
         )
         return {"network": network, "containment": containment(), "judged": judged}

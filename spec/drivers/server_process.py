@@ -142,7 +142,7 @@ class ServerProcess:
         if "{port}" not in command:
             raise ServerStartError(
                 f"the server command {command!r} has no '{{port}}' placeholder; write where the "
-                "port goes, e.g. --server-cmd 'python myserver.py --port {port}'"
+                "port goes, e.g. --echo-server-cmd 'python myserver.py --port {port}'"
             )
         self.command = command
         if start_timeout is not None:
