@@ -518,27 +518,41 @@ def _inconclusive(
             "a program behaved differently when it ran again, "
             f"so {req_id} could not be judged ({type(error).__name__})",
         )
-    seen = log.failures[-1]
-    if not seen.violation.waited:
+    seen, _ = _shrink_on(target, req_id, settle, log.failures[-1], log.end, cut=False)
+    shown, runs = _reproductions(target, req_id, seen.program, settle, log.end)
+    count = f"it showed in {shown + 1} of {runs + 1} runs of this program, each on a fresh server"
+    if not seen.violation.waited or shown:
         return _failed(
             target,
             req_id,
             settle,
             seen,
             log,
-            note=(
-                "the same program did not show it on every run: the server's behaviour "
-                "depends on timing"
-            ),
+            note=f"the server's behaviour depends on timing: {count}",
         )
     outcome = _failed(target, req_id, settle, seen, log)
     outcome.verdict = "inconclusive"
     outcome.detail = (
         f"inconclusive: {req_id} was violated once but not again when the same "
-        "program ran again, so this is not a verdict on the server. What was "
+        f"program ran again ({count}), so this is not a verdict on the server. What was "
         "seen:\n" + textwrap.indent(seen.violation.describe(), "  ")
     )
     return outcome
+
+
+#: Runs of a timing-dependent program, to say how often it shows its violation.
+REPRODUCTION_RUNS = 4
+
+
+def _reproductions(
+    target: Target, req_id: str, program: list[str], settle: float, end: float | None
+) -> tuple[int, int]:
+    """(runs that showed `req_id`, runs made), at most REPRODUCTION_RUNS, until `end`."""
+    shown = runs = 0
+    while runs < REPRODUCTION_RUNS and (end is None or time.monotonic() < end):
+        runs += 1
+        shown += _rerun(target, req_id, program, settle, req_id) is not None
+    return shown, runs
 
 
 def _failed(
