@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hypothesis import HealthCheck, Verbosity, settings
+from hypothesis import HealthCheck, Phase, Verbosity, settings
 from hypothesis.errors import Flaky, Unsatisfiable
 from hypothesis.stateful import run_state_machine_as_test
 
@@ -319,6 +319,7 @@ def _shrink_on(
     end: float | None,
     *,
     cut: bool = True,
+    shrinks: bool = True,
 ) -> tuple[ConformanceFailure, str]:
     """Shrink Hypothesis' smallest failure on by deleting steps, until `end`.
 
@@ -331,6 +332,8 @@ def _shrink_on(
     def reproduces(program: list[str]) -> bool:
         return _rerun(target, req_id, program, settle, req_id) is not None
 
+    if not shrinks:
+        return seen, ""
     shrunk = shrink(seen.program, reproduces, deadline=end)
     stopped = "shrinking stopped at the time budget"
     smaller = len(shrunk.program) < len([line for line in seen.program if line != TEARDOWN])
@@ -426,7 +429,9 @@ def _generated_programs(
     except (ConformanceFailure, Unsatisfiable, Flaky, BudgetSpent) as e:
         ended = e
     if isinstance(ended, ConformanceFailure):
-        failure, note = _shrink_on(target, req_id, settle, ended, log.end, cut=False)
+        failure, note = _shrink_on(
+            target, req_id, settle, ended, log.end, cut=False, shrinks=Phase.shrink in s.phases
+        )
         return _failed(target, req_id, settle, failure, log, note=note)
     if isinstance(ended, Unsatisfiable):
         return _masked(req_id, log)

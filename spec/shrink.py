@@ -42,9 +42,12 @@ def shrink(
 
     `reproduces(lines)` runs the lines against a fresh server; it must return
     False for a program that is not valid.  `deadline`: time.monotonic() after
-    which no new run starts.
+    which no new run starts.  The step that showed the violation (the last,
+    unless the program ended in its teardown) is kept: a program whose own
+    ending shows it instead says less than the one the checker saw.
     """
     best = [line for line in program if line.strip() != TEARDOWN]
+    keep_last = bool(program) and program[-1].strip() != TEARDOWN
     runs = 0
 
     def expired() -> bool:
@@ -54,6 +57,8 @@ def shrink(
     while improved:
         improved = False
         for candidate in _candidates(best):
+            if keep_last and (not candidate or candidate[-1] != best[-1]):
+                continue
             if expired():
                 return Shrunk(best, runs, complete=False)
             runs += 1

@@ -48,3 +48,9 @@ def test_renumber_counts_a_bursts_clients_and_leaves_payloads_alone() -> None:
         "c0 = state.connect()",
         "state.send(c0, Payload(b'c5'), writes=1)",
     ]
+
+
+def test_the_step_that_showed_it_is_kept() -> None:
+    """Not seen in the teardown: its last step stays, though the ending alone shows it too."""
+    program = ["c0 = state.connect()", "state.half_close(c0)"]
+    assert shrink(program, lambda lines: True).program == program

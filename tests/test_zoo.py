@@ -105,7 +105,7 @@ BUDGETS: dict[str, Budget] = {
     "ignore-send-result": LOOSE,  # 0.1 s; min 5 x 5
     "blocking-connections": LOOSE,  # 4.4 s (the 2 s watchdog); min 5 x 5
     # A flood smaller than the kernel buffers, then a half-close or a reset.
-    "send-until-done": Budget(40, 15, shrink=False),  # 1.3 s (the CPU-time watchdog); min 10 x 10
+    "send-until-done": Budget(40, 10, shrink=False),  # 1.3 s (the CPU-time watchdog); min 10 x 10
     "uncaught-send-error": Budget(40, 15, shrink=False),  # 0.7 s; found at 5-20 x 5, 10 x 10 and
     # 40 x 15, not at 5 x 10 nor 20-40 x 10
     # Sending at once, echo waits in the queue at EOF only behind a flood that backed up:
