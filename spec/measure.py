@@ -79,6 +79,15 @@ def _echo_all(
     return got
 
 
+def _what_came(got: bytes | str, expected: bytes, budget: float) -> str:
+    """What one connection got instead of its echo, in words."""
+    if isinstance(got, str):
+        return got  # how it ended
+    if not got:
+        return f"no echo within {budget:g} s"
+    return f"{len(got)} of {len(expected)} echo bytes within {budget:g} s: {got!r}"
+
+
 def _receive_into(got: dict[int, bytes | str], i: int, s: socket.socket, want: int) -> bool:
     """Read once; True when connection `i` is complete or has ended."""
     try:
@@ -216,7 +225,8 @@ def _capacity(target: Target, settle: float, limit: int) -> tuple[Violation | No
             return Violation(
                 plans.CAPACITY,
                 f"{len(bad)} of {CAPACITY} simultaneous connections "
-                f"were not served; connection {i}: {v!r}{_if_dead(server)}",
+                f"were not served; connection {i}: "
+                f"{_what_came(v, msg(i).upper(), budget)}{_if_dead(server)}",
             ), ""
         served = time.monotonic() - start
         # Beyond the server's own limit: served, or refused/closed cleanly.
@@ -245,7 +255,8 @@ def _capacity(target: Target, settle: float, limit: int) -> tuple[Violation | No
                 plans.CAPACITY,
                 f"after {EXTRA} extra connections, {len(broken)} of "
                 f"the first {CAPACITY} stopped working; connection {broken[0]}: "
-                f"{again[broken[0]]!r}{_if_dead(server)}",
+                f"{_what_came(again[broken[0]], msg(broken[0]).upper(), budget)}"
+                f"{_if_dead(server)}",
             ), ""
     detail = (
         f"{CAPACITY} simultaneous connections served in {served:.2f} s; of {EXTRA} more, "
