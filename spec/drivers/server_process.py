@@ -47,7 +47,7 @@ from typing import Any
 
 import psutil
 
-from spec.drivers import threads
+from spec.drivers import threads, witness
 from spec.drivers.network import PrivateNetwork
 from spec.drivers.sock_diag import listening_inodes
 
@@ -391,13 +391,13 @@ class ServerProcess:
         try:
             root = psutil.Process(self.process.pid)
             return [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
+        except (psutil.Error, OSError):  # exited, or /proc cannot be read here
             return []
 
     def _sum(self, measure: Callable[[psutil.Process], int]) -> int:
         total = 0
         for p in self.tree():
-            with contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess):
+            with contextlib.suppress(psutil.Error, OSError):  # exited, or /proc unreadable
                 total += measure(p)
         return total
 
@@ -421,21 +421,25 @@ class ServerProcess:
     def cpu_seconds(self) -> float:
         total = 0.0
         for p in self.tree():
-            with contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess):
+            with contextlib.suppress(psutil.Error, OSError):
                 t = p.cpu_times()
                 total += t.user + t.system
         return total
 
     def _listens(self) -> bool:
-        """Is it this server's tree that listens on the port (not a stranger's)?"""
+        """Is it this server's tree that listens on the port (not a stranger's)?
+
+        Where /proc cannot be read the listener's owner cannot be told: the
+        accepted connection is taken as the server's (in a private network
+        nobody else can listen there).
+        """
+        if witness.capabilities().proc is not None:
+            return True
         listeners = listening_inodes(
             self.port, new_socket=self.network.socket if self.network else socket.socket
         )
-        if listeners is None:  # no sock_diag: psutil reads the whole TCP table
-            return any(
-                conn.status == psutil.CONN_LISTEN and conn.laddr.port == self.port
-                for conn in self.connections()
-            )
+        if listeners is None:  # no sock_diag: the server's own network's table in /proc
+            listeners = {i for pid in self.pids() for i in witness.proc_listeners(pid, self.port)}
         return bool(listeners & self._socket_inodes())
 
     def _command_running(self) -> bool:
@@ -447,8 +451,8 @@ class ServerProcess:
         has finished exiting.  So the listener must be held in the command's
         own session, or the command is given a moment to show it exits.
         """
-        if not self.contained:
-            return True
+        if not self.contained or witness.capabilities().proc is not None:
+            return True  # (without /proc the sessions cannot be read: taken as serving)
         command, holders = None, []
         listeners = (
             listening_inodes(
@@ -483,7 +487,7 @@ class ServerProcess:
     def connections(self) -> Iterator[Any]:
         """TCP connections held by any process of the server's tree."""
         for p in self.tree():
-            with contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess):
+            with contextlib.suppress(psutil.Error, OSError):
                 yield from p.net_connections(kind="tcp")
 
 
