@@ -324,3 +324,60 @@ def test_the_root_mode_changes_no_verdict() -> None:
                 witness.cannot_judge(req_id, verdict, kind="cmd", caps=caps, private=True, lost=[])
                 is None
             )
+
+
+# -- user namespaces: the private network for a user who is not root ------------------------
+
+
+@pytest.fixture
+def user_namespace_network() -> Iterator[PrivateNetwork]:
+    """The private network as a user who is not root gets it: inside a user namespace."""
+    try:
+        network = PrivateNetwork._create_in_user_namespace()
+    except OSError as e:
+        pytest.skip(f"user namespaces are refused here: {e}")
+    yield network
+    network.close()
+
+
+def test_a_user_namespace_gives_the_same_network_and_containment(
+    user_namespace_network: PrivateNetwork,
+) -> None:
+    network = user_namespace_network
+    assert network.in_user_namespace
+    assert "user namespace" in str(network.describe()["namespace"])
+    with ServerProcess(REFERENCE.spec, network=network) as server, server.connect(5) as c:
+        assert server.contained
+        assert c.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) == 32768  # tcp_wmem there
+        c.sendall(b"ab")
+        assert c.recv(2) == b"AB"
+        listeners = sock_diag.listening_inodes(server.port, new_socket=network.socket)
+        assert listeners  # sock_diag asks the namespace's own network
+    assert not sock_diag.listening_inodes(server.port)  # nothing of it on the host
+
+
+def test_user_namespaces_refused_the_report_says_which_refusal(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Not root, and the helper's unshare(CLONE_NEWUSER) refused (as by a seccomp filter)."""
+
+    def not_root(cls: type) -> None:
+        raise OSError(errno.EPERM, "cannot make a network namespace (unshare): not permitted")
+
+    refusing = tmp_path / "refusing.py"
+    refusing.write_text(
+        "import socket, sys\n"
+        "socket.socket(fileno=int(sys.argv[1])).sendall(b'refused OSError: [Errno 1] "
+        "unshare(CLONE_NEWUSER | CLONE_NEWNET): Operation not permitted (simulated)\\n')\n"
+    )
+    monkeypatch.setattr(PrivateNetwork, "_create", classmethod(not_root))
+    monkeypatch.setattr("spec.drivers.network._USERNS_HELPER", str(refusing))
+    monkeypatch.setattr(PrivateNetwork, "_shared", None)
+    monkeypatch.setattr(PrivateNetwork, "_refused", None)
+    assert PrivateNetwork.shared() is None
+    why = str(PrivateNetwork.refused())
+    assert "not permitted" in why and "CLONE_NEWUSER" in why, why
+    mode = witness.describe_mode(private_refused=why, private=False, contained=False)
+    assert mode["mode"].startswith("host network")
+    assert "CLONE_NEWUSER" in mode["weakens"] and "ECHO-7" in mode["weakens"]
+    assert "unprivileged_userns_clone" in mode["better"]

@@ -194,7 +194,7 @@ class ProcessDriver(Driver):
             else f"by the clock (no byte moved for --settle {self.settle_time:g} s): "
             + (self.unwitnessed or "the kernel cannot be asked here")
         )
-        how = containment()
+        how = containment(self.network)
         return {
             "network": network,
             "containment": how,

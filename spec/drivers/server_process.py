@@ -63,24 +63,49 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
+def _namespace_prefix(
+    network: PrivateNetwork | None = None,
+) -> tuple[tuple[str, ...] | None, Callable[[], None] | None]:
+    """The argv that runs a command under its own init in a new PID namespace, if allowed,
+    and what the command joins first (None: nothing).
+
+    Where the checker may not make a PID namespace (not root), the command
+    first joins the user namespace of the private network (the checker's user
+    is root there): that of `network`, or, for a server on the host's network,
+    that of the shared private network, if it was made in one.
+    """
+    if network is not None and network.in_user_namespace:
+        return _prefix_for(network.enter_user_namespace), network.enter_user_namespace
+    prefix = _prefix_for(None)
+    if prefix is None and network is None:
+        shared = PrivateNetwork.shared()
+        if shared is not None and shared.in_user_namespace:
+            prefix = _prefix_for(shared.enter_user_namespace)
+            return prefix, shared.enter_user_namespace if prefix else None
+    return prefix, None
+
+
 @functools.cache
-def _namespace_prefix() -> tuple[str, ...] | None:
-    """The argv that runs a command under its own init in a new PID namespace, if allowed."""
+def _prefix_for(enter: Callable[[], None] | None) -> tuple[str, ...] | None:
     if not sys.platform.startswith("linux"):
         return None
     prefix = (sys.executable, "-I", "-S", str(_INIT))
     try:
         done = subprocess.run(
-            [*prefix, "true"], stdin=subprocess.DEVNULL, capture_output=True, timeout=10
+            [*prefix, "true"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=10,
+            preexec_fn=enter,
         )
-    except (OSError, subprocess.TimeoutExpired):
+    except (OSError, subprocess.SubprocessError):
         return None
     return prefix if done.returncode == 0 else None
 
 
-def containment() -> str:
-    """How server processes are contained here, for the report."""
-    if _namespace_prefix() is not None:
+def containment(network: PrivateNetwork | None = None) -> str:
+    """How server processes (in `network`, if given) are contained here, for the report."""
+    if _namespace_prefix(network)[0] is not None:
         return "PID namespace (everything the server starts ends with it)"
     return "process group (a server that leaves its session can outlive the checker)"
 
@@ -184,7 +209,7 @@ class ServerProcess:
                 f"cannot run {argv[0] if argv else ''!r}: {problem} (check "
                 f"the server command {self.command!r})"
             )
-        prefix = _namespace_prefix()
+        prefix, enter = _namespace_prefix(self.network)
         self.contained = prefix is not None
         self._stderr.seek(0)
         self._stderr.truncate()
@@ -192,9 +217,13 @@ class ServerProcess:
         descriptor_limit = self.descriptor_limit
 
         def in_the_child() -> None:
-            _die_with_parent()
             if network is not None:
                 network.enter_in_child()
+            elif enter is not None:
+                enter()  # contained in the user namespace, on the host's network
+            # After joining a user namespace: that changes the credentials,
+            # which clears the parent-death signal.
+            _die_with_parent()
             if descriptor_limit is not None:
                 _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
                 soft = descriptor_limit
