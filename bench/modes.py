@@ -30,6 +30,7 @@ import errno
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -207,8 +208,8 @@ def main() -> int:
             hog.kill()
             hog.wait()
     lines = [
-        f"One run per mode, {args.hogs} CPU-bound processes beside the checker; each check "
-        f"random programs (15 programs of up to 10 steps, budget {args.budget:g} s). "
+        f"One run per mode, {args.hogs} CPU-bound processes beside the checker; each check: "
+        f"random programs (up to 15 of up to 10 steps, budget {args.budget:g} s per check). "
         "`sure` is the verdict the server deserves; a mode may answer it or say "
         "*not judged* with the reason, never the opposite verdict.",
         "",
@@ -235,6 +236,25 @@ def main() -> int:
             )
         lines.append("")
     lines.append(f"Wrong verdicts (a false PASS or FAIL, a crash): **{wrong}**.")
+    lines += [
+        "",
+        "## Summary",
+        "",
+        "| mode | checks | ok | not judged | wrong | median s per check | total s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for mode, (rows, _) in results.items():
+        checked = [r for r in rows if "target" in r]
+        if not checked:
+            continue
+        verdicts = [judge(r) for r in checked]
+        seconds = [float(r["seconds"]) for r in checked]
+        lines.append(
+            f"| {mode} | {len(checked)} | {verdicts.count('ok')} | "
+            f"{verdicts.count('not judged')} | "
+            f"{sum(v not in ('ok', 'not judged') for v in verdicts)} | "
+            f"{statistics.median(seconds):.1f} | {sum(seconds):.0f} |"
+        )
     page.write("modes.md", "\n".join(lines))
     return 1 if wrong else 0
 
