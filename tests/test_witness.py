@@ -53,6 +53,15 @@ def judged(target: Target, req_id: str, budget: float = 10) -> Outcome:
     return result
 
 
+def passed_by_the_clock(outcome: Outcome) -> bool:
+    """A PASS, or a pass made "not judged" because too few programs fitted the budget."""
+    return outcome.verdict == "pass" or (
+        outcome.verdict == "not-run"
+        and "(pass by what it could see)" in outcome.detail
+        and "fitted the time budget" in outcome.detail
+    )
+
+
 # -- the modes, simulated --------------------------------------------------------------------
 
 
@@ -166,7 +175,7 @@ def test_netlink_refused_the_reference_passes_and_cleanup_is_not_judged(
 ) -> None:
     for req_id in ("ECHO-2", "ECHO-5"):
         outcome = judged(REFERENCE, req_id)
-        assert outcome.verdict == "pass", (req_id, outcome.detail)
+        assert passed_by_the_clock(outcome), (req_id, outcome.verdict, outcome.detail)
         assert str(outcome.environment["judged"]).startswith("by the clock"), outcome.environment
         assert "sock_diag" in str(outcome.environment["weakens"])
     cleanup = judged(REFERENCE, "ECHO-6")
@@ -199,7 +208,7 @@ def test_a_witness_lost_mid_run_is_not_a_dead_server(monkeypatch: pytest.MonkeyP
     since = witness.mark()
     for req_id in ("ECHO-2", "ECHO-5"):
         outcome = judged(REFERENCE, req_id)
-        assert outcome.verdict == "pass", (req_id, outcome.detail)
+        assert passed_by_the_clock(outcome), (req_id, outcome.verdict, outcome.detail)
     assert witness.losses_since(since)
     cleanup = judged(REFERENCE, "ECHO-6")
     assert cleanup.verdict == "not-run"
@@ -220,7 +229,7 @@ def test_proc_hidden_the_reference_passes_and_the_rest_is_not_judged(
     proc_hidden: witness.Capabilities,
 ) -> None:
     outcome = judged(REFERENCE, "ECHO-1")
-    assert outcome.verdict == "pass", outcome.detail
+    assert passed_by_the_clock(outcome), (outcome.verdict, outcome.detail)
     assert "/proc" in str(outcome.environment["judged"])
     for req_id in ("ECHO-6", "ECHO-9"):
         outcome = judged(REFERENCE, req_id)
@@ -274,7 +283,8 @@ def test_proc_hidden_by_a_real_mount_namespace(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["proc"], result
-    assert result["verdicts"]["ECHO-1"][0] == "pass", result
+    verdict, detail = result["verdicts"]["ECHO-1"]
+    assert verdict == "pass" or "fitted the time budget" in detail, result
     assert result["verdicts"]["ECHO-6"][0] == "not-run", result
 
 
@@ -290,7 +300,7 @@ def test_not_linux_impl_still_runs(not_linux: witness.Capabilities) -> None:
 
 def test_not_linux_a_process_is_judged_by_the_clock(not_linux: witness.Capabilities) -> None:
     outcome = judged(REFERENCE, "ECHO-1")
-    assert outcome.verdict == "pass", outcome.detail
+    assert passed_by_the_clock(outcome), (outcome.verdict, outcome.detail)
     assert str(outcome.environment["judged"]).startswith("by the clock")
 
 
@@ -381,3 +391,27 @@ def test_user_namespaces_refused_the_report_says_which_refusal(
     assert mode["mode"].startswith("host network")
     assert "CLONE_NEWUSER" in mode["weakens"] and "ECHO-7" in mode["weakens"]
     assert "unprivileged_userns_clone" in mode["better"]
+
+
+def test_by_the_clock_a_pass_the_budget_cut_short_is_not_judged() -> None:
+    """Two programs in the budget are too few to pass a defect by the clock; root keeps its pass."""
+    clock = witness.Capabilities("refused (simulated)", None, True)
+    cut = "no violation in 2 programs (the 15 s time budget ran out)"
+    why = witness.cannot_judge(
+        "ECHO-5", "pass", kind="cmd", caps=clock, private=True, lost=[], detail=cut
+    )
+    assert why is not None and "only 2 programs" in why and "--budget" in why
+    many = "no violation in 40 programs (the 15 s time budget ran out)"
+    assert (
+        witness.cannot_judge(
+            "ECHO-5", "pass", kind="cmd", caps=clock, private=True, lost=[], detail=many
+        )
+        is None
+    )
+    root = witness.Capabilities(None, None, True)
+    assert (
+        witness.cannot_judge(
+            "ECHO-5", "pass", kind="cmd", caps=root, private=True, lost=[], detail=cut
+        )
+        is None
+    )

@@ -229,8 +229,27 @@ class _Outcome(Protocol):
 CLEANUP, LIVENESS, MEMORY, IDLE = "ECHO-6", "ECHO-7", "ECHO-8", "ECHO-9"
 
 
+#: Fewer programs than this, cut short by the budget, do not make a PASS by the clock.
+CLOCK_PROGRAMS = 20
+
+
+def _cut_short(detail: str) -> int | None:
+    """How many programs a PASS saw, if the time budget cut the search short (else None)."""
+    words = detail.split()
+    if "budget ran out" not in detail or words[:3] != ["no", "violation", "in"]:
+        return None
+    return int(words[3]) if len(words) > 3 and words[3].isdigit() else None
+
+
 def cannot_judge(
-    req_id: str, verdict: str, *, kind: str, caps: Capabilities, private: bool, lost: list[str]
+    req_id: str,
+    verdict: str,
+    *,
+    kind: str,
+    caps: Capabilities,
+    private: bool,
+    lost: list[str],
+    detail: str = "",
 ) -> str | None:
     """Why this verdict is not sure in this mode (None: it is)."""
     if kind == "cmd" and verdict in ("pass", "fail", "inconclusive"):
@@ -259,6 +278,13 @@ def cannot_judge(
                 )
     if req_id in (MEMORY, IDLE) and verdict == "pass" and caps.proc is not None:
         return f"{req_id} measures the server's memory and CPU time in /proc: {caps.proc}"
+    seen = _cut_short(detail) if verdict == "pass" and kind == "cmd" else None
+    if (not caps.complete or lost) and seen is not None and seen < CLOCK_PROGRAMS:
+        return (
+            f"by the clock each step waits --settle seconds, and only {seen} programs "
+            f"fitted the time budget (fewer than {CLOCK_PROGRAMS}): too few to pass; "
+            "give a larger --budget"
+        )
     return None
 
 
@@ -273,7 +299,13 @@ def overrule(outcome: Any, *, kind: str, since: int = 0) -> Any:
     private = isinstance(network, dict) and str(network.get("namespace", "")).startswith("private")
     losses = losses_since(since)
     why = cannot_judge(
-        outcome.requirement, outcome.verdict, kind=kind, caps=caps, private=private, lost=losses
+        outcome.requirement,
+        outcome.verdict,
+        kind=kind,
+        caps=caps,
+        private=private,
+        lost=losses,
+        detail=outcome.detail,
     )
     outcome.environment = {**outcome.environment, "witness": caps.describe()}
     if losses:
