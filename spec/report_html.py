@@ -178,6 +178,12 @@ def _evidence(t: int, result: matrix.TargetResult, req_id: str, strict: bool, no
             out += [f"<h3>Shrunk program ({len(program)} steps)</h3>", _pre("\n".join(program))]
         if entry.get("replay"):
             out += ["<h3>Replay it (exit 0 = reproduced)</h3>", _pre(entry["replay"])]
+    environment = entry.get("environment") or {}
+    if environment.get("mode"):  # how the kernel could witness this check (spec.drivers.witness)
+        out.append(
+            f'<p class="meta">mode: {escape(str(environment["mode"]))}; weakens: '
+            f"{escape(str(environment.get('weakens', '')))}</p>"
+        )
     seconds = entry.get("seconds")
     if isinstance(seconds, int | float):
         out.append(f'<p class="meta">{seconds:.2f} s</p>')

@@ -191,3 +191,19 @@ def test_a_crash_is_marked_on_the_server() -> None:
     ET.fromstring(drawing)
     assert "✗ ECHO-5: poll() raised &lt;ConnectionResetError&gt;" in drawing
     assert svg([], violation).count("<svg") == 1  # a measured failure: no program, still drawn
+
+
+def test_each_cell_names_the_mode_it_was_judged_in() -> None:
+    entry = _entry("not-run", "not judged in this mode (pass by what it could see): ...", [])
+    entry["environment"] = {
+        "mode": f"host network (autotuned buffers), process group, at rest by the clock{HOSTILE}",
+        "weakens": "no sock_diag (refused): ECHO-6 is not judged",
+    }
+    page = render(
+        [TargetResult(Target("cmd", "x {port}", name="x"), {"ECHO-6": entry})],
+        strict=False,
+        not_run="not run: deselected",
+    )
+    assert "mode: host network (autotuned buffers), process group, at rest by the clock" in page
+    assert "weakens: no sock_diag (refused): ECHO-6 is not judged" in page
+    assert "<img src=x" not in page

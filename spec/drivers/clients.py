@@ -19,6 +19,7 @@ import struct
 import time
 from collections.abc import Callable, Iterable
 
+from spec.drivers import witness
 from spec.model import ClientState, Connection, Violation
 
 RECV_SIZE = 256 * 1024
@@ -186,7 +187,7 @@ class Client:
                 return True
             progress = True
             if self.quickack:
-                self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+                witness.quickack(self.sock)
             if not data:
                 m.eof = True
                 self.violation = m.diagnose(others=self._others())

@@ -69,7 +69,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from spec.drivers import sock_diag
+from spec.drivers import sock_diag, witness
 from spec.drivers.base import HOST, Driver
 from spec.drivers.clients import Client, connect
 from spec.drivers.server_process import socket_descriptors
@@ -350,7 +350,9 @@ class InProcessDriver(Driver):
     def _ends(self, c: Client) -> tuple[sock_diag.TcpSocket | None, sock_diag.TcpSocket | None]:
         """The kernel's view (sock_diag) of `c`'s end and the server's end of its connection."""
         if self._netlink is None:
-            self._netlink = sock_diag.open_netlink()
+            self._netlink = witness.open_netlink()
+            if self._netlink is None:
+                raise OSError("sock_diag cannot be asked")
         return (
             sock_diag.lookup(self._netlink, c.local_address, self.address),
             sock_diag.lookup(self._netlink, self.address, c.local_address),

@@ -20,9 +20,15 @@ made in, wherever it is used.  A server is put inside by its own process,
 between fork and exec.  Nothing in the namespace is reachable from outside:
 it has its own loopback, its own ports, and only the checker's clients.
 
-Needs Linux and CAP_SYS_ADMIN (root, or a user namespace where that is
-allowed); `PrivateNetwork.create()` returns None with the reason otherwise,
-and the checker runs on the host's loopback and says so in its report.
+Needs Linux and CAP_SYS_ADMIN.  A user who is not root gets it inside a
+user namespace of their own, where that is allowed: a helper process
+(`_userns.py`) makes the user namespace with the network namespace inside
+it, and makes the checker's sockets there on request, passing them back
+over a Unix socket (this process cannot setns into a namespace its user
+namespace does not own); a server joins both namespaces between fork and
+exec.  Where both are refused, `PrivateNetwork.shared()` returns None,
+`refused()` says which refusals, and the checker runs on the host's loopback
+and says so in its report.
 """
 
 from __future__ import annotations
@@ -35,10 +41,15 @@ import shutil
 import socket
 import struct
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 
 _CLONE_NEWNET = 0x40000000
+_CLONE_NEWUSER = 0x10000000
+_USERNS_HELPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_userns.py")
+#: Seconds the user-namespace helper has to make and configure its namespaces.
+_HELPER_TIMEOUT = 10.0
 _SIOCGIFFLAGS, _SIOCSIFFLAGS = 0x8913, 0x8914
 _IFF_UP = 0x1
 _IFREQ = struct.Struct("16sH14x")
@@ -72,10 +83,28 @@ class PrivateNetwork:
     _shared: PrivateNetwork | None = None
     _refused: str | None = None
 
-    def __init__(self, fd: int, host_fd: int) -> None:
+    def __init__(
+        self,
+        fd: int,
+        host_fd: int | None,
+        *,
+        user_fd: int | None = None,
+        helper: tuple[subprocess.Popen[bytes], socket.socket] | None = None,
+    ) -> None:
         self._fd = fd
+        #: The checker's own network (root: a thread switches in and out).
         self._host_fd = host_fd
+        #: The user namespace that owns the network (not root), and the helper
+        #: process inside both that makes sockets there.
+        self._user_fd = user_fd
+        self._helper = helper
+        self._helper_lock = threading.Lock()
         self._libc = _libc()
+
+    @property
+    def in_user_namespace(self) -> bool:
+        """Made inside a user namespace of the checker's user (the checker is not root)."""
+        return self._user_fd is not None
 
     @classmethod
     def shared(cls) -> PrivateNetwork | None:
@@ -85,7 +114,12 @@ class PrivateNetwork:
                 try:
                     cls._shared = cls._create()
                 except (OSError, AttributeError) as e:
-                    cls._refused = str(e)
+                    try:
+                        cls._shared = cls._create_in_user_namespace()
+                    except (OSError, AttributeError) as in_user_namespace:
+                        cls._refused = (
+                            f"{e}; and in a user namespace of its own: {in_user_namespace}"
+                        )
             return cls._shared
 
     @classmethod
@@ -108,6 +142,43 @@ class PrivateNetwork:
             os.close(host)
             raise
         return cls(fd, host)
+
+    @classmethod
+    def _create_in_user_namespace(cls) -> PrivateNetwork:
+        """The network inside a user namespace, held by a helper process (see `_userns.py`)."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            helper = subprocess.Popen(
+                [sys.executable, "-I", "-S", _USERNS_HELPER, str(theirs.fileno())],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                pass_fds=[theirs.fileno()],
+                start_new_session=True,
+            )
+        finally:
+            theirs.close()
+        try:
+            ours.settimeout(_HELPER_TIMEOUT)
+            line = b""
+            while not line.endswith(b"\n"):
+                got = ours.recv(256)
+                if not got:
+                    raise OSError("the user-namespace helper exited before it was ready")
+                line += got
+            words = line.decode().strip()
+            if not words.startswith("ready "):
+                raise OSError(words.removeprefix("refused "))
+            ours.settimeout(None)
+            user_fd = os.open(f"/proc/{helper.pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+            net_fd = os.open(f"/proc/{helper.pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        except BaseException:
+            ours.close()
+            helper.kill()
+            helper.wait(timeout=_HELPER_TIMEOUT)
+            raise
+        cls.quickack = words.endswith("1")
+        return cls(net_fd, None, user_fd=user_fd, helper=(helper, ours))
 
     @classmethod
     def _configure(cls) -> None:
@@ -169,7 +240,9 @@ class PrivateNetwork:
 
     @contextlib.contextmanager
     def inside(self) -> Iterator[None]:
-        """Run the body with the calling thread in this namespace."""
+        """Run the body with the calling thread in this namespace (root only)."""
+        if self._host_fd is None:
+            raise OSError("a private network in a user namespace cannot be entered by a thread")
         _check(self._libc.setns(self._fd, _CLONE_NEWNET), "cannot enter the private network")
         try:
             yield
@@ -181,22 +254,65 @@ class PrivateNetwork:
 
     def socket(self, *args: int) -> socket.socket:
         """A new socket in this namespace (same arguments as socket.socket)."""
-        with self.inside():
-            return socket.socket(*args)
+        if self._helper is None:
+            with self.inside():
+                return socket.socket(*args)
+        defaults = (socket.AF_INET, socket.SOCK_STREAM, 0)
+        family, kind, proto = (*args, *defaults[len(args) :])[:3]
+        channel = self._helper[1]
+        with self._helper_lock:
+            channel.send(struct.pack("=iii", family, kind, proto))
+            message, fds, _, _ = socket.recv_fds(channel, 64, 1)
+        if not fds:
+            if not message:
+                raise OSError("the user-namespace helper has exited")
+            code = int(message[1:] or 0)
+            raise OSError(code, f"socket() in the private network: {os.strerror(code)}")
+        return socket.socket(fileno=fds[0])
 
     def enter_in_child(self) -> None:
         """For a forked child before exec: move the whole (single-threaded) child inside."""
+        self.enter_user_namespace()
         _check(self._libc.setns(self._fd, _CLONE_NEWNET), "cannot enter the private network")
+
+    def enter_user_namespace(self) -> None:
+        """For a forked child before exec: join the user namespace that owns the network.
+
+        There the checker's user is root: the child may then enter the
+        network and make a PID namespace (spec.drivers._init).  Nothing for root.
+        """
+        if self._user_fd is not None:
+            _check(
+                self._libc.setns(self._user_fd, _CLONE_NEWUSER), "cannot enter the user namespace"
+            )
 
     @property
     def fd(self) -> int:
         """The namespace's descriptor (a child that enters it must inherit it)."""
         return self._fd
 
+    def close(self) -> None:
+        """Let the namespace go: its descriptors, and the helper (it exits when its socket closes).
+
+        Servers still running in it keep it alive until they end.
+        """
+        for fd in (self._fd, self._host_fd, self._user_fd):
+            if fd is not None:
+                os.close(fd)
+        if self._helper is not None:
+            helper, channel = self._helper
+            channel.close()
+            try:
+                helper.wait(timeout=_HELPER_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                helper.kill()
+                helper.wait()
+
     def describe(self) -> dict[str, object]:
         """The network the servers ran in, for the report."""
         return {
-            "namespace": "private (loopback only)",
+            "namespace": "private (loopback only)"
+            + (", in a user namespace (not root)" if self.in_user_namespace else ""),
             "tcp_rmem": list(self.tcp_rmem),
             "tcp_wmem": list(self.tcp_wmem),
             "delayed_acks": not self.quickack,

@@ -52,7 +52,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-from spec.drivers import sock_diag, threads
+from spec.drivers import sock_diag, threads, witness
 from spec.drivers.base import Driver
 from spec.drivers.clients import Client, connect
 from spec.drivers.network import PrivateNetwork, host_description
@@ -155,6 +155,8 @@ class ProcessDriver(Driver):
         self.process: ServerProcess | None = None
         #: The kernel can be asked (/proc and sock_diag); else the clock judges.
         self.witness = False
+        #: Why the kernel is not the witness (None: it is, or not started yet).
+        self.unwitnessed: str | None = None
         self._blocked: str | None = None
         self._clients: Sequence[Client] = ()
         #: Every client of the program so far, ended ones too: a reset or FIN
@@ -175,7 +177,13 @@ class ProcessDriver(Driver):
             self.process = ServerProcess(self.command, network=self.network)
             self.process.start()
         self.address = self.process.address
-        self.witness = self._look() is not None
+        caps = witness.capabilities()
+        self.unwitnessed = "; ".join(caps.unwitnessed()) or None
+        self.witness = False
+        if caps.complete:
+            self.witness = self._look() is not None
+            if not self.witness and self.process.alive:
+                self._lose("the first look at the server's threads and sockets failed")
 
     def connect(self) -> socket.socket:
         return connect(
@@ -192,10 +200,26 @@ class ProcessDriver(Driver):
         judged = (
             "at rest, as the kernel reports it (/proc threads, sock_diag queues)"
             if self.witness
-            else f"by the clock (--echo-settle {self.settle_time:g} s): /proc or sock_diag "
-            "cannot be read here"
+            else f"by the clock (no byte moved for --echo-settle {self.settle_time:g} s): "
+            + (self.unwitnessed or "the kernel cannot be asked here")
         )
-        return {"network": network, "containment": containment(), "judged": judged}
+        how = containment(self.network)
+        return {
+            "network": network,
+            "containment": how,
+            "judged": judged,
+            **witness.describe_mode(
+                private_refused=PrivateNetwork.refused(),
+                private=self.network is not None,
+                contained=how.startswith("PID namespace"),
+            ),
+        }
+
+    def _lose(self, reason: str) -> None:
+        """The kernel stopped answering while the server lives: the clock judges from here."""
+        self.witness = False
+        self.unwitnessed = f"the witness was lost mid-run ({reason})"
+        witness.lost(reason)
 
     @contextlib.contextmanager
     def frozen(self) -> Iterator[None]:
@@ -233,7 +257,7 @@ class ProcessDriver(Driver):
                 )
                 for c in self._known.values()
             )
-        except OSError:
+        except (OSError, ValueError):  # struct.error is a ValueError
             return None
         # An ended connection both of whose ends are gone (or the client's in
         # TIME_WAIT) will not change again: stop looking it up.
@@ -254,7 +278,9 @@ class ProcessDriver(Driver):
         """The socket with these ends, asked of the kernel of the server's network."""
         if self._netlink is None:
             new_socket = self.network.socket if self.network else socket.socket
-            self._netlink = sock_diag.open_netlink(new_socket)
+            self._netlink = witness.open_netlink(new_socket)
+            if self._netlink is None:
+                raise OSError("sock_diag cannot be asked")
         return sock_diag.lookup(self._netlink, local, remote)
 
     # -- settling ------------------------------------------------------------------
@@ -286,9 +312,17 @@ class ProcessDriver(Driver):
             if moved:
                 last_progress, previous, stable_since, pause = now, None, None, self.first_pause
                 continue
-            look = self._look() if self.process.alive else None
-            if look is None:  # the server has exited: nothing more will happen
+            if not self.process.alive:  # it has exited (waitpid): nothing more will happen
                 break
+            look = self._look()
+            if look is None:
+                if not self.process.alive:
+                    break
+                # The kernel stopped answering; the server is alive (waitpid
+                # says so): never a dead server, the clock judges from here.
+                self._lose("a look at the server's threads or sockets failed")
+                self._settle_by_clock(clients, done)
+                return
             if previous is not None and look.asleep and look.same(previous):
                 stable_since = stable_since or now
                 waited = now - stable_since
@@ -390,7 +424,7 @@ class ProcessDriver(Driver):
                 continue
             try:
                 found = self._lookup(self.address, c.local_address)
-            except OSError:
+            except (OSError, ValueError):
                 return
             if found is not None and found.inode:
                 self._server_inodes[c.name] = found.inode
@@ -426,7 +460,10 @@ class ProcessDriver(Driver):
             inode = self._server_inodes.get(c.name)
             if inode in descriptors:
                 pid, fd = descriptors[inode]
-                found = self._lookup(self.address, self._server_ends[c.name])
+                try:
+                    found = self._lookup(self.address, self._server_ends[c.name])
+                except (OSError, ValueError):
+                    found = None
                 state = found.state.name if found is not None and found.inode == inode else "CLOSE"
                 held.append(
                     (c, f"its socket is still open ({state}, descriptor {fd} of process {pid})")

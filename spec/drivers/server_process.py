@@ -47,7 +47,7 @@ from typing import Any
 
 import psutil
 
-from spec.drivers import threads
+from spec.drivers import threads, witness
 from spec.drivers.network import PrivateNetwork
 from spec.drivers.sock_diag import listening_inodes
 
@@ -63,24 +63,49 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
+def _namespace_prefix(
+    network: PrivateNetwork | None = None,
+) -> tuple[tuple[str, ...] | None, Callable[[], None] | None]:
+    """The argv that runs a command under its own init in a new PID namespace, if allowed,
+    and what the command joins first (None: nothing).
+
+    Where the checker may not make a PID namespace (not root), the command
+    first joins the user namespace of the private network (the checker's user
+    is root there): that of `network`, or, for a server on the host's network,
+    that of the shared private network, if it was made in one.
+    """
+    if network is not None and network.in_user_namespace:
+        return _prefix_for(network.enter_user_namespace), network.enter_user_namespace
+    prefix = _prefix_for(None)
+    if prefix is None and network is None:
+        shared = PrivateNetwork.shared()
+        if shared is not None and shared.in_user_namespace:
+            prefix = _prefix_for(shared.enter_user_namespace)
+            return prefix, shared.enter_user_namespace if prefix else None
+    return prefix, None
+
+
 @functools.cache
-def _namespace_prefix() -> tuple[str, ...] | None:
-    """The argv that runs a command under its own init in a new PID namespace, if allowed."""
+def _prefix_for(enter: Callable[[], None] | None) -> tuple[str, ...] | None:
     if not sys.platform.startswith("linux"):
         return None
     prefix = (sys.executable, "-I", "-S", str(_INIT))
     try:
         done = subprocess.run(
-            [*prefix, "true"], stdin=subprocess.DEVNULL, capture_output=True, timeout=10
+            [*prefix, "true"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=10,
+            preexec_fn=enter,
         )
-    except (OSError, subprocess.TimeoutExpired):
+    except (OSError, subprocess.SubprocessError):
         return None
     return prefix if done.returncode == 0 else None
 
 
-def containment() -> str:
-    """How server processes are contained here, for the report."""
-    if _namespace_prefix() is not None:
+def containment(network: PrivateNetwork | None = None) -> str:
+    """How server processes (in `network`, if given) are contained here, for the report."""
+    if _namespace_prefix(network)[0] is not None:
         return "PID namespace (everything the server starts ends with it)"
     return "process group (a server that leaves its session can outlive the checker)"
 
@@ -184,7 +209,7 @@ class ServerProcess:
                 f"cannot run {argv[0] if argv else ''!r}: {problem} (check "
                 f"the server command {self.command!r})"
             )
-        prefix = _namespace_prefix()
+        prefix, enter = _namespace_prefix(self.network)
         self.contained = prefix is not None
         self._stderr.seek(0)
         self._stderr.truncate()
@@ -192,9 +217,13 @@ class ServerProcess:
         descriptor_limit = self.descriptor_limit
 
         def in_the_child() -> None:
-            _die_with_parent()
             if network is not None:
                 network.enter_in_child()
+            elif enter is not None:
+                enter()  # contained in the user namespace, on the host's network
+            # After joining a user namespace: that changes the credentials,
+            # which clears the parent-death signal.
+            _die_with_parent()
             if descriptor_limit is not None:
                 _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
                 soft = descriptor_limit
@@ -391,13 +420,13 @@ class ServerProcess:
         try:
             root = psutil.Process(self.process.pid)
             return [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
+        except (psutil.Error, OSError):  # exited, or /proc cannot be read here
             return []
 
     def _sum(self, measure: Callable[[psutil.Process], int]) -> int:
         total = 0
         for p in self.tree():
-            with contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess):
+            with contextlib.suppress(psutil.Error, OSError):  # exited, or /proc unreadable
                 total += measure(p)
         return total
 
@@ -421,21 +450,25 @@ class ServerProcess:
     def cpu_seconds(self) -> float:
         total = 0.0
         for p in self.tree():
-            with contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess):
+            with contextlib.suppress(psutil.Error, OSError):
                 t = p.cpu_times()
                 total += t.user + t.system
         return total
 
     def _listens(self) -> bool:
-        """Is it this server's tree that listens on the port (not a stranger's)?"""
+        """Is it this server's tree that listens on the port (not a stranger's)?
+
+        Where /proc cannot be read the listener's owner cannot be told: the
+        accepted connection is taken as the server's (in a private network
+        nobody else can listen there).
+        """
+        if witness.capabilities().proc is not None:
+            return True
         listeners = listening_inodes(
             self.port, new_socket=self.network.socket if self.network else socket.socket
         )
-        if listeners is None:  # no sock_diag: psutil reads the whole TCP table
-            return any(
-                conn.status == psutil.CONN_LISTEN and conn.laddr.port == self.port
-                for conn in self.connections()
-            )
+        if listeners is None:  # no sock_diag: the server's own network's table in /proc
+            listeners = {i for pid in self.pids() for i in witness.proc_listeners(pid, self.port)}
         return bool(listeners & self._socket_inodes())
 
     def _command_running(self) -> bool:
@@ -447,8 +480,8 @@ class ServerProcess:
         has finished exiting.  So the listener must be held in the command's
         own session, or the command is given a moment to show it exits.
         """
-        if not self.contained:
-            return True
+        if not self.contained or witness.capabilities().proc is not None:
+            return True  # (without /proc the sessions cannot be read: taken as serving)
         command, holders = None, []
         listeners = (
             listening_inodes(
@@ -483,7 +516,7 @@ class ServerProcess:
     def connections(self) -> Iterator[Any]:
         """TCP connections held by any process of the server's tree."""
         for p in self.tree():
-            with contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess):
+            with contextlib.suppress(psutil.Error, OSError):
                 yield from p.net_connections(kind="tcp")
 
 
