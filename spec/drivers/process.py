@@ -63,7 +63,10 @@ from spec.plans import CLEANUP, RESILIENCE
 Ends = tuple[sock_diag.TcpSocket | None, sock_diag.TcpSocket | None]
 
 
-def _signal(pids: Sequence[int], sig: signal.Signals) -> None:
+def _signal(pids: Sequence[int], sig: signal.Signals, group: int) -> None:
+    """`sig` to each of `pids` and to process group `group` (what /proc cannot list)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(group, sig)
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, sig)
@@ -227,9 +230,10 @@ class ProcessDriver(Driver):
         is seen stopped (/proc), so nothing it does can come between the
         clients' actions; SIGCONT after.  A server whose threads cannot be seen
         is frozen all the same, only not seen to be."""
-        assert self.process is not None
+        assert self.process is not None and self.process.process is not None
         pids = self.process.pids()
-        _signal(pids, signal.SIGSTOP)
+        group = self.process.process.pid  # its own session: a group of its own
+        _signal(pids, signal.SIGSTOP, group)
         try:
             deadline = time.monotonic() + self.settle_time
             while time.monotonic() < deadline:
@@ -239,7 +243,7 @@ class ProcessDriver(Driver):
                 time.sleep(0.0005)
             yield
         finally:
-            _signal(pids, signal.SIGCONT)
+            _signal(pids, signal.SIGCONT, group)
 
     # -- looking -------------------------------------------------------------------
 
