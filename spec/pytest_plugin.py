@@ -299,6 +299,8 @@ class ConformanceSession:
         tr = terminalreporter
         results = self.results()
         tr.section("conformance")
+        for line in _mode_lines(results):
+            tr.write_line(line)
         for line in matrix.terminal_lines(results, self.strict):
             tr.write_line(line)
         for result in results:
@@ -350,6 +352,24 @@ class ConformanceSession:
                 verdict=matrix.overall(results, self.strict),
             )
             _write(Path(opts.gradescope), json.dumps(graded, indent=2) + "\n")
+
+
+def _mode_lines(results: list[matrix.TargetResult]) -> list[str]:
+    """How the servers run as processes were run and judged, and what that weakens."""
+    modes = {
+        str(env["mode"]): env
+        for result in results
+        for entry in result.entries.values()
+        if isinstance(env := entry.get("environment") or {}, dict) and env.get("mode")
+    }
+    lines = []
+    for mode, env in modes.items():
+        lines.append(f"mode: {mode}")
+        if str(env.get("weakens", "")).startswith("nothing"):
+            continue
+        lines.append(f"  weakens: {env.get('weakens')}")
+        lines.append(f"  to do better: {env.get('better')}")
+    return lines
 
 
 def _write_found_elsewhere(
