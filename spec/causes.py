@@ -54,7 +54,7 @@ class Event:
 
     #: The program line's index (0-based) of the step.
     step: int
-    #: The rule: "abort", "close", "half_close", "send_and_half_close".
+    #: The rule: "abort", "close", "half_close", "send_and_half_close", "send_and_abort", ...
     rule: str
     #: The acting client's name.
     client: str
@@ -87,7 +87,7 @@ class Cause:
 #: The rules, in the order they are tried.
 CAUSES: tuple[Cause, ...] = (
     Cause(
-        rules=frozenset({"abort"}),
+        rules=frozenset({"abort", "send_and_abort"}),
         where=Where.OTHER,
         symptoms=frozenset({STREAM, HALF_CLOSE}),
         kinds=frozenset({Symptom.CLOSED, Symptom.MISSING}),
@@ -104,6 +104,16 @@ CAUSES: tuple[Cause, ...] = (
         requirement=RESILIENCE,
         owed=True,
         words="right after {client} closed with {owed} echo bytes unread (a reset)",
+    ),
+    # Sent and closed before the server read it: its echo meets a closed socket.
+    Cause(
+        rules=frozenset({"send_and_close"}),
+        where=Where.OTHER,
+        symptoms=frozenset({STREAM, HALF_CLOSE}),
+        kinds=frozenset({Symptom.CLOSED, Symptom.MISSING}),
+        requirement=RESILIENCE,
+        owed=False,
+        words="right after {client} sent and closed at once (its echo met a closed socket)",
     ),
     Cause(
         rules=frozenset({"half_close", "send_and_half_close"}),

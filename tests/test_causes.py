@@ -41,11 +41,19 @@ def event(rule: str, client: str = "c0", owed: int = 0, received: int = 0, step:
     return Event(step, rule, client, owed, received)
 
 
+#: The steps that attribute a symptom in a test below.
+TESTED = {"abort", "send_and_abort", "close", "send_and_close", "half_close", "send_and_half_close"}
+
+
 def test_every_rule_is_tested_here() -> None:
-    """Each rule of CAUSES has an attributing case below (by its first rule name)."""
-    tested = {"abort", "close", "half_close"}
-    assert {min(c.rules) for c in CAUSES} <= tested | {"half_close", "send_and_half_close"}
+    assert set().union(*(c.rules for c in CAUSES)) == TESTED
     assert all(c.requirement in (RESILIENCE, HALF_CLOSE) for c in CAUSES)
+
+
+@pytest.mark.parametrize("rule", ["send_and_abort", "send_and_close"])
+def test_a_race_ends_another_connection_is_resilience(rule: str) -> None:
+    v = attribute(CLOSED_C1, [event(rule, "c0", owed=8192)])
+    assert v.requirement == RESILIENCE and v.symptom == STREAM
 
 
 # -- a reset affects another connection: ECHO-5 ------------------------------------------
