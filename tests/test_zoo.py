@@ -18,7 +18,6 @@ checker's standard budget and full shrinking.
 from __future__ import annotations
 
 import contextlib
-import re
 import socket
 from dataclasses import dataclass
 
@@ -195,13 +194,10 @@ def test_defect_is_rejected(name: str) -> None:
     if d.requirement in MACHINE:
         assert outcome.program, "a failing machine check comes with its program"
     if budget is not None and budget.program is not None:
-        # The steps, not the payload bytes: how far Hypothesis shrinks a byte
-        # within its share of the time budget depends on the machine's load.
-        assert _steps(outcome.program) == _steps(budget.program)
-
-
-def _steps(program: tuple[str, ...] | list[str]) -> list[str]:
-    return [re.sub(r"Payload\(.*?\)\)?(?=[,)])", "Payload(...)", line) for line in program]
+        # As short as the pinned program: which of two equally short programs
+        # (an abort, or a send and an abort) and how far a payload byte shrinks
+        # within Hypothesis' share of the time budget depends on the machine's load.
+        assert len(outcome.program) <= len(budget.program), outcome.program
 
 
 def test_sipping_at_the_end_reaches_the_flush_path_of_a_server_sending_at_once(
