@@ -298,15 +298,19 @@ def overrule(outcome: Any, *, kind: str, since: int = 0) -> Any:
     network = outcome.environment.get("network")
     private = isinstance(network, dict) and str(network.get("namespace", "")).startswith("private")
     losses = losses_since(since)
-    why = cannot_judge(
-        outcome.requirement,
-        outcome.verdict,
-        kind=kind,
-        caps=caps,
-        private=private,
-        lost=losses,
-        detail=outcome.detail,
-    )
+
+    def why_not(requirement: str, verdict: str, detail: str) -> str | None:
+        return cannot_judge(
+            requirement,
+            verdict,
+            kind=kind,
+            caps=caps,
+            private=private,
+            lost=losses,
+            detail=detail,
+        )
+
+    why = why_not(outcome.requirement, outcome.verdict, outcome.detail)
     outcome.environment = {**outcome.environment, "witness": caps.describe()}
     if losses:
         outcome.environment["witness_lost"] = losses
@@ -316,15 +320,7 @@ def overrule(outcome: Any, *, kind: str, since: int = 0) -> Any:
         outcome.detail = f"not judged in this mode ({seen} by what it could see): {why}"
     # Other requirements' violations its programs showed: the same rule.
     for finding in getattr(outcome, "findings", ()):
-        why = cannot_judge(
-            finding.requirement,
-            finding.verdict,
-            kind=kind,
-            caps=caps,
-            private=private,
-            lost=losses,
-            detail=finding.detail,
-        )
+        why = why_not(finding.requirement, finding.verdict, finding.detail)
         if why is not None:
             finding.note = "; ".join(
                 filter(None, [finding.note, f"not judged in this mode: {why}"])
