@@ -202,10 +202,32 @@ def diagnose(
     return None
 
 
+#: Bytes of the stream compared to decide that it realigns after a divergence.
+ALIGN = CONTEXT
+#: Most bytes an inserted or lost run may span and still be named as such.
+MAX_SHIFT = 256
+#: Most bytes a wrongly transformed byte may come back as (UTF-8 takes up to 4;
+#: a replacement character 3).
+MAX_WIDTH = 4
+#: Bytes a client goes on reading after a divergence before the diagnosis is
+#: final: enough to see where the stream realigns.
+EVIDENCE = MAX_SHIFT + ALIGN
+
+
 def _divergence(
     sent: bytes, expected: bytes, received: bytes, others: Iterable[bytes]
 ) -> Violation | None:
-    """Compare contents: the first byte where `received` is not `expected`."""
+    """Compare contents: the first byte where `received` is not `expected`, named.
+
+    The name comes from where the stream *realigns* (`_realigns`): the fewest
+    bytes that, taken out of each stream at the divergence, make the next
+    `ALIGN` bytes agree.  Only received bytes taken out: inserted (ECHO-2);
+    only expected ones: lost (ECHO-2); one expected byte for one to
+    `MAX_WIDTH` received: that byte's transform is wrong (ECHO-1, the only
+    case ECHO-1 names: a wrong transform of the byte at its own offset).
+    Streams that do not realign are reordered, another connection's, or
+    decoded as text.
+    """
     n = min(len(expected), len(received))
     if received[:n] == expected[:n]:
         if len(received) <= len(expected):
@@ -227,29 +249,62 @@ def _divergence(
             ISOLATION, f"received {len(snippet)}+ bytes that belong to another connection's echo"
         )
     if i >= len(expected):
+        extra = len(received) - len(expected)
         return violation(
             STREAM,
-            f"received {len(received) - len(expected)} bytes more than "
-            "the echo of what was sent (duplicated or inserted)",
+            f"received {extra} bytes more than the echo of what was sent "
+            f"({_copy_or_not(received[i:], expected, i)})",
         )
     if received[i] == sent[i]:
         return violation(
             TRANSFORM,
             f"byte {_byte(sent[i])} came back untransformed; expected {_byte(expected[i])}",
         )
-    substituted = _agrees(received[i + 1 :], expected[i + 1 :])
-    if substituted and len(received) == len(expected):
-        # A same-length stream that realigns: a wrong byte value.
+    shift = _realigns(expected, received, i)
+    if shift is not None:
+        taken, lost = shift
+        if lost == 1 and taken == 1:
+            return violation(
+                TRANSFORM,
+                f"byte {_byte(sent[i])} came back as {_byte(received[i])}; "
+                f"expected {_byte(expected[i])}",
+            )
+        if lost == 1 and taken:
+            return violation(
+                TRANSFORM,
+                f"byte {_byte(sent[i])} came back as {taken} bytes "
+                f"{bytes(received[i : i + taken])!r}; expected {_byte(expected[i])}",
+            )
+        if not taken:
+            if lost == 1:
+                return violation(
+                    STREAM, f"byte {_byte(expected[i])} is missing from the echo (lost)"
+                )
+            return violation(
+                STREAM,
+                f"{lost} bytes of the echo, {_show(expected[i : i + lost])}, "
+                "are missing from it (lost)",
+            )
+        if not lost:
+            run = received[i : i + taken]
+            moved = _moved_from(run[:CONTEXT], expected, i)
+            if moved is not None and moved > i:
+                return violation(
+                    STREAM,
+                    f"the echo of bytes {moved}-{moved + taken - 1} "
+                    f"arrived early, at offset {i} (reordered)",
+                )
+            what = _copy_or_not(run, expected, i)
+            if taken == 1:
+                return violation(
+                    STREAM, f"byte {_byte(received[i])} was inserted into the echo ({what})"
+                )
+            return violation(
+                STREAM, f"{taken} bytes, {_show(run)}, were inserted into the echo ({what})"
+            )
         return violation(
-            TRANSFORM,
-            f"byte {_byte(sent[i])} came back as {_byte(received[i])}; "
-            f"expected {_byte(expected[i])}",
-        )
-    if _agrees(received[i:], expected[i + 1 :]):
-        return violation(STREAM, f"byte {_byte(expected[i])} is missing from the echo (lost)")
-    if _agrees(received[i + 1 :], expected[i:]):
-        return violation(
-            STREAM, f"byte {_byte(received[i])} was inserted into the echo (duplicated or foreign)"
+            STREAM,
+            f"{lost} bytes of the echo came back as {taken} other bytes (bytes lost and inserted)",
         )
     if not collections.Counter(received) - collections.Counter(expected):
         # Every byte received is the correct transform of a byte sent, only
@@ -264,9 +319,10 @@ def _divergence(
             f"the echo of bytes {moved}-{moved + len(snippet) - 1} "
             f"arrived at offset {i} (reordered or duplicated)",
         )
-    # Non-ASCII bytes turned into something else are what a server that
-    # decodes text does (U+FFFD, case-mapped Latin-1): a transform error.
-    if substituted or len(received) == i + 1 or sent[i] >= 0x80:
+    # Non-ASCII bytes turned into something else that does not realign within
+    # `ALIGN` bytes are what a server that decodes text does (U+FFFD,
+    # case-mapped Latin-1, one after another): a transform error.
+    if sent[i] >= 0x80:
         return violation(
             TRANSFORM,
             f"byte {_byte(sent[i])} came back as {_byte(received[i])}; "
@@ -276,6 +332,53 @@ def _divergence(
         STREAM,
         "echo diverges from the transform of what was sent (bytes lost, inserted or reordered)",
     )
+
+
+def _realigns(expected: bytes, received: bytes, i: int) -> tuple[int, int] | None:
+    """The fewest bytes (taken from `received`, lost from `expected`) after
+    which the two streams, diverging at `i`, agree again.
+
+    They agree when the next `ALIGN` bytes match, or when both streams end at
+    the same place within them.  When the received stream ends sooner (its
+    client has read no more), at least `MIN_FOREIGN` matching bytes will do,
+    if no shift of the same cost fits fully.  None: no shift of up to
+    `MAX_SHIFT` bytes explains the divergence.
+    """
+    for cost in range(1, MAX_SHIFT + 1):
+        weak = None
+        for taken, lost in _shifts(cost):
+            fit = _fit(expected, i + lost, received, i + taken)
+            if fit == "full":
+                return taken, lost
+            if fit == "partial" and weak is None:
+                weak = taken, lost
+        if weak is not None:
+            return weak
+    return None
+
+
+def _shifts(cost: int) -> Iterable[tuple[int, int]]:
+    """The (taken, lost) pairs of one cost: a byte transformed into several
+    bytes first, then bytes inserted, bytes lost, and both."""
+    if 2 <= cost <= MAX_WIDTH + 1:
+        yield cost - 1, 1
+    yield cost, 0
+    yield 0, cost
+    for taken in range(2, min(cost - 2, MAX_WIDTH) + 1):
+        yield taken, cost - taken
+
+
+def _fit(expected: bytes, e: int, received: bytes, r: int) -> str | None:
+    """Do `expected` from `e` and `received` from `r` agree ("full"), agree as
+    far as `received` goes ("partial"), or not (None)?"""
+    want, got = expected[e : e + ALIGN], received[r : r + ALIGN]
+    if len(want) < ALIGN:  # the echo ends: the received stream must end there too
+        return "full" if got == want and len(received) - r == len(want) else None
+    if got == want:
+        return "full"
+    if MIN_FOREIGN <= len(got) < ALIGN and want.startswith(got):
+        return "partial"
+    return None
 
 
 def _moved_from(snippet: bytes, expected: bytes, i: int) -> int | None:
@@ -293,10 +396,13 @@ def _moved_from(snippet: bytes, expected: bytes, i: int) -> int | None:
     return None if found < 0 else found
 
 
-def _agrees(received: bytes, expected: bytes) -> bool:
-    """The next CONTEXT received bytes (at least one) match `expected` there."""
-    r = received[:CONTEXT]
-    return bool(r) and r == expected[: len(r)]
+def _copy_or_not(run: bytes, echo: bytes, i: int) -> str:
+    """Is a run inserted at offset `i` a copy of earlier echo, or no echo at all?"""
+    if len(run) >= MIN_FOREIGN and run[:CONTEXT] in echo[: i + CONTEXT]:
+        return "a copy of earlier echo: duplicated"
+    if len(run) >= MIN_FOREIGN and not set(run) & set(echo):
+        return "not the echo of any byte sent"
+    return "duplicated or foreign"
 
 
 @dataclass
@@ -318,6 +424,11 @@ class Connection:
     reading: bool = True
     #: The first divergence; once the stream has diverged it stays diagnosed.
     violation: Violation | None = None
+    #: After a divergence: the received count where its chunk began, the
+    #: bytes received from there, and the count up to which they are kept.
+    _diverged: int = field(default=0, init=False, repr=False)
+    _evidence: bytearray = field(default_factory=bytearray, init=False, repr=False)
+    _evidence_until: int = field(default=0, init=False, repr=False)
 
     @property
     def outstanding(self) -> int:
@@ -349,18 +460,30 @@ class Connection:
         """Account for `data` read from the server; the first divergence, if any.
 
         `others` (or a function returning them, called only on a divergence)
-        are the other connections' expected echoes, for ECHO-3.
+        are the other connections' expected echoes, for ECHO-3.  After a
+        divergence the client goes on reading while `gathering`: the
+        diagnosis is made again with each chunk, so it names what the stream
+        shows once the server is at rest, not where a read() happened to end.
         """
         n = self.received_count
         self.received_count += len(data)
-        if self.violation is not None:
+        if self.violation is None:
+            # A slice compares with memcmp; a memoryview would compare byte by byte.
+            if self.expected[n : n + len(data)] == data:
+                return None
+            self._diverged = n
+            self._evidence = bytearray()
+            first = next(
+                k for k in range(len(data)) if self.expected[n + k : n + k + 1] != data[k : k + 1]
+            )
+            self._evidence_until = n + first + EVIDENCE
+        elif not self.gathering:
             return self.violation
-        # A slice compares with memcmp; a memoryview would compare byte by byte.
-        if self.expected[n : n + len(data)] == data:
-            return None
-        # Something is wrong: the stream was a prefix of `expected` until
-        # now, so rebuild it and let diagnose() locate and classify it.
-        received = bytes(self.expected[:n]) + data
+        room = self._evidence_until - self._diverged - len(self._evidence)
+        self._evidence += data[: max(0, room)]
+        # The stream was a prefix of `expected` until the divergence, so
+        # rebuild it and let diagnose() locate and classify it.
+        received = bytes(self.expected[: self._diverged]) + self._evidence
         v = diagnose(bytes(self.sent), received, others=others() if callable(others) else others)
         self.violation = (
             _on(v, self.name)
@@ -368,12 +491,22 @@ class Connection:
             else Violation(
                 STREAM,
                 "echo diverges from the transform of what was sent",
-                offset=n,
+                offset=self._diverged,
                 connection=self.name,
                 kind=Symptom.BYTES,
             )
         )
         return self.violation
+
+    @property
+    def gathering(self) -> bool:
+        """Diverged, and still reading the bytes after it that name the divergence."""
+        return (
+            self.violation is not None
+            and self.violation.kind is Symptom.BYTES
+            and self._diverged + len(self._evidence) < self._evidence_until
+            and not (self.eof or self.reset)
+        )
 
     def diagnose(self, *, settled: bool = False, others: Iterable[bytes] = ()) -> Violation | None:
         """The first violation on this connection so far (see `diagnose()`)."""

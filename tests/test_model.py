@@ -822,9 +822,11 @@ def test_incremental_classification_independent_of_read_chunking():
     assert whole is not None and whole.requirement == "ECHO-1"
     c = Connection("c")
     c.record_sent(sent)
-    v = c.record_received(b"HELLX")
+    assert c.record_received(b"HELLX") is not None
+    assert c.gathering  # too few bytes after the divergence to name it
+    v = c.record_received(b" WORLD")
     assert v is not None
-    assert v.requirement == whole.requirement
+    assert (v.requirement, v.summary) == (whole.requirement, whole.summary)
 
 
 def test_single_stray_byte_is_not_attributed_to_another_connection():
@@ -864,3 +866,83 @@ def test_short_chunks_out_of_order_are_echo2_not_echo1():
     sent = b"\xf6\x4c"
     v = diagnose(sent, transform(sent)[::-1], settled=True)
     assert v is not None and v.requirement == "ECHO-2", v
+
+
+# ---------------------------------------------------------------------------
+# Naming the fault: where the stream realigns (issue 20)
+# ---------------------------------------------------------------------------
+
+
+def test_bytes_lost_after_a_nul_are_echo2_lost_not_a_transform():
+    """A C server that writes strlen(buf) bytes drops what follows a NUL."""
+    v = diagnose(b"hello\x00world and more text", b"HELLOAND MORE TEXT", settled=True)
+    assert v is not None and (v.requirement, v.offset) == ("ECHO-2", 5)
+    assert "7 bytes of the echo" in v.summary and "lost" in v.summary
+
+
+def test_stack_bytes_written_past_the_data_are_echo2_inserted():
+    """...and over-reads its buffer where there is none: bytes nobody sent."""
+    v = diagnose(b"hello world and more", b"HELLO\x02\xaa\x13\x00 WORLD AND MORE", settled=True)
+    assert v is not None and (v.requirement, v.offset) == ("ECHO-2", 5)
+    assert "4 bytes" in v.summary and "inserted" in v.summary
+    assert "not the echo of any byte sent" in v.summary
+
+
+def test_a_repeated_run_is_named_duplicated():
+    sent = b"abcdefghijklmnopqrstuvwxyz"
+    v = diagnose(sent, b"ABCDEFGHIJKLMNOPQRSTABCDEFGHIJUVWXYZ", settled=True)
+    assert v is not None and (v.requirement, v.offset) == ("ECHO-2", 20)
+    assert "10 bytes" in v.summary and "duplicated" in v.summary
+
+
+@given(ascii_runless, st.binary(min_size=1, max_size=60), st.data())
+def test_property_an_inserted_run_is_echo2_at_its_offset(sent, run, data):
+    exp = transform(sent)
+    k = data.draw(st.integers(0, len(exp) - 1))
+    assume(run[0] != exp[k] and run[0] != sent[k])
+    v = diagnose(sent, exp[:k] + run + exp[k:], settled=True)
+    assert v is not None and (v.requirement, v.offset) == ("ECHO-2", k)
+
+
+@given(ascii_runless, st.data())
+def test_property_a_lost_run_is_echo2_at_its_offset(sent, data):
+    exp = transform(sent)
+    k = data.draw(st.integers(0, len(exp) - 1))
+    n = data.draw(st.integers(1, len(exp) - k))
+    v = diagnose(sent, exp[:k] + exp[k + n :], settled=True)
+    assert v is not None and (v.requirement, v.offset) == ("ECHO-2", k)
+
+
+@given(
+    ascii_runless,
+    st.sampled_from(["insert", "drop", "substitute"]),
+    st.data(),
+)
+def test_property_the_diagnosis_does_not_depend_on_where_reads_end(sent, kind, data):
+    """However the received stream is cut into reads, a connection that has
+    read it all names the same fault (the same seed gave {ECHO-2}, then
+    {ECHO-1, ECHO-2}, when a read happened to end just after a wrong byte)."""
+    exp = transform(sent)
+    k = data.draw(st.integers(0, len(exp) - 1))
+    wrong = bytes([exp[k] ^ 0x55])
+    received = {
+        "insert": exp[:k] + wrong * 3 + exp[k:],
+        "drop": exp[:k] + exp[k + 2 :],
+        "substitute": exp[:k] + wrong + exp[k + 1 :],
+    }[kind]
+    cuts = sorted(data.draw(st.sets(st.integers(1, max(1, len(received) - 1)), max_size=6)))
+    c = Connection("c")
+    c.record_sent(sent)
+    for a, b in itertools.pairwise([0, *cuts, len(received)]):
+        c.record_received(received[a:b])
+    whole = diagnose(sent, received, settled=True)
+    got = c.diagnose(settled=True)
+    if whole is None:
+        assert got is None
+        return
+    assert got is not None
+    assert (got.requirement, got.offset, got.summary) == (
+        whole.requirement,
+        whole.offset,
+        whole.summary,
+    )

@@ -138,9 +138,9 @@ class Client:
 
     def pump(self) -> bool:
         """Do the I/O possible right now; return True if any byte moved."""
-        if not self.active or self.violation:
+        if not self.active or (self.violation and not self.model.gathering):
             return False
-        progress = self._write() if self.pending else False
+        progress = self._write() if self.pending and not self.violation else False
         if self.model.reading:
             progress |= self.read(RECV_SIZE * MAX_READS_PER_PUMP)
         return progress
@@ -177,7 +177,7 @@ class Client:
         """Read up to `limit` bytes that have already arrived."""
         m = self.model
         progress = False
-        while limit > 0 and not (m.eof or m.reset or self.violation):
+        while limit > 0 and not (m.eof or m.reset or (self.violation and not m.gathering)):
             try:
                 data = self.sock.recv(min(limit, RECV_SIZE))
             except (BlockingIOError, InterruptedError):
