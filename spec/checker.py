@@ -266,7 +266,34 @@ def _check_by_machine(
         outcome = _check_idle(target, req_id, settle, log) or outcome
     outcome = _test_attribution(target, req_id, settle, outcome, log)
     outcome.findings = _findings(target, req_id, settle, log, budget)
-    return outcome
+    return _masked_only_by_a_verdict(req_id, outcome, log)
+
+
+def _masked_only_by_a_verdict(req_id: str, outcome: Outcome, log: CheckLog) -> Outcome:
+    """A requirement is *masked by X* only when X failed with a verdict.
+
+    Programs that showed X were set aside from this search; if X, shrunk and
+    run again on a fresh server, did not show again (a wait that ran out once),
+    it is no verdict, and "fix X first" would send the user after nothing:
+    the requirement is not judged, for what really stopped it.
+    """
+    mask = outcome.masked_by
+    if mask is None or any(f.requirement == mask and f.verdict == "fail" for f in outcome.findings):
+        return outcome
+    count = log.masked[mask]
+    return _outcome(
+        req_id,
+        "not-run",
+        log,
+        findings=outcome.findings,
+        detail=(
+            f"not judged: {count} programs were set aside for {mask}, which did not "
+            f"show again on a fresh server (seen once: not a verdict, so it masks "
+            f"nothing); {log.finished} programs ran to their end. Check again, or "
+            f"with a larger --echo-budget. {mask} as seen once:\n"
+            + textwrap.indent(log.masking[mask].describe(), "  ")
+        ),
+    )
 
 
 def _test_attribution(

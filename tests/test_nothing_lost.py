@@ -195,3 +195,30 @@ def test_an_own_failure_stands_and_an_unconfirmed_finding_is_no_verdict() -> Non
     assert result.entries["ECHO-2"] == own
     assert "ECHO-4" not in result.entries
     assert not result.found_elsewhere()
+
+
+def _masked_outcome(finding_verdict: str) -> checker.Outcome:
+    from spec.machine import CheckLog
+    from spec.model import Symptom, Violation
+
+    seen = Violation("ECHO-2", "138329 echo bytes never arrived", waited=True, kind=Symptom.MISSING)
+    log = CheckLog()
+    log.masked["ECHO-2"] += 3
+    log.masking["ECHO-2"] = seen
+    masked = checker._masked("ECHO-1", log)
+    assert masked.masked_by == "ECHO-2"
+    masked.findings = [
+        checker.Finding("ECHO-2", "ECHO-1", finding_verdict, seen, ["c0 = state.connect()"], "")
+    ]
+    return checker._masked_only_by_a_verdict("ECHO-1", masked, log)
+
+
+def test_only_a_verdict_masks_another_requirement() -> None:
+    """An observation that did not show again on a fresh server masks nothing:
+    "fix ECHO-2 first" would send the user after a failure that is not one."""
+    assert _masked_outcome("fail").masked_by == "ECHO-2"
+    unmasked = _masked_outcome("unconfirmed")
+    assert (unmasked.verdict, unmasked.masked_by) == ("not-run", None)
+    assert "did not show again on a fresh server" in unmasked.detail
+    assert "fix ECHO-2" not in unmasked.detail
+    assert [f.verdict for f in unmasked.findings] == ["unconfirmed"]
