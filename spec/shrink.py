@@ -3,9 +3,10 @@
 Hypothesis shrinks the violations of the requirement it searches for.  A
 program that showed *another* requirement's violation is set aside from that
 search (`spec.machine`), so Hypothesis never shrinks it; the checker shrinks
-it here, with the replay as the test: greedy deletion, first of whole clients
-(a client's connect and every step that names it), then of single steps,
-until no deletion keeps the violation or the time is up.  Each candidate is a
+it here, with the replay as the test: greedy deletion, first of everything
+but the step that showed the violation and its clients' steps, then of whole
+clients (a client's connect and every step that names it), runs of steps and
+single steps, until no deletion keeps the violation or the time is up.  Each candidate is a
 fresh run against a fresh server, so the result is a program that reproduced
 on its last run.
 
@@ -74,14 +75,36 @@ def shrink(
 
 
 def _candidates(lines: list[str]) -> list[list[str]]:
-    """Deletions to try, biggest first: whole clients, then single steps."""
+    """Deletions to try, the likeliest to leave a short program first.
+
+    First the last step with only what it needs (the clients it names,
+    connected), then with everything its clients did: a crash or a lost echo
+    is most often made by the steps of the client that shows it.  Then whole
+    clients, then runs of steps (halves, quarters, ... as in delta debugging),
+    then single steps.
+    """
     out: list[list[str]] = []
+    if lines:
+        needed = _names(lines[-1]) | ({_binds(lines[-1])} - {None})
+        out.append([line for line in lines[:-1] if _binds(line) in needed] + lines[-1:])
+        out.append([line for line in lines if (_names(line) | {_binds(line)}) & needed])
     for name in [b for b in (_binds(line) for line in lines) if b]:
         out.append([line for line in lines if name not in _names(line) and _binds(line) != name])
+    size = len(lines) // 2
+    while size >= 2:
+        for start in range(0, len(lines) - size + 1, size):
+            block = lines[start : start + size]
+            if not any(_binds(line) for line in block):
+                out.append(lines[:start] + lines[start + size :])
+        size //= 2
     for i, line in enumerate(lines):
         if _binds(line) is None:
             out.append(lines[:i] + lines[i + 1 :])
-    return [c for c in out if c != lines]
+    unique: list[list[str]] = []
+    for c in out:
+        if c != lines and c not in unique:
+            unique.append(c)
+    return unique
 
 
 def _parse(line: str) -> ast.stmt | None:

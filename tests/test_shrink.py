@@ -54,3 +54,23 @@ def test_the_step_that_showed_it_is_kept() -> None:
     """Not seen in the teardown: its last step stays, though the ending alone shows it too."""
     program = ["c0 = state.connect()", "state.half_close(c0)"]
     assert shrink(program, lambda lines: True).program == program
+
+
+def test_the_last_step_with_its_client_is_tried_first() -> None:
+    """10 steps where `connect; abort` reproduces: shrunk in a few runs, not
+    one run per step (each run is a fresh server: seconds, not microseconds)."""
+    program = [
+        "c0 = state.connect()",
+        "c1 = state.connect()",
+        "state.flood(c1, 1048576)",
+        "c2 = state.connect()",
+        "state.send(c0, Payload(b'ab'), writes=1)",
+        "state.flood(c2, 1048576)",
+        "state.drain(c1)",
+        "state.flood(c0, 1048576)",
+        "state.send(c2, Payload(b'x'), writes=2)",
+        "state.abort(c1)",
+    ]
+    shrunk = shrink(program, lambda lines: any("abort" in line for line in lines))
+    assert shrunk.program == ["c0 = state.connect()", "state.abort(c0)"]
+    assert shrunk.runs <= 3
