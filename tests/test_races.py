@@ -28,6 +28,7 @@ VARIANTS = {
     "sigpipe": [],
     "correct": ["-DIGNORE_SIGPIPE"],
     "exit-on-econnreset": ["-DIGNORE_SIGPIPE", "-DEXIT_ON_ECONNRESET"],
+    "strlen": ["-DIGNORE_SIGPIPE", "-DSTRLEN_ECHO"],
 }
 RACE = ["c0 = state.connect()", "state.send_and_abort(c0, Payload(b'x', 65536))"]
 
@@ -107,3 +108,46 @@ def test_correct_designs_survive_the_race(target: Target) -> None:
     for rule in ("send_and_abort", "send_and_close"):
         program = ["c0 = state.connect()", f"state.{rule}(c0, Payload(b'x', 65536))"]
         assert run_program(target, "ECHO-5", program) is None
+
+
+@pytest.mark.parametrize(
+    ("program", "named"),
+    [
+        (
+            [
+                "c0 = state.connect()",
+                "state.send(c0, Payload(b'ab\\x00cd'), writes=1)",
+            ],
+            "3 echo bytes never arrived",
+        ),
+        (
+            [
+                "c0 = state.connect()",
+                f"state.send(c0, Payload(b'{'x' * 40}'), writes=1)",
+                "state.send(c0, Payload(b'yz'), writes=1)",
+            ],
+            "38 bytes more than the echo of what was sent (a copy of earlier echo: duplicated)",
+        ),
+    ],
+    ids=["after-a-nul", "stale-bytes"],
+)
+def test_an_echo_of_strlen_bytes_is_a_stream_fault(
+    servers: dict[str, Target], program: list[str], named: str
+) -> None:
+    """Issue 20: a byte inserted into the stream was reported as ECHO-1, "byte
+    0xaa came back as 0x02"; ECHO-1 is only a wrong transform of the byte at
+    its own offset."""
+    violation = run_program(servers["strlen"], "ECHO-2", program)
+    assert violation is not None and violation.requirement == "ECHO-2", violation
+    assert named in violation.summary, violation
+
+
+def test_the_strlen_server_never_fails_the_transform(servers: dict[str, Target]) -> None:
+    outcome = check(
+        servers["strlen"],
+        "ECHO-1",
+        hypothesis_settings=settings(max_examples=30, database=None, derandomize=True),
+        budget=20,
+    )
+    assert outcome.verdict != "fail", outcome.detail
+    assert any(f.requirement == "ECHO-2" and f.verdict == "fail" for f in outcome.findings)

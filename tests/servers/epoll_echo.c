@@ -9,7 +9,11 @@
  *   cc -DIGNORE_SIGPIPE -o ... epoll_echo.c             SIGPIPE ignored, every
  *       write error closes that connection only: correct;
  *   cc -DIGNORE_SIGPIPE -DEXIT_ON_ECONNRESET -o ...     handles EPIPE, but takes
- *       ECONNRESET on write for a fatal error and exits (ECHO-5).
+ *       ECONNRESET on write for a fatal error and exits (ECHO-5);
+ *   cc -DIGNORE_SIGPIPE -DSTRLEN_ECHO -o ...            echoes strlen(buf) bytes of
+ *       a read buffer that is not NUL-terminated: the bytes after a NUL are
+ *       lost, and a read shorter than the one before echoes the rest of that
+ *       one again (ECHO-2, not a wrong transform).
  *
  * Usage: epoll_echo PORT
  */
@@ -97,7 +101,13 @@ int main(int argc, char **argv) {
             if (!conns[fd]) continue;
             struct conn *c = conns[fd];
             if ((evs[i].events & EPOLLIN) && c->len + CHUNK <= sizeof c->buf && !c->fin) {
+#ifdef STRLEN_ECHO
+                static char readbuf[CHUNK + 1];  /* the last byte stays NUL */
+                ssize_t r = read(fd, readbuf, CHUNK);
+                if (r > 0) { r = (ssize_t)strlen(readbuf); memcpy(c->buf + c->len, readbuf, r); }
+#else
                 ssize_t r = read(fd, c->buf + c->len, CHUNK);
+#endif
                 if (r == 0) c->fin = 1;
                 else if (r < 0 && errno != EAGAIN) { drop(ep, fd); continue; }
                 else if (r > 0) {
