@@ -255,7 +255,10 @@ def _check_by_machine(
     )
     end = None if budget is None else time.monotonic() + budget
     log = CheckLog(
-        deadline=end, end=end, shrink_share=None if budget is None else budget * SHRINK_SHARE
+        deadline=end,
+        end=end,
+        shrink_share=None if budget is None else budget * SHRINK_SHARE,
+        shrink_limit=SHRINK_RUNS,
     )
     # A fresh server per program, each launched while the programs before run.
     supply = (
@@ -333,9 +336,12 @@ def _test_attribution(
 
 
 #: The share of the budget Hypothesis may shrink for, from the first violation
-#: on: a stateful program shrinks slowly when each run is a fresh server, so the
-#: rest goes to `spec.shrink` (deleting whole clients, then steps).
+#: on, and the most programs it may run for it: a stateful program shrinks
+#: slowly when each run is a fresh server, so the rest goes to `spec.shrink`
+#: (deleting steps, with the likeliest short programs first).  The count is
+#: what binds on an ordinary machine, and counts do not vary with load.
 SHRINK_SHARE = 0.25
+SHRINK_RUNS = 40
 
 
 def _shrink_on(
@@ -476,7 +482,7 @@ def _budget_spent(
 ) -> Outcome:
     """The time budget ran out: report what was seen."""
     if log.failures:  # seen, then cut short while shrinking: shrink on by deleting steps
-        failure, note = _shrink_on(target, req_id, settle, log.failures[-1], log.end)
+        failure, note = _shrink_on(target, req_id, settle, log.failures[-1], log.end, cut=log.spent)
         return _failed(target, req_id, settle, failure, log, note=note)
     if not log.finished:
         return _not_judged(

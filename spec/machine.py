@@ -215,6 +215,11 @@ class CheckLog:
     #: Seconds Hypothesis may shrink once the first violation is seen (None: up
     #: to the deadline); the checker shrinks further with what remains of it.
     shrink_share: float | None = None
+    #: Programs Hypothesis may run once the first violation is seen (None: no
+    #: bound), and how many it has run: a count, not a time, so the same seed
+    #: stops shrinking at the same program on a busy machine as on a quiet one.
+    shrink_limit: int | None = None
+    shrink_runs: int = 0
     #: The deadline the check began with.
     end: float | None = None
     #: How the server was run and judged (the first driver's `environment()`).
@@ -249,6 +254,8 @@ class EchoConformance(RuleBasedStateMachine):
         self.failed = False
         self.last_violation: Violation | None = None
         self.log = log
+        if log is not None and log.failures:
+            log.shrink_runs += 1
         self._spend()
         driver.start()
         if log is not None and not log.environment:
@@ -558,13 +565,14 @@ class EchoConformance(RuleBasedStateMachine):
         return not any(c.expects_more for c in self.live)
 
     def _spend(self) -> None:
-        """Stop the check if its time budget has run out."""
-        if (
-            self.log is not None
-            and self.log.deadline is not None
-            and time.monotonic() > self.log.deadline
-        ):
-            self.log.spent = True
+        """Stop the check if its time budget, or Hypothesis' share of shrinking, has run out."""
+        log = self.log
+        if log is None:
+            return
+        if log.deadline is not None and time.monotonic() > log.deadline:
+            log.spent = True
+            raise BudgetSpent
+        if log.shrink_limit is not None and log.shrink_runs > log.shrink_limit:
             raise BudgetSpent
 
     def _step(self, done: Callable[[], bool] | None = None) -> None:
