@@ -215,6 +215,9 @@ class CheckLog:
     #: Seconds Hypothesis may shrink once the first violation is seen (None: up
     #: to the deadline); the checker shrinks further with what remains of it.
     shrink_share: float | None = None
+    #: The most bytes one flood or send may carry, for a server that echoes
+    #: slowly (`spec.drivers.pace`); None: the driver's own limit.
+    volume_limit: int | None = None
     #: Programs Hypothesis may run once the first violation is seen (None: no
     #: bound), and how many it has run: a count, not a time, so the same seed
     #: stops shrinking at the same program on a busy machine as on a quiet one.
@@ -283,6 +286,7 @@ class EchoConformance(RuleBasedStateMachine):
     def send(self, client: Client, payload: Payload, writes: int = 1) -> None:
         if client.model.state is not ClientState.OPEN:
             return
+        payload = self._within_limit(payload, None)
         self.program.append(f"state.send({client}, {payload!r}, writes={writes})")
         client.queue(payload.data(), writes)
         self._step()
@@ -419,9 +423,7 @@ class EchoConformance(RuleBasedStateMachine):
         """Stop reading and send more than the kernel buffers hold."""
         if client.model.state is not ClientState.OPEN:
             return
-        limit = self.driver.flood_limit
-        if limit is not None and payload.size is not None and payload.size > limit:
-            payload = Payload(payload.pattern, limit)  # as much backs up, with less to move
+        payload = self._within_limit(payload, self.driver.flood_limit)
         self.program.append(f"state.flood({client}, {payload!r})")
         client.model.reading = False
         data = payload.data()
@@ -560,6 +562,15 @@ class EchoConformance(RuleBasedStateMachine):
 
     def _others(self, me: Client) -> Iterable[bytes]:
         return [bytes(c.model.expected) for c in self.all if c is not me]
+
+    def _within_limit(self, payload: Payload, limit: int | None) -> Payload:
+        """`payload`, cut to `limit` and to the server's pace (as much backs up,
+        with less to move); the program prints what was sent."""
+        paced = self.log.volume_limit if self.log is not None else None
+        limits = [n for n in (limit, paced) if n is not None]
+        if limits and payload.size is not None and payload.size > min(limits):
+            return Payload(payload.pattern, min(limits))
+        return payload
 
     def _nothing_owed(self) -> bool:
         return not any(c.expects_more for c in self.live)
