@@ -113,7 +113,8 @@ def render(
 def _matrix(results: Sequence[matrix.TargetResult], strict: bool) -> str:
     head = "".join(
         f'<th scope="col">{escape(r.target.name)}<br><small>'
-        f"{escape(_cut_line(r.target.spec, 48))}</small></th>"
+        f"{escape(_cut_line(r.target.spec, 48))}<br>transform: "
+        f"{escape(_cut_line(r.target.echo.name, 48))}</small></th>"
         for r in results
     )
     rows = []
@@ -153,7 +154,8 @@ def _evidence(t: int, result: matrix.TargetResult, req_id: str, strict: bool, no
         f'<section class="evidence {CELL_CLASS[shown]}" id="{_id(t, req_id)}">',
         f"<h2>{req_id} {escape(req.title)} ({req.level.value}) · {name}: {escape(shown)}</h2>",
         f"<p>{escape(req.text)}</p>",
-        f'<p class="meta">target: <code>{escape(_cut_line(result.target.label, 300))}</code></p>',
+        f'<p class="meta">target: <code>{escape(_cut_line(result.target.label, 300))}</code>'
+        f" · transform: <code>{escape(_cut_line(result.target.echo.name, 100))}</code></p>",
     ]
     if entry is None:
         out.append(f"<p>{escape(not_run)}</p></section>")
