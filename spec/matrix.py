@@ -264,13 +264,14 @@ def report(results: Sequence[TargetResult], strict: bool, not_run: str) -> Targe
 def terminal_lines(results: Sequence[TargetResult], strict: bool) -> list[str]:
     """Requirements down, targets across, each target's verdict at the bottom."""
     names = [r.target.name for r in results]
-    width = max([10, *(len(n) for n in names)]) + 2
+    # Each target's transform is named once one is not the default's.
+    transforms = [res.target.echo.name for res in results]
+    shown = transforms if set(transforms) != {"upper"} else []
+    width = max([10, *(len(n) for n in names + shown)]) + 2
     head = 8 + 1 + 6 + 1 + 17
     lines = [f"{'':{head}} " + "".join(f"{n:<{width}}" for n in names).rstrip()]
-    transforms = [res.target.echo.name for res in results]
-    if set(transforms) != {"upper"}:  # named once a target's echo is not the default's
-        row = "".join(f"{t:<{width}}" for t in transforms).rstrip()
-        lines.append(f"{'transform':{head}} {row}")
+    if shown:
+        lines.append(f"{'transform':{head}} " + "".join(f"{t:<{width}}" for t in shown).rstrip())
     for req_id in IDS:
         r = BY_ID[req_id]
         row = [cell(res.entries.get(req_id), req_id, strict) for res in results]
