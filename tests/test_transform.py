@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import runpy
 from dataclasses import replace
 from pathlib import Path
 
@@ -222,6 +223,7 @@ def test_a_regression_file_keeps_the_transform(tmp_path: Path) -> None:
     assert violation is not None
     path = replay.write_regression(tmp_path, target, "ECHO-1", SEND, violation)
     assert "transform=transform_named('identity')" in path.read_text()
+    runpy.run_path(str(path))["test_echo_1_still_violated"]()  # it runs, and still fails
     assert replay.run_program(replace(target, transform=None), "ECHO-1", SEND) is None
 
 
@@ -272,3 +274,9 @@ def test_the_run_names_each_targets_transform(tmp_path: Path) -> None:
     assert targets["select_server"]["requirements"]["ECHO-1"]["verdict"] == "fail"
     assert targets["plain_echo"]["requirements"]["ECHO-1"]["verdict"] == "pass"
     assert "transform: identity" in html.read_text()
+    # The ini key does the same.
+    (tmp_path / "pytest.ini").write_text(
+        "[pytest]\necho_impl = plain_echo:PlainEchoServer\necho_transform = identity\n"
+    )
+    done = pytest_run("-k", "ECHO-1 and not ECHO-10", cwd=tmp_path, env=env, timeout=180)
+    assert re.search(r"^ECHO-1 +MUST +Transform +PASS$", done.stdout, re.M), done.stdout
