@@ -229,7 +229,7 @@ def machine_factory(
         return machine_for(req_id)(target.driver(settle, supply), req_id, log, target.echo)
 
     # One example database entry per target, transform and requirement.
-    how = "" if target.transform in (None, UPPER) else f"|{target.echo.name}"
+    how = "" if target.echo == UPPER else f"|{target.echo.name}"
     digest = f"{target.kind}|{target.spec}|{req_id}{how}".encode()
     factory._hypothesis_internal_add_digest = digest  # type: ignore[attr-defined]
     if seed is not None:
