@@ -13,6 +13,7 @@ import json
 import os
 import re
 import runpy
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from test_plugin import ROOT, pytest_run
 
 from impl.select_server import SelectEchoServer
 from impl.zoo import DEFECTS
-from spec import replay
+from spec import replay, report_html
 from spec.checker import check
 from spec.model import IDENTITY, TRANSFORMS, UPPER, Connection, Transform, diagnose, transform
 from spec.plans import STREAM, TRANSFORM
@@ -280,3 +281,14 @@ def test_the_run_names_each_targets_transform(tmp_path: Path) -> None:
     )
     done = pytest_run("-k", "ECHO-1 and not ECHO-10", cwd=tmp_path, env=env, timeout=180)
     assert re.search(r"^ECHO-1 +MUST +Transform +PASS$", done.stdout, re.M), done.stdout
+
+
+def test_the_html_report_shortens_this_machines_paths() -> None:
+    """The page is made to be shared (docs/report.png is one): a traceback's
+    paths are relative to the run's directory, Python's own are <python>/..."""
+    here = os.getcwd()
+    socket_py = str(Path(json.__file__).parent.parent / "socket.py")
+    text = f'File "{here}/impl/x.py", line 1\nFile "{socket_py}", line 2\n{sys.executable} -m x'
+    assert report_html._local(text) == (
+        'File "impl/x.py", line 1\nFile "<python>/socket.py", line 2\npython -m x'
+    )

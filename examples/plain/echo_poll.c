@@ -95,6 +95,8 @@ static void on_accept(int listener) {
                 fd = accept(listener, NULL, NULL);
                 if (fd >= 0) close(fd);
                 spare = open("/dev/null", O_RDONLY);
+                /* Linux says EMFILE before it looks for a connection: none left. */
+                if (fd < 0) return;
                 continue;
             }
             return; /* EAGAIN, or nothing to do about it now */
