@@ -40,7 +40,7 @@ from spec.machine import (
     idle_program,
     machine_for,
 )
-from spec.model import Violation
+from spec.model import UPPER, Violation
 from spec.plans import plan
 from spec.profiles import idle_seconds
 from spec.replay import InvalidProgram, run_program
@@ -227,10 +227,11 @@ def machine_factory(
     showed (violations, masks); a command's servers come from `supply`."""
 
     def factory() -> EchoConformance:
-        return machine_for(req_id)(target.driver(settle, supply), req_id, log)
+        return machine_for(req_id)(target.driver(settle, supply), req_id, log, target.echo)
 
-    # One example database entry per target and requirement.
-    digest = f"{target.kind}|{target.spec}|{req_id}".encode()
+    # One example database entry per target, transform and requirement.
+    how = "" if target.echo == UPPER else f"|{target.echo.name}"
+    digest = f"{target.kind}|{target.spec}|{req_id}{how}".encode()
     factory._hypothesis_internal_add_digest = digest  # type: ignore[attr-defined]
     if seed is not None:
         factory._hypothesis_internal_use_seed = seed  # type: ignore[attr-defined]
@@ -655,4 +656,6 @@ def replay_command(
         words += ["--plan", plan]
     if target.kind == "cmd" and settle != DEFAULT_SETTLE:
         words += ["--settle", f"{settle:g}"]
+    if target.echo != UPPER:
+        words += ["--transform", target.echo.name]
     return shlex.join(words + program)

@@ -70,7 +70,7 @@ from hypothesis.stateful import (
 from spec.causes import Event, attribute
 from spec.drivers.base import Driver
 from spec.drivers.clients import Client
-from spec.model import ClientState, Symptom, Violation
+from spec.model import UPPER, ClientState, Symptom, Transform, Violation
 from spec.plans import (
     CAPACITY,
     LIVENESS,
@@ -240,8 +240,16 @@ class EchoConformance(RuleBasedStateMachine):
     #: The check runs this many times the settings' max_examples.
     budget_factor = 1
 
-    def __init__(self, driver: Driver, requirement: str, log: CheckLog | None = None) -> None:
+    def __init__(
+        self,
+        driver: Driver,
+        requirement: str,
+        log: CheckLog | None = None,
+        transform: Transform = UPPER,
+    ) -> None:
         super().__init__()
+        #: What every client's model expects of the echo (ECHO-1).
+        self.transform = transform
         if requirement not in RULES:
             raise ValueError(
                 f"{requirement} is not checked by the state machine; it checks {', '.join(RULES)}"
@@ -473,6 +481,7 @@ class EchoConformance(RuleBasedStateMachine):
             except OSError as e:  # pragma: no cover - the kernel completes it before accept()
                 self._fail(Violation(CAPACITY, f"out of descriptors, a connect failed: {e}"))
             pending = Client("pending", sock, lambda: ())
+            pending.model.transform = self.transform
             self.driver.settle(
                 [*self.live, pending], lambda: pending.model.eof or pending.model.reset
             )
@@ -547,6 +556,7 @@ class EchoConformance(RuleBasedStateMachine):
                 )
             )
         c = Client(name, sock, lambda: self._others(c), quickack=self.driver.quickack)
+        c.model.transform = self.transform
         self.all.append(c)
         return c
 
@@ -664,6 +674,7 @@ class EchoConformance(RuleBasedStateMachine):
                 or Violation(RESILIENCE, f"after {after}, a new connection failed: {e}")
             )
         probe = Client("probe", sock, lambda: ())
+        probe.model.transform = self.transform
         probe.queue(b"probe")
         try:
             self.driver.settle([*self.live, probe], lambda: not probe.expects_more)

@@ -20,13 +20,15 @@ A target's verdict counts the MUST requirements (every requirement with
 The JSON report of a single target keeps the original shape and adds two
 keys::
 
-    {"target": SPEC, "name": NAME, "verdict": ..., "not_judged": {ID: WHY},
-     "requirements": {ID: ENTRY, ...}}
+    {"target": SPEC, "name": NAME, "transform": NAME, "verdict": ...,
+     "not_judged": {ID: WHY}, "requirements": {ID: ENTRY, ...}}
+
+(``transform``: what ECHO-1 judged the echo by, "upper", "identity" or MODULE:FUNC.)
 
 Several targets::
 
     {"verdict": WORST, "strict": BOOL,
-     "targets": {NAME: {"target": SPEC, "kind": "cmd"|"impl", "verdict": ...,
+     "targets": {NAME: {"target": SPEC, "kind": "cmd"|"impl", "transform": NAME, "verdict": ...,
                         "not_judged": {ID: WHY}, "requirements": {ID: ENTRY}}}}
 
 WORST is "fail" if any target fails, else "incomplete" if any is
@@ -110,6 +112,7 @@ class TargetReport(TypedDict):
     target: str
     name: str
     kind: str
+    transform: str
     verdict: str
     not_judged: dict[str, str]
     requirements: dict[str, Entry]
@@ -234,6 +237,7 @@ class TargetResult:
             "target": self.target.spec,
             "name": self.target.name,
             "kind": self.target.kind,
+            "transform": self.target.echo.name,
             "verdict": self.verdict(strict),
             "not_judged": self.not_judged(not_run),
             "requirements": requirements,
@@ -260,9 +264,14 @@ def report(results: Sequence[TargetResult], strict: bool, not_run: str) -> Targe
 def terminal_lines(results: Sequence[TargetResult], strict: bool) -> list[str]:
     """Requirements down, targets across, each target's verdict at the bottom."""
     names = [r.target.name for r in results]
-    width = max([10, *(len(n) for n in names)]) + 2
+    # Each target's transform is named once one is not the default's.
+    transforms = [res.target.echo.name for res in results]
+    shown = transforms if set(transforms) != {"upper"} else []
+    width = max([10, *(len(n) for n in names + shown)]) + 2
     head = 8 + 1 + 6 + 1 + 17
     lines = [f"{'':{head}} " + "".join(f"{n:<{width}}" for n in names).rstrip()]
+    if shown:
+        lines.append(f"{'transform':{head}} " + "".join(f"{t:<{width}}" for t in shown).rstrip())
     for req_id in IDS:
         r = BY_ID[req_id]
         row = [cell(res.entries.get(req_id), req_id, strict) for res in results]

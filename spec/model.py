@@ -1,4 +1,4 @@
-"""A pure model of the uppercase echo protocol: no sockets, no clocks.
+"""A pure model of the echo protocol (its transform a parameter): no sockets, no clocks.
 
 Design note
 -----------
@@ -36,9 +36,33 @@ CONTEXT = 12
 MIN_FOREIGN = 4
 
 
-def transform(data: bytes) -> bytes:
-    """The protocol's transform: ASCII a-z to A-Z, every other byte unchanged."""
-    return bytes(data).upper()
+@dataclass(frozen=True)
+class Transform:
+    """What a server does to the bytes it echoes: a name (reports, replay) and a function.
+
+    The function must be byte-wise (each byte maps to one byte, whatever its
+    neighbours): the model relies on the echo so far being a prefix of the
+    transform of what was sent.  Transforms are equal when their names are.
+    """
+
+    name: str
+    function: Callable[[bytes], bytes] = field(compare=False, repr=False)
+
+    def __call__(self, data: bytes) -> bytes:
+        return bytes(self.function(bytes(data)))
+
+
+#: The protocol's default: ASCII a-z to A-Z, every other byte unchanged.
+UPPER = Transform("upper", bytes.upper)
+#: A plain echo (RFC 862): every byte back unchanged.
+IDENTITY = Transform("identity", bytes)
+#: The transforms known by name (any other is MODULE:FUNC, `spec.targets.transform_named`).
+TRANSFORMS = {t.name: t for t in (UPPER, IDENTITY)}
+
+
+def transform(data: bytes, how: Transform = UPPER) -> bytes:
+    """The echo `how` (by default: a-z to A-Z, every other byte unchanged) owes for `data`."""
+    return how(data)
 
 
 class ClientState(enum.Enum):
@@ -131,6 +155,7 @@ def diagnose(
     half_closed: bool = False,
     settled: bool = False,
     others: Iterable[bytes] = (),
+    transform: Transform = UPPER,
 ) -> Violation | None:
     """Return the first requirement broken on one connection, or None.
 
@@ -143,6 +168,7 @@ def diagnose(
                  echo counts as lost and a missing EOF after half-close counts.
     others:      the expected echoes of the other connections, to recognise
                  bytes that belong to someone else (ECHO-3).
+    transform:   what the server owes for each byte (ECHO-1); uppercase by default.
     """
     expected = transform(sent)
     v = _divergence(sent, expected, bytes(received), others)
@@ -319,6 +345,13 @@ def _divergence(
             f"the echo of bytes {moved}-{moved + len(snippet) - 1} "
             f"arrived at offset {i} (reordered or duplicated)",
         )
+    if _bytewise(sent, received, i):
+        return violation(
+            TRANSFORM,
+            f"byte {_byte(sent[i])} came back as {_byte(received[i])}; "
+            f"expected {_byte(expected[i])} (and the bytes after it are "
+            "changed the same way, each at its own offset)",
+        )
     # Non-ASCII bytes turned into something else that does not realign within
     # `ALIGN` bytes are what a server that decodes text does (U+FFFD,
     # case-mapped Latin-1, one after another): a transform error.
@@ -381,6 +414,23 @@ def _fit(expected: bytes, e: int, received: bytes, r: int) -> str | None:
     return None
 
 
+def _bytewise(sent: bytes, received: bytes, i: int) -> bool:
+    """Is `received` from `i` on a byte-wise function of `sent`: as long, each
+    byte at its own offset, and every sent value that occurs again coming
+    back as the same value (at least once: evidence, not a vacuous match)?
+    A server that uppercases, checked as a plain echo, is one."""
+    if len(received) != len(sent) or len(sent) - i < MIN_FOREIGN:
+        return False
+    seen: dict[int, int] = {}
+    repeated = False
+    for k in range(i, len(sent)):
+        image = seen.setdefault(sent[k], received[k])
+        if image != received[k]:
+            return False
+        repeated |= len(seen) < k - i + 1
+    return repeated
+
+
 def _moved_from(snippet: bytes, expected: bytes, i: int) -> int | None:
     """Where else in the echo `snippet`, received at offset `i`, belongs, if anywhere.
 
@@ -424,6 +474,8 @@ class Connection:
     reading: bool = True
     #: The first divergence; once the stream has diverged it stays diagnosed.
     violation: Violation | None = None
+    #: What the server owes for each byte sent (set before the first send).
+    transform: Transform = UPPER
     #: After a divergence: the received count where its chunk began, the
     #: bytes received from there, and the count up to which they are kept.
     _diverged: int = field(default=0, init=False, repr=False)
@@ -450,7 +502,7 @@ class Connection:
 
     def record_sent(self, data: bytes) -> None:
         self.sent += data
-        self.expected += transform(data)
+        self.expected += self.transform(data)
 
     def record_received(
         self,
@@ -484,7 +536,12 @@ class Connection:
         # The stream was a prefix of `expected` until the divergence, so
         # rebuild it and let diagnose() locate and classify it.
         received = bytes(self.expected[: self._diverged]) + self._evidence
-        v = diagnose(bytes(self.sent), received, others=others() if callable(others) else others)
+        v = diagnose(
+            bytes(self.sent),
+            received,
+            others=others() if callable(others) else others,
+            transform=self.transform,
+        )
         self.violation = (
             _on(v, self.name)
             if v
@@ -520,6 +577,7 @@ class Connection:
             half_closed=self.half_closed,
             settled=settled,
             others=others,
+            transform=self.transform,
         )
         return _on(v, self.name) if v else None
 

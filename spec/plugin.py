@@ -32,8 +32,12 @@ import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:  # imported when a value is given, never at load
+    from spec.model import Transform
 
 #: Mirrors of `spec.drivers.base.DEFAULT_SETTLE` and `spec.checker.DEFAULT_BUDGET`
 #: (importing the checker here would load it in every pytest run;
@@ -85,6 +89,16 @@ def impl_class(text: str) -> tuple[str, str]:
     return ("impl", text.strip())
 
 
+def transform(text: str) -> Transform:
+    """upper, identity or MODULE:FUNC, imported and tried on every byte value now."""
+    from spec.targets import TargetError, transform_named
+
+    try:
+        return transform_named(text)
+    except TargetError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def path(text: str) -> str:
     """A path (whether it can be written is checked before the run, by the controller)."""
     if not text.strip():
@@ -121,6 +135,14 @@ _VALUED = {
         seconds,
         "seconds a process server gets for anything awaited, a positive number "
         f"(default {DEFAULT_SETTLE:g}; a target's own settle in --echo-targets wins)",
+    ),
+    "transform": (
+        "upper|identity|MODULE:FUNC",
+        transform,
+        "what the echo must be of each byte sent (ECHO-1): upper (the default: a-z to A-Z, "
+        "every other byte unchanged), identity (a plain echo, RFC 862) or MODULE:FUNC, a "
+        "function from bytes to bytes of the same length, byte by byte (a target's own "
+        "transform in --echo-targets wins)",
     ),
     "budget": (
         "SECONDS",
@@ -231,6 +253,8 @@ class Options:
     targets: str | None = None
     #: None: each target's own, else DEFAULT_SETTLE.
     settle: float | None = None
+    #: None: each target's own, else upper.
+    transform: Transform | None = None
     budget: float = DEFAULT_BUDGET
     strict: bool = False
     report: str | None = None

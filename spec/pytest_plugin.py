@@ -31,6 +31,7 @@ import json
 import os
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -139,7 +140,8 @@ def _targets(opts: Options) -> list[Target]:
     ]
     if opts.targets is not None:
         targets = load_targets_file(opts.targets) + targets
-    return named(targets)
+    # Each target is judged by its own transform (a targets file's), else the run's.
+    return named(replace(t, transform=t.transform or opts.transform) for t in targets)
 
 
 def _check_output_paths(opts: Options) -> None:

@@ -36,7 +36,7 @@ import sys
 import textwrap
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -52,9 +52,9 @@ from spec.machine import (
     Payload,
     machine_for,
 )
-from spec.model import Violation
+from spec.model import UPPER, Transform, Violation
 from spec.plans import RULES
-from spec.targets import Target, TargetError, impl, server_cmd
+from spec.targets import Target, TargetError, impl, server_cmd, transform_named
 
 #: Exit statuses of ``python -m spec.replay``.
 REPRODUCED, NOT_REPRODUCED, USAGE_ERROR, INVALID_PROGRAM = 0, 1, 2, 3
@@ -124,7 +124,7 @@ def run_program(
     machine_class = machine_for(plan)
     steps = parse_program(machine_class, program)
     try:
-        machine = machine_class(target.driver(settle), plan)
+        machine = machine_class(target.driver(settle), plan, transform=target.echo)
         clients: dict[str, Client] = {}
         try:
             for number, step in enumerate(steps, 1):
@@ -410,6 +410,7 @@ def write_regression(
     path = directory / f"test_regression_{req}_{digest}.py"
     summary = textwrap.indent(violation.describe(), "#   ")
     steps = ",\n".join(f"    {line!r}" for line in program)
+    how = "" if target.echo == UPPER else f", transform=transform_named({target.echo.name!r})"
     path.write_text(f'''"""Regression: {requirement} on {target.label}.
 
 Written by the conformance checker; replays the shrunk program without
@@ -421,9 +422,9 @@ the assertion).
 {summary}
 
 from spec.replay import run_program
-from spec.targets import Target
+from spec.targets import Target, transform_named
 
-TARGET = Target({target.kind!r}, {target.spec!r})
+TARGET = Target({target.kind!r}, {target.spec!r}{how})
 PROGRAM = [
 {steps},
 ]
@@ -470,6 +471,13 @@ def _settle(text: str) -> float:
     return seconds
 
 
+def _transform(text: str) -> Transform:
+    try:
+        return transform_named(text, option="--transform")
+    except TargetError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _requirement(text: str) -> str:
     if text not in RULES:
         raise argparse.ArgumentTypeError(
@@ -514,6 +522,14 @@ def main(argv: list[str] | None = None) -> int:
         help=f"seconds a process server gets (default {DEFAULT_SETTLE:g})",
     )
     parser.add_argument(
+        "--transform",
+        type=_transform,
+        default=UPPER,
+        metavar="upper|identity|MODULE:FUNC",
+        help="what the echo must be of each byte: upper (the default), identity (a plain "
+        "echo) or a byte-wise function MODULE:FUNC (the checker prints the run's)",
+    )
+    parser.add_argument(
         "program",
         nargs="*",
         metavar="LINE",
@@ -528,6 +544,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     except TargetError as e:
         parser.error(str(e))
+    target = replace(target, transform=args.transform)
     try:
         violation = run_program(target, args.expect, program, args.settle, plan=args.plan)
     except InvalidProgram as e:

@@ -11,11 +11,16 @@ from indexes and requirement ids, never from target names.
 
 Everything from a run is hostile text (a server's stderr, bytes it sent,
 names and commands): it is escaped, and long text is cut to its head and
-tail with its full size shown (the JSON report keeps all of it).
+tail with its full size shown (the JSON report keeps all of it).  The page
+is made to be shared, so paths of the machine it was made on are shortened
+(`_local`): the run's directory goes, Python's own become ``<python>/...``.
 """
 
 from __future__ import annotations
 
+import os
+import sys
+import sysconfig
 import time
 from collections.abc import Sequence
 from html import escape
@@ -113,7 +118,8 @@ def render(
 def _matrix(results: Sequence[matrix.TargetResult], strict: bool) -> str:
     head = "".join(
         f'<th scope="col">{escape(r.target.name)}<br><small>'
-        f"{escape(_cut_line(r.target.spec, 48))}</small></th>"
+        f"{escape(_cut_line(_local(r.target.spec), 48))}<br>transform: "
+        f"{escape(_cut_line(r.target.echo.name, 48))}</small></th>"
         for r in results
     )
     rows = []
@@ -124,7 +130,7 @@ def _matrix(results: Sequence[matrix.TargetResult], strict: bool) -> str:
             entry = result.entries.get(req_id)
             shown = matrix.cell(entry, req_id, strict)
             ev = _id(t, req_id)
-            tip = matrix.first_line((entry or {}).get("detail", "")) or shown
+            tip = _local(matrix.first_line((entry or {}).get("detail", ""))) or shown
             cells.append(
                 f'<td class="cell {CELL_CLASS[shown]}" data-ev="{ev}" '
                 f'title="{escape(tip)}"><a href="#{ev}">{escape(shown)}</a></td>'
@@ -149,17 +155,20 @@ def _evidence(t: int, result: matrix.TargetResult, req_id: str, strict: bool, no
     entry = result.entries.get(req_id)
     shown = matrix.cell(entry, req_id, strict)
     name = escape(result.target.name)
+    label = _local(result.target.label)
     out = [
         f'<section class="evidence {CELL_CLASS[shown]}" id="{_id(t, req_id)}">',
         f"<h2>{req_id} {escape(req.title)} ({req.level.value}) · {name}: {escape(shown)}</h2>",
         f"<p>{escape(req.text)}</p>",
-        f'<p class="meta">target: <code>{escape(_cut_line(result.target.label, 300))}</code></p>',
+        f'<p class="meta">target: <code>{escape(_cut_line(label, 300))}</code> · transform: '
+        f"<code>{escape(_cut_line(result.target.echo.name, 100))}</code></p>",
     ]
     if entry is None:
         out.append(f"<p>{escape(not_run)}</p></section>")
         return "\n".join(out)
     if shown == "not judged":
-        out.append(f"<p><b>Not judged:</b> {escape(matrix.why_not_judged(entry, not_run))}</p>")
+        why = _local(matrix.why_not_judged(entry, not_run))
+        out.append(f"<p><b>Not judged:</b> {escape(why)}</p>")
     detail = entry.get("detail", "") or ""
     diagnosis, _, stderr = detail.partition(STDERR_MARK)
     out += ["<h3>Diagnosis</h3>", _pre(diagnosis)]
@@ -168,11 +177,14 @@ def _evidence(t: int, result: matrix.TargetResult, req_id: str, strict: bool, no
     if entry.get("verdict") == "fail":
         evidence = entry.get("evidence") or {}
         program = evidence.get("program") or entry.get("counterexample", "").splitlines()
+        violation = evidence.get("violation")
+        if violation is not None:  # its summary is the diagram's tooltip
+            violation = {**violation, "summary": _local(violation.get("summary") or "")}
         out += [
             "<h3>Sequence diagram</h3>",
             '<p class="hint">Arrows from the server show the echo and EOF a conforming '
             "server owes; the red mark is where this one departed.</p>",
-            f'<div class="diagram">{svg(program, evidence.get("violation"))}</div>',
+            f'<div class="diagram">{svg(program, violation)}</div>',
         ]
         if program:
             out += [f"<h3>Shrunk program ({len(program)} steps)</h3>", _pre("\n".join(program))]
@@ -195,8 +207,23 @@ def _id(t: int, req_id: str) -> str:
     return f"ev-{t}-{req_id}"
 
 
+def _local(text: str) -> str:
+    """`text` without this machine's paths: relative to the run's directory, and
+    Python's own (its interpreter, standard library, site-packages) as <python>."""
+    paths = {sysconfig.get_paths()[k]: f"<python>/{k}" for k in ("purelib", "platlib")}
+    paths[sysconfig.get_paths()["stdlib"]] = "<python>"
+    shortened = [(f"{path}/", f"{short}/") for path, short in paths.items()]
+    shortened.append((sys.executable, "python"))
+    if os.getcwd() != "/":
+        shortened.append((f"{os.getcwd()}/", ""))
+    for path, short in sorted(shortened, key=lambda p: -len(p[0])):
+        text = text.replace(path, short)
+    return text
+
+
 def _pre(text: str) -> str:
     """A <pre> of `text`, its middle cut out when it is long, the size shown."""
+    text = _local(text)
     if len(text) <= HEAD + TAIL:
         return f"<pre>{escape(text)}</pre>"
     cut = len(text) - HEAD - TAIL

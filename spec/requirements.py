@@ -1,4 +1,4 @@
-"""The uppercase echo protocol's requirements, as data.
+"""The echo protocol's requirements, as data (the transform of ECHO-1 is a parameter).
 
 This table is the one source for `spec/PROTOCOL.md`, the conformance tests
 (one pytest test per entry) and the JSON report.  IDs never change meaning.
@@ -28,8 +28,9 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "ECHO-1",
         Level.MUST,
         "Transform",
-        "Every byte received comes back as bytes.upper() of it: a-z become A-Z, every other "
-        "value 0x00-0xFF is unchanged (no text decoding).",
+        "Every byte received comes back as the transform of it, a byte-wise parameter of the "
+        "protocol: by default (upper) bytes.upper(), a-z become A-Z and every other value "
+        "0x00-0xFF is unchanged; identity is a plain echo (no text decoding either way).",
     ),
     Requirement(
         "ECHO-2",

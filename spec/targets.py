@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import importlib
 import math
+import os
 import re
 import shlex
 import sys
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from spec.drivers.base import Driver
 from spec.drivers.inprocess import InProcessDriver
 from spec.drivers.process import ProcessDriver
 from spec.drivers.server_process import ServerSupply
+from spec.model import TRANSFORMS, UPPER, Transform
 
 #: Methods a class needs to be stepped in-process.
 STEPPABLE = ("poll", "close")
@@ -47,10 +49,18 @@ class Target:
     name: str = field(default="", compare=False)
     #: Its own --echo-settle, from a targets file; None: the run's.
     settle: float | None = field(default=None, compare=False)
+    #: What its echo must be of each byte (ECHO-1): its own from a targets file,
+    #: else the run's --echo-transform; None: the default, upper.
+    transform: Transform | None = None
 
     @property
     def label(self) -> str:
         return self.spec if self.kind == "cmd" else f"--impl {self.spec}"
+
+    @property
+    def echo(self) -> Transform:
+        """The transform its echo is judged by."""
+        return self.transform or UPPER
 
     def driver(self, settle: float, supply: ServerSupply | None = None) -> Driver:
         """A driver for one program; a command's servers come from `supply` if given."""
@@ -66,7 +76,9 @@ class Target:
 
     def as_process(self) -> Target:
         """The same server as a process (measurements need one)."""
-        return Target("cmd", self.command()) if self.kind == "impl" else self
+        if self.kind == "cmd":
+            return self
+        return Target("cmd", self.command(), transform=self.transform)
 
 
 def server_cmd(command: str, option: str = "--echo-server-cmd") -> Target:
@@ -128,6 +140,90 @@ def load_impl(spec: str, option: str = "--echo-impl") -> type:
             "Check any server as a command instead."
         )
     return cls
+
+
+#: What a MODULE:FUNC transform is tried on before the run: every byte value, then the odd ones.
+PROBE = bytes(range(256)) + bytes(range(1, 256, 2))
+
+
+def transform_named(text: str, option: str = "--echo-transform") -> Transform:
+    """upper, identity, or MODULE:FUNC: a byte-wise function, imported and tried on `PROBE`.
+
+    MODULE is imported as `python -m` would (the current directory first).
+    Messages begin with the value; `option` is what their examples call the option.
+    """
+    name = text.strip()
+    if name in TRANSFORMS:
+        return TRANSFORMS[name]
+    module_name, sep, attribute = name.partition(":")
+    if not sep or not module_name or not attribute:
+        raise TargetError(
+            f"{text!r} should be upper, identity or MODULE:FUNC (a function from bytes to "
+            f"bytes, byte by byte), e.g. {option} identity"
+        )
+    added = os.getcwd() not in sys.path and "" not in sys.path
+    if added:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise TargetError(
+            f"{text!r}: cannot import module {module_name!r} ({e}); run from the directory "
+            "that contains it or put it on PYTHONPATH"
+        ) from None
+    except Exception as e:
+        raise TargetError(
+            f"{text!r}: importing {module_name!r} raised {type(e).__name__}: {e}"
+        ) from None
+    finally:
+        if added:
+            sys.path.remove(os.getcwd())
+    function: object = module
+    for part in attribute.split("."):
+        function = getattr(function, part, None)
+        if function is None:
+            raise TargetError(f"{text!r}: module {module_name!r} has no {attribute!r}")
+    if not callable(function):
+        raise TargetError(f"{text!r} is not a function (a {type(function).__name__})")
+    return Transform(name, _probed(text, function))
+
+
+def _probed(text: str, function: Callable[[bytes], object]) -> Callable[[bytes], bytes]:
+    """`function`, once it mapped every byte value to one byte, byte by byte."""
+
+    def call(data: bytes) -> bytes:
+        try:
+            out = function(data)
+        except Exception as e:
+            raise TargetError(
+                f"{text!r} raised {type(e).__name__}: {e} on {_short(data)}"
+            ) from None
+        if not isinstance(out, bytes | bytearray):
+            raise TargetError(
+                f"{text!r} returned {type(out).__name__} for {_short(data)}: a transform "
+                "returns bytes"
+            )
+        return bytes(out)
+
+    whole = call(PROBE)
+    if len(whole) != len(PROBE):
+        raise TargetError(
+            f"{text!r} returned {len(whole)} bytes for {len(PROBE)}: a transform maps "
+            "each byte to one byte"
+        )
+    for i, b in enumerate(PROBE):
+        alone = call(bytes([b]))
+        if alone != whole[i : i + 1]:
+            raise TargetError(
+                f"{text!r} is not byte-wise: byte 0x{b:02x} becomes {alone!r} alone but "
+                f"{whole[i : i + 1]!r} at offset {i} of a longer input; the checker needs "
+                "each byte's echo to depend on that byte only"
+            )
+    return function  # type: ignore[return-value]
+
+
+def _short(data: bytes) -> str:
+    return repr(data) if len(data) <= 8 else f"a probe of every byte value ({len(data)} bytes)"
 
 
 BUNDLED = {
@@ -217,6 +313,7 @@ def load_targets_file(path: str | Path) -> list[Target]:
     name = "node"
     cmd = "node examples/echo_server.js {port}"
     settle = 3          # optional: this target's --echo-settle
+    transform = "identity"  # optional: this target's --echo-transform
     """
     where = f"--echo-targets {path}"
     try:
@@ -230,7 +327,8 @@ def load_targets_file(path: str | Path) -> list[Target]:
     if extra or not isinstance(entries, list) or not entries:
         raise TargetError(
             f"{where} should hold [[target]] tables (name, cmd or impl, "
-            "optional settle), optional [points] and [gradescope] tables, and nothing else"
+            "optional settle and transform), optional [points] and [gradescope] tables, "
+            "and nothing else"
         )
     targets = []
     for i, entry in enumerate(entries, 1):
@@ -241,10 +339,11 @@ def load_targets_file(path: str | Path) -> list[Target]:
 def _file_target(entry: object, where: str) -> Target:
     if not isinstance(entry, dict):
         raise TargetError(f"{where} is not a table")
-    unknown = set(entry) - {"name", "cmd", "impl", "settle"}
+    unknown = set(entry) - {"name", "cmd", "impl", "settle", "transform"}
     if unknown:
         raise TargetError(
-            f"{where}: unknown key {sorted(unknown)[0]!r} (known: name, cmd, impl, settle)"
+            f"{where}: unknown key {sorted(unknown)[0]!r} "
+            "(known: name, cmd, impl, settle, transform)"
         )
     name = entry.get("name")
     if not isinstance(name, str) or not NAME.fullmatch(name):
@@ -258,8 +357,16 @@ def _file_target(entry: object, where: str) -> Target:
     settle = entry.get("settle")
     if settle is not None:
         settle = positive_seconds(settle, f"{where}: settle")
+    how = entry.get("transform")
     try:
         target = server_cmd(value) if "cmd" in entry else impl(value)
     except TargetError as e:
         raise TargetError(f"{where}: {e}") from None
-    return replace(target, name=name, settle=settle)
+    if how is not None:
+        try:
+            if not isinstance(how, str):
+                raise TargetError(f"{how!r} should be a string: upper, identity or MODULE:FUNC")
+            how = transform_named(how, option="transform =")
+        except TargetError as e:
+            raise TargetError(f"{where}: transform {e}") from None
+    return replace(target, name=name, settle=settle, transform=how)

@@ -946,3 +946,12 @@ def test_property_the_diagnosis_does_not_depend_on_where_reads_end(sent, kind, d
         whole.offset,
         whole.summary,
     )
+
+
+def test_an_uppercasing_server_checked_as_a_plain_echo_is_echo1() -> None:
+    """Under identity, every letter comes back changed, each at its own offset."""
+    from spec.model import IDENTITY
+
+    v = diagnose(b"hello world", b"HELLO WORLD", settled=True, transform=IDENTITY)
+    assert v is not None and (v.requirement, v.offset) == ("ECHO-1", 0)
+    assert "changed the same way" in v.summary
