@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from spec import matrix
+from spec.model import TRANSFORMS, UPPER, Transform
 from spec.targets import Target
 
 USAGE_ERROR = 2
@@ -59,6 +60,7 @@ def merge(reports: list[dict[str, Any]]) -> tuple[list[matrix.TargetResult], boo
         raise MergeError("the parts were run with and without --echo-strict")
     first = _targets(reports[0])
     order = [(name, t["kind"], t["target"]) for name, t in first.items()]
+    transforms = {name: _transform(t.get("transform")) for name, t in first.items()}
     entries: dict[str, dict[str, matrix.Entry]] = {name: {} for name in first}
     for report, shard in zip(reports, shards, strict=True):
         targets = _targets(report)
@@ -70,10 +72,20 @@ def merge(reports: list[dict[str, Any]]) -> tuple[list[matrix.TargetResult], boo
                     raise MergeError(f"{name} {req_id} was checked by two parts")
                 entries[name][req_id] = targets[name]["requirements"][req_id]
     results = [
-        matrix.TargetResult(Target(kind, spec, name=name), entries[name])
+        matrix.TargetResult(
+            Target(kind, spec, name=name, transform=transforms[name]), entries[name]
+        )
         for name, kind, spec in order
     ]
     return results, bool(shards[0]["strict"])
+
+
+def _transform(name: object) -> Transform | None:
+    """The transform a part's report names: its name is all a merged report
+    shows (a MODULE:FUNC need not import where the parts are merged)."""
+    if not isinstance(name, str) or name == UPPER.name:
+        return None
+    return TRANSFORMS.get(name) or Transform(name, bytes)
 
 
 def main(argv: list[str] | None = None) -> int:

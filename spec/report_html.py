@@ -184,7 +184,7 @@ def _evidence(t: int, result: matrix.TargetResult, req_id: str, strict: bool, no
             "<h3>Sequence diagram</h3>",
             '<p class="hint">Arrows from the server show the echo and EOF a conforming '
             "server owes; the red mark is where this one departed.</p>",
-            f'<div class="diagram">{svg(program, violation)}</div>',
+            f'<div class="diagram">{svg(program, violation, result.target.echo)}</div>',
         ]
         if program:
             out += [f"<h3>Shrunk program ({len(program)} steps)</h3>", _pre("\n".join(program))]

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import TYPE_CHECKING
 
-from spec.model import CONTEXT, transform
+from spec.model import CONTEXT, UPPER, Transform
 
 if TYPE_CHECKING:  # spec.matrix imports the targets and drivers: not needed to draw
     from spec.matrix import ViolationEvidence
@@ -185,8 +185,9 @@ class _Lane:
     next_echo: bytes = b""
 
 
-def events(program: list[str]) -> tuple[list[str], list[Event]]:
-    """The lanes (clients in order, then the server) and the rows of the diagram."""
+def events(program: list[str], transform: Transform = UPPER) -> tuple[list[str], list[Event]]:
+    """The lanes (clients in order, then the server) and the rows of the diagram;
+    the echo owed is `transform` of what was sent."""
     lanes: dict[str, _Lane] = {}
     rows: list[Event] = []
     created = 0
@@ -367,9 +368,11 @@ def _hex(value: str | None) -> bytes | None:
         return None
 
 
-def svg(program: list[str], violation: ViolationEvidence | None = None) -> str:
+def svg(
+    program: list[str], violation: ViolationEvidence | None = None, transform: Transform = UPPER
+) -> str:
     """The diagram as an inline <svg> element."""
-    lanes, rows = events(program)
+    lanes, rows = events(program, transform)
     mark_violation(rows, violation)
     x = {name: LEFT + LANE_W // 2 + i * LANE_W for i, name in enumerate(lanes)}
     width = max(MIN_WIDTH, LEFT * 2 + LANE_W * len(lanes))

@@ -207,3 +207,12 @@ def test_each_cell_names_the_mode_it_was_judged_in() -> None:
     assert "mode: host network (autotuned buffers), process group, at rest by the clock" in page
     assert "weakens: no sock_diag (refused): ECHO-6 is not judged" in page
     assert "<img src=x" not in page
+
+
+def test_the_diagram_owes_the_targets_own_transform() -> None:
+    from spec.model import IDENTITY
+    from spec.sequence_diagram import events
+
+    program = ["c0 = state.connect()", "state.send(c0, Payload(b'hello'), writes=1)"]
+    assert "echo b'hello' (5 B)" in [e.label for e in events(program, IDENTITY)[1]]
+    assert "echo b'HELLO' (5 B)" in [e.label for e in events(program)[1]]

@@ -115,3 +115,13 @@ def test_a_bad_shard_is_a_usage_error() -> None:
     done = pytest_run("--echo-impl", REFERENCE, "--echo-shard=4/3", timeout=60)
     assert done.returncode == 4
     assert "argument --echo-shard: should be K/N with 1 <= K <= N, not '4/3'" in done.stderr
+
+
+@pytest.mark.parametrize("transform", ["identity", "mymodule:rot13", "upper"])
+def test_a_merged_report_keeps_each_targets_transform(transform: str) -> None:
+    """A MODULE:FUNC need not import where the parts are merged: its name is kept."""
+    parts = [_part(1, 2, {"a": IDS[:5]}), _part(2, 2, {"a": IDS[5:]})]
+    for p in parts:
+        p["transform"] = transform
+    (result,), _ = merge(parts)
+    assert result.target.echo.name == transform
