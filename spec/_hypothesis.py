@@ -1,4 +1,14 @@
-"""Programs drawn from the checker's strategies alone, not from the literals of loaded code.
+"""Every Hypothesis internal the checker relies on, in one place.
+
+Hypothesis' public API has no way to say three things the checker needs: a
+database key and a seed for a state machine's factory (what ``@given`` sets
+on a test function), the name of the profile loaded, and a draw free of the
+literals of loaded code.  Each is reached here and nowhere else, and
+`tests/test_hypothesis_internals.py` fails loudly, naming the internal, when
+a Hypothesis release moves one.
+
+Programs drawn from the checker's strategies alone, not from the literals of loaded code
+-----------------------------------------------------------------------------------------
 
 Hypothesis draws about 1 value in 20 from the literals of the *local* modules
 imported so far (``hypothesis.internal.constants_ast``: code outside
@@ -24,6 +34,29 @@ import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
+
+from hypothesis import settings
+
+#: The internals used, as (module, attribute): the test checks each exists.
+INTERNALS = (
+    ("hypothesis.internal.conjecture.providers", "_get_local_constants"),
+    ("hypothesis.internal.conjecture.providers", "Constants"),
+    ("hypothesis", "settings._current_profile"),
+)
+
+
+def identify(factory: Any, digest: bytes, seed: int | None) -> None:
+    """Give a state machine factory its example-database key and, if not
+    None, its seed: what ``@given`` and ``@seed`` set on a test function."""
+    factory._hypothesis_internal_add_digest = digest
+    if seed is not None:
+        factory._hypothesis_internal_use_seed = seed
+
+
+def current_profile(default: str = "default") -> str:
+    """The name of the settings profile loaded last."""
+    return str(getattr(settings, "_current_profile", default))
+
 
 _lock = threading.Lock()
 #: How many scopes are open, and what Hypothesis had before the first one.

@@ -26,7 +26,7 @@ from hypothesis.errors import Flaky, Unsatisfiable
 from hypothesis.stateful import run_state_machine_as_test
 
 from spec import measure
-from spec._constants import no_local_constants
+from spec._hypothesis import identify, no_local_constants
 from spec.causes import without_cause
 from spec.drivers import pace
 from spec.drivers.base import DEFAULT_SETTLE, HOST
@@ -232,9 +232,7 @@ def machine_factory(
     # One example database entry per target, transform and requirement.
     how = "" if target.echo == UPPER else f"|{target.echo.name}"
     digest = f"{target.kind}|{target.spec}|{req_id}{how}".encode()
-    factory._hypothesis_internal_add_digest = digest  # type: ignore[attr-defined]
-    if seed is not None:
-        factory._hypothesis_internal_use_seed = seed  # type: ignore[attr-defined]
+    identify(factory, digest, seed)
     return factory
 
 

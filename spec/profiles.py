@@ -14,6 +14,8 @@ import os
 
 from hypothesis import HealthCheck, Phase, settings
 
+from spec._hypothesis import current_profile
+
 settings.register_profile("dev", max_examples=40, stateful_step_count=15, deadline=None)
 settings.register_profile(
     "ci",
@@ -38,7 +40,7 @@ def idle_seconds() -> int:
     """How long the current profile idles: past common idle timeouts (5 s; 60 s if thorough)."""
     from spec.machine import IDLE_SECONDS as default
 
-    return IDLE_SECONDS.get(getattr(settings, "_current_profile", ""), default)
+    return IDLE_SECONDS.get(current_profile(), default)
 
 
 def load_default() -> None:

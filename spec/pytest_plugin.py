@@ -39,6 +39,7 @@ from hypothesis import settings
 from hypothesis.database import ExampleDatabase
 
 from spec import matrix, profiles
+from spec._hypothesis import current_profile
 from spec.checker import Outcome
 from spec.drivers.base import DEFAULT_SETTLE
 from spec.example_db import ExampleDbError, example_database, with_database
@@ -110,7 +111,7 @@ def configure(config: pytest.Config, opts: Options) -> None:
                 raise pytest.UsageError(str(e)) from None
     if config.getoption("hypothesis_profile", None) is None:
         # Loaded for this run only: unconfigure() puts the previous profile back.
-        config.stash[_PREVIOUS_PROFILE] = getattr(settings, "_current_profile", "default")
+        config.stash[_PREVIOUS_PROFILE] = current_profile()
         profiles.load_default()
     if opts.example_db is not None:
         try:

@@ -16,14 +16,14 @@ import sys
 
 from hypothesis.internal.conjecture import providers
 
-from spec._constants import no_local_constants
+from spec._hypothesis import no_local_constants
 
 SCRIPT = """
 import importlib, json, sys
 for name in sys.argv[1:]:
     importlib.import_module(name)
 from hypothesis import Phase, settings
-from spec._constants import no_local_constants
+from spec._hypothesis import no_local_constants
 from spec.checker import check
 from spec.targets import Target
 with no_local_constants():
