@@ -47,6 +47,7 @@ from spec.replay import InvalidProgram, run_program
 from spec.requirements import IDS, requirement
 from spec.shrink import TEARDOWN, shrink
 from spec.targets import Target, TargetError, load_impl
+from spec.verdicts import Verdict
 
 #: Default seconds one requirement's generated programs may take in all.
 DEFAULT_BUDGET = 60.0
@@ -59,7 +60,7 @@ class Outcome:
     #: "pass", "fail", "not-run" (not judged: `detail` says why, `masked_by`
     #: names the requirement that broke first) or "inconclusive" (violated
     #: once, not again on a replay: not a verdict on the server).
-    verdict: str
+    verdict: Verdict
     detail: str = ""
     counterexample: str = ""
     replay: str = ""
@@ -103,7 +104,7 @@ class Finding:
 
     requirement: str
     found_by: str
-    verdict: str
+    verdict: Verdict
     violation: Violation
     program: list[str]
     replay: str
@@ -167,12 +168,12 @@ def _check(
     how = plan(req_id)
     if how.rules and (target.kind == "impl" or not how.in_process_only):
         outcome = _check_by_machine(target, req_id, settle, hypothesis_settings, seed, budget)
-    if how.measured and (outcome is None or outcome.verdict == "pass"):
+    if how.measured and (outcome is None or outcome.verdict == Verdict.PASS):
         violation, detail = measure.MEASURES[req_id](target.as_process(), settle)
         outcome = Outcome(
             req_id,
             level,
-            "fail" if violation else "pass",
+            Verdict.FAIL if violation else Verdict.PASS,
             violation.describe() if violation else detail,
             violation=violation,
             environment={
@@ -184,7 +185,7 @@ def _check(
     assert outcome is not None, f"{req_id} has no way to be checked (spec/plans.py)"
     outcome.level = level
     outcome.seconds = round(time.monotonic() - start, 3)
-    if outcome.verdict == "fail" and outcome.first_failure is None:
+    if outcome.verdict == Verdict.FAIL and outcome.first_failure is None:
         outcome.first_failure = outcome.seconds  # measured: found when it ended
     elif outcome.first_failure is not None:
         outcome.first_failure = round(outcome.first_failure - start, 3)
@@ -277,7 +278,7 @@ def _check_by_machine(
             f"the server echoed {paced[0] / 1e6:.2g} MB/s: floods and large sends "
             f"capped at {paced[1] // 1024} KiB, what it echoes in about {pace.SECONDS:g} s"
         )
-    if outcome.verdict == "pass" and plan(req_id).plays_idle_program:
+    if outcome.verdict == Verdict.PASS and plan(req_id).plays_idle_program:
         outcome = _check_idle(target, req_id, settle, log) or outcome
     outcome = _test_attribution(target, req_id, settle, outcome, log)
     outcome.findings = _findings(target, req_id, settle, log, budget)
@@ -293,12 +294,14 @@ def _masked_only_by_a_verdict(req_id: str, outcome: Outcome, log: CheckLog) -> O
     the requirement is not judged, for what really stopped it.
     """
     mask = outcome.masked_by
-    if mask is None or any(f.requirement == mask and f.verdict == "fail" for f in outcome.findings):
+    if mask is None or any(
+        f.requirement == mask and f.verdict == Verdict.FAIL for f in outcome.findings
+    ):
         return outcome
     count = log.masked[mask]
     return _outcome(
         req_id,
-        "not-run",
+        Verdict.NOT_RUN,
         log,
         findings=outcome.findings,
         detail=(
@@ -335,7 +338,7 @@ def _test_attribution(
     the same symptom.  If it does, the symptom is its own requirement's
     violation, found here: reported there, and this requirement is masked."""
     v = outcome.violation
-    if outcome.verdict != "fail" or v is None or v.symptom is None:
+    if outcome.verdict != Verdict.FAIL or v is None or v.symptom is None:
         return outcome
     program = without_cause(outcome.program, v)
     if program is None:
@@ -431,10 +434,10 @@ def _findings(
         again = _rerun(target, other, program, settle, req_id)
         note = "" if shrunk.complete else "shrinking stopped at its time bound"
         if again is not None:
-            violation, verdict = again, "fail"
+            violation, verdict = again, Verdict.FAIL
         else:
             program, violation = seen.program, seen.violation
-            verdict = "unconfirmed" if violation.waited else "fail"
+            verdict = Verdict.UNCONFIRMED if violation.waited else Verdict.FAIL
             note = (
                 "seen once, not again on a fresh server"
                 if violation.waited
@@ -502,7 +505,7 @@ def _generated_programs(
         # The budget ran out (a Flaky then means a program it cut short, which
         # Hypothesis took for one that behaved differently): what was seen stands.
         return _budget_spent(target, req_id, settle, log, budget)
-    return _outcome(req_id, "pass", log, detail=f"no violation in {log.finished} programs")
+    return _outcome(req_id, Verdict.PASS, log, detail=f"no violation in {log.finished} programs")
 
 
 def _budget_spent(
@@ -520,7 +523,7 @@ def _budget_spent(
         )
     return _outcome(
         req_id,
-        "pass",
+        Verdict.PASS,
         log,
         detail=f"no violation in {log.finished} programs (the {budget:g} s time budget ran out)",
     )
@@ -541,23 +544,25 @@ def _check_idle(target: Target, req_id: str, settle: float, log: CheckLog) -> Ou
     return _failed(target, req_id, settle, failure, log)
 
 
-def _outcome(req_id: str, verdict: str, log: CheckLog, **fields: Any) -> Outcome:
+def _outcome(req_id: str, verdict: Verdict, log: CheckLog, **fields: Any) -> Outcome:
     return Outcome(req_id, "", verdict, environment=log.environment, **fields)
 
 
 def _not_judged(req_id: str, log: CheckLog, why: str) -> Outcome:
     """Not judged: masked by another requirement if programs broke one, else for `why`."""
-    return _masked(req_id, log) if log.masked else _outcome(req_id, "not-run", log, detail=why)
+    return (
+        _masked(req_id, log) if log.masked else _outcome(req_id, Verdict.NOT_RUN, log, detail=why)
+    )
 
 
 def _masked(req_id: str, log: CheckLog) -> Outcome:
     """Not judged: every program broke another requirement first."""
     if not log.masked:
-        return _outcome(req_id, "not-run", log, detail="no program could be generated")
+        return _outcome(req_id, Verdict.NOT_RUN, log, detail="no program could be generated")
     mask, count = log.masked.most_common(1)[0]
     return _outcome(
         req_id,
-        "not-run",
+        Verdict.NOT_RUN,
         log,
         masked_by=mask,
         detail=(
@@ -597,7 +602,7 @@ def _inconclusive(
             note=f"the server's behaviour depends on timing: {count}",
         )
     outcome = _failed(target, req_id, settle, seen, log)
-    outcome.verdict = "inconclusive"
+    outcome.verdict = Verdict.INCONCLUSIVE
     outcome.detail = (
         f"inconclusive: {req_id} was violated once but not again when the same "
         f"program ran again ({count}), so this is not a verdict on the server. What was "
@@ -634,7 +639,7 @@ def _failed(
     first = log.failures[0] if log.failures else failure
     return _outcome(
         req_id,
-        "fail",
+        Verdict.FAIL,
         log,
         detail=detail,
         first_failure=first.seen_at,

@@ -31,6 +31,7 @@ from typing import Any
 
 from spec.matrix import TargetResult, counts
 from spec.requirements import BY_ID, IDS, Level
+from spec.verdicts import Verdict
 
 #: Gradescope's visibility values.
 VISIBILITIES = ("hidden", "after_due_date", "after_published", "visible")
@@ -91,10 +92,10 @@ def load_grading(path: str | Path | None) -> Grading:
 def _output(entry: dict[str, Any], req_id: str, strict: bool, not_run: str) -> str:
     if not entry:
         return f"not judged: {not_run}"
-    verdict, detail = entry.get("verdict", "not-run"), entry.get("detail", "")
-    if verdict == "pass":
+    verdict, detail = entry.get("verdict", Verdict.NOT_RUN), entry.get("detail", "")
+    if verdict == Verdict.PASS:
         return f"PASS: {detail}".strip()
-    if verdict != "fail":
+    if verdict != Verdict.FAIL:
         masked = entry.get("masked_by")
         why = f"masked by {masked} (fix that one first)" if masked else detail
         return f"not judged ({verdict}): {why}"
@@ -123,7 +124,7 @@ def results(
         for r, req_id in enumerate(IDS, 1):
             requirement = BY_ID[req_id]
             entry: dict[str, Any] = dict(result.entries.get(req_id) or {})
-            passed = entry.get("verdict") == "pass"
+            passed = entry.get("verdict") == Verdict.PASS
             max_score = grading.max_score(req_id)
             name = f"{req_id} {requirement.title} ({requirement.level.value})"
             tests.append(

@@ -43,10 +43,11 @@ from typing import TypedDict
 
 from spec.requirements import BY_ID, IDS, Level
 from spec.targets import Target
+from spec.verdicts import Overall, Verdict
 
-JUDGED = ("pass", "fail")
+JUDGED = (Verdict.PASS, Verdict.FAIL)
 #: The order of badness of target verdicts.
-VERDICTS = ("pass", "incomplete", "fail")
+VERDICTS = (Overall.PASS, Overall.INCOMPLETE, Overall.FAIL)
 
 
 class ViolationEvidence(TypedDict):
@@ -135,7 +136,7 @@ def cell(entry: Entry | None, req_id: str, strict: bool) -> str:
     """What the matrix shows for one target and requirement."""
     if entry is None or entry.get("verdict") not in JUDGED:
         return "not judged"
-    if entry["verdict"] == "pass":
+    if entry["verdict"] == Verdict.PASS:
         return "PASS"
     return "FAIL" if counts(req_id, strict) else "xfail"
 
@@ -207,13 +208,13 @@ class TargetResult:
         """The failures that another requirement's programs found."""
         return {r: e for r, e in self.entries.items() if e.get("found_by")}
 
-    def verdict(self, strict: bool) -> str:
+    def verdict(self, strict: bool) -> Overall:
         counted = [req_id for req_id in IDS if counts(req_id, strict)]
-        if any((self.entries.get(r) or {}).get("verdict") == "fail" for r in counted):
-            return "fail"
+        if any((self.entries.get(r) or {}).get("verdict") == Verdict.FAIL for r in counted):
+            return Overall.FAIL
         if any(cell(self.entries.get(r), r, strict) == "not judged" for r in counted):
-            return "incomplete"
-        return "pass"
+            return Overall.INCOMPLETE
+        return Overall.PASS
 
     def not_judged(self, not_run: str) -> dict[str, str]:
         return {
@@ -227,7 +228,7 @@ class TargetResult:
         for req_id in IDS:
             entry: Entry = {
                 "level": BY_ID[req_id].level.value,
-                "verdict": "not-run",
+                "verdict": Verdict.NOT_RUN,
                 "detail": not_run,
                 "counterexample": "",
             }
@@ -244,9 +245,9 @@ class TargetResult:
         }
 
 
-def overall(results: Sequence[TargetResult], strict: bool) -> str:
+def overall(results: Sequence[TargetResult], strict: bool) -> Overall:
     if not results:
-        return "incomplete"
+        return Overall.INCOMPLETE
     return max((r.verdict(strict) for r in results), key=VERDICTS.index)
 
 

@@ -27,6 +27,7 @@ from typing import Any
 from spec import matrix
 from spec.model import TRANSFORMS, UPPER, Transform
 from spec.targets import Target
+from spec.verdicts import Overall
 
 USAGE_ERROR = 2
 #: Why a requirement no part ran has no outcome.
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
     verdict = matrix.overall(results, strict)
     print(f"verdict: {verdict.upper()}")
-    return 0 if verdict == "pass" else 1
+    return 0 if verdict == Overall.PASS else 1
 
 
 if __name__ == "__main__":

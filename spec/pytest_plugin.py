@@ -57,6 +57,7 @@ from spec.targets import (
     named,
     server_cmd,
 )
+from spec.verdicts import Overall
 
 _PROPERTY = "conformance-outcome"
 
@@ -269,7 +270,7 @@ class ConformanceSession:
             config.hook.pytest_deselected(items=others)
             items[:] = keep
 
-    def verdict(self, results: list[matrix.TargetResult]) -> str:
+    def verdict(self, results: list[matrix.TargetResult]) -> Overall:
         """The run's verdict; of a part (--echo-shard), over the tests of that part only."""
         shard = options(self.config).shard
         if shard is None:
@@ -282,8 +283,8 @@ class ConformanceSession:
             if matrix.counts(req_id, self.strict) and part_of(t, req_id, count) == part
         ]
         if "FAIL" in cells:
-            return "fail"
-        return "incomplete" if "not judged" in cells else "pass"
+            return Overall.FAIL
+        return Overall.INCOMPLETE if "not judged" in cells else Overall.PASS
 
     def not_run(self) -> str:
         """Why a requirement with no outcome has none."""
@@ -327,7 +328,7 @@ class ConformanceSession:
             return
         results = self.results()
         opts = options(self.config)
-        if self.verdict(results) != "pass" and session.exitstatus == 0:
+        if self.verdict(results) != Overall.PASS and session.exitstatus == 0:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
         path = opts.report
         if path:

@@ -32,6 +32,7 @@ from spec.pytest_plugin import (
 from spec.replay import write_regression
 from spec.requirements import BY_ID, IDS, Level
 from spec.targets import Target, TargetError
+from spec.verdicts import Verdict
 
 #: How much of a start failure the one-line skip reason shows.
 START_LINE = 300
@@ -59,11 +60,11 @@ def test_requirement(target: Target | None, req_id: str, request: pytest.Fixture
         ("target", target.name),
         ("requirement", req_id),
         ("level", BY_ID[req_id].level.value),
-        ("verdict", outcome.verdict),
+        ("verdict", str(outcome.verdict)),  # plain str: xdist sends it
     ]
-    if outcome.verdict == "pass":
+    if outcome.verdict == Verdict.PASS:
         return
-    if outcome.verdict != "fail":
+    if outcome.verdict != Verdict.FAIL:
         pytest.skip(not_judged_reason(target, outcome))
     message = failure_message(outcome, target, request)
     if BY_ID[req_id].level is Level.SHOULD and not options(config).strict:
@@ -75,7 +76,7 @@ def judge(target: Target, req_id: str, config: pytest.Config) -> Outcome:
     level = BY_ID[req_id].level.value
     failures = start_failures(config)
     if target.name in failures:
-        return Outcome(req_id, level, "not-run", detail=failures[target.name])
+        return Outcome(req_id, level, Verdict.NOT_RUN, detail=failures[target.name])
     try:
         since = witness.mark()
         outcome = check(
@@ -89,9 +90,9 @@ def judge(target: Target, req_id: str, config: pytest.Config) -> Outcome:
         return witness.overrule(outcome, kind=target.kind, since=since)  # type: ignore[no-any-return]
     except (ServerStartError, TargetError) as e:
         failures[target.name] = f"cannot start the server: {e}"
-        return Outcome(req_id, level, "not-run", detail=failures[target.name])
+        return Outcome(req_id, level, Verdict.NOT_RUN, detail=failures[target.name])
     except pytest.skip.Exception as e:  # Hypothesis, told to run no examples
-        return Outcome(req_id, level, "not-run", detail=f"no program was run: {e.msg}")
+        return Outcome(req_id, level, Verdict.NOT_RUN, detail=f"no program was run: {e.msg}")
 
 
 def not_judged_reason(target: Target, outcome: Outcome) -> str:
