@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from spec.model import Symptom, Violation
-from spec.plans import HALF_CLOSE, RESILIENCE, STREAM
+from spec.requirements import HALF_CLOSE, RESILIENCE, STREAM
 
 
 class Where(Enum):

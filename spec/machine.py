@@ -71,14 +71,8 @@ from spec.causes import Event, attribute
 from spec.drivers.base import Driver
 from spec.drivers.clients import Client
 from spec.model import UPPER, ClientState, Symptom, Transform, Violation
-from spec.plans import (
-    CAPACITY,
-    LIVENESS,
-    PLANS,
-    RESILIENCE,
-    RULES,
-    STREAM,
-)
+from spec.plans import PLANS, RULES
+from spec.requirements import CAPACITY, LIVENESS, RESILIENCE, STREAM
 
 MiB = 1024 * 1024
 PAYLOAD_BLOCK = 64 * 1024

@@ -18,7 +18,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 
-from spec import plans
+from spec import requirements
 from spec.drivers.server_process import ServerProcess
 from spec.model import Violation
 from spec.targets import Target
@@ -122,7 +122,7 @@ def bounded_memory(target: Target, settle: float) -> tuple[Violation | None, str
                 except OSError as e:
                     if not server.wait_dead(0.5):
                         return Violation(
-                            plans.MEMORY,
+                            requirements.MEMORY,
                             "the server reset the flooding connection "
                             f"after {pushed / MiB:.1f} MiB ({e})",
                         ), ""
@@ -133,7 +133,7 @@ def bounded_memory(target: Target, settle: float) -> tuple[Violation | None, str
         time.sleep(min(settle, 0.5))  # let a server that queues finish queueing
         if not server.alive:
             return Violation(
-                plans.MEMORY,
+                requirements.MEMORY,
                 f"the server died ({server.exit_description()}) while a "
                 "client sent without reading" + _tail(server),
             ), ""
@@ -144,7 +144,7 @@ def bounded_memory(target: Target, settle: float) -> tuple[Violation | None, str
         f"grew {growth / MiB:.1f} MiB (limit {MEMORY_LIMIT // MiB} MiB)"
     )
     if growth >= MEMORY_LIMIT:
-        return Violation(plans.MEMORY, detail + ": no backpressure"), detail
+        return Violation(requirements.MEMORY, detail + ": no backpressure"), detail
     return None, detail
 
 
@@ -158,7 +158,7 @@ def idle(target: Target, settle: float) -> tuple[Violation | None, str]:
         got = _echo_all(socks, lambda i: b"IDLE", time.monotonic() + settle)
         if any(v != b"IDLE" for v in got.values()):
             return Violation(
-                plans.IDLE, f"echo failed before the idle period: {got}{_if_dead(server)}"
+                requirements.IDLE, f"echo failed before the idle period: {got}{_if_dead(server)}"
             ), ""
         # One connection ends, so a server that spins on EOF shows it.
         socks.pop().close()
@@ -171,7 +171,7 @@ def idle(target: Target, settle: float) -> tuple[Violation | None, str]:
         f"connections open (limit {IDLE_CPU_LIMIT:g} s)"
     )
     if used >= IDLE_CPU_LIMIT:
-        return Violation(plans.IDLE, detail + ": a busy loop"), detail
+        return Violation(requirements.IDLE, detail + ": a busy loop"), detail
     return None, detail
 
 
@@ -209,7 +209,7 @@ def _capacity(target: Target, settle: float, limit: int) -> tuple[Violation | No
         socks, failed = _connect_all(server.address, CAPACITY, stack, start + budget)
         if failed:
             return Violation(
-                plans.CAPACITY,
+                requirements.CAPACITY,
                 f"{len(failed)} of {CAPACITY} simultaneous "
                 f"connections could not be established within {budget:g} s: "
                 f"{failed[0]}" + _if_dead(server),
@@ -223,7 +223,7 @@ def _capacity(target: Target, settle: float, limit: int) -> tuple[Violation | No
         if bad:
             i, v = next(iter(bad.items()))
             return Violation(
-                plans.CAPACITY,
+                requirements.CAPACITY,
                 f"{len(bad)} of {CAPACITY} simultaneous connections "
                 f"were not served; connection {i}: "
                 f"{_what_came(v, msg(i).upper(), budget)}{_if_dead(server)}",
@@ -237,13 +237,13 @@ def _capacity(target: Target, settle: float, limit: int) -> tuple[Violation | No
         ended = sum(1 for v in got.values() if isinstance(v, str))
         if not server.alive:
             return Violation(
-                plans.CAPACITY,
+                requirements.CAPACITY,
                 f"beyond {CAPACITY} connections the server died "
                 f"({server.exit_description()})" + _tail(server),
             ), ""
         if hanging:
             return Violation(
-                plans.CAPACITY,
+                requirements.CAPACITY,
                 f"{len(hanging)} of {EXTRA} connections beyond the "
                 f"first {CAPACITY} were neither served nor closed within "
                 f"{budget:g} s",
@@ -252,7 +252,7 @@ def _capacity(target: Target, settle: float, limit: int) -> tuple[Violation | No
         broken = [i for i, v in again.items() if v != msg(i).upper()]
         if broken:
             return Violation(
-                plans.CAPACITY,
+                requirements.CAPACITY,
                 f"after {EXTRA} extra connections, {len(broken)} of "
                 f"the first {CAPACITY} stopped working; connection {broken[0]}: "
                 f"{_what_came(again[broken[0]], msg(broken[0]).upper(), budget)}"
@@ -317,14 +317,14 @@ def _tail(server: ServerProcess) -> str:
 
 #: What a measurement sets for the server, beyond the command, for the report.
 CONDITIONS: dict[str, dict[str, object]] = {
-    plans.CAPACITY: {
+    requirements.CAPACITY: {
         "server descriptor limits": " and ".join(map(str, SERVER_DESCRIPTOR_LIMITS))
         + " (soft; one run each, the hard limit unchanged)"
     },
 }
 
 MEASURES: dict[str, Callable[[Target, float], tuple[Violation | None, str]]] = {
-    plans.MEMORY: bounded_memory,
-    plans.IDLE: idle,
-    plans.CAPACITY: capacity,
+    requirements.MEMORY: bounded_memory,
+    requirements.IDLE: idle,
+    requirements.CAPACITY: capacity,
 }

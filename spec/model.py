@@ -26,7 +26,7 @@ import enum
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from spec.plans import HALF_CLOSE, ISOLATION, STREAM, TRANSFORM
+from spec.requirements import HALF_CLOSE, ISOLATION, STREAM, TRANSFORM
 
 #: Bytes of context shown on each side of a divergence, and compared when
 #: deciding how the received stream went wrong.

@@ -14,10 +14,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from spec.requirements import IDS
-
-TRANSFORM, STREAM, ISOLATION, HALF_CLOSE, RESILIENCE, CLEANUP, LIVENESS, MEMORY, IDLE, CAPACITY = (
-    IDS
+from spec.requirements import (
+    CAPACITY,
+    CLEANUP,
+    HALF_CLOSE,
+    IDLE,
+    ISOLATION,
+    LIVENESS,
+    MEMORY,
+    RESILIENCE,
+    STREAM,
+    TRANSFORM,
 )
 
 

@@ -23,9 +23,22 @@ class Requirement:
     text: str
 
 
+#: Each requirement's ID by what it is about (the code names them so; reports print the ID).
+TRANSFORM = "ECHO-1"
+STREAM = "ECHO-2"
+ISOLATION = "ECHO-3"
+HALF_CLOSE = "ECHO-4"
+RESILIENCE = "ECHO-5"
+CLEANUP = "ECHO-6"
+LIVENESS = "ECHO-7"
+MEMORY = "ECHO-8"
+IDLE = "ECHO-9"
+CAPACITY = "ECHO-10"
+
+
 REQUIREMENTS: tuple[Requirement, ...] = (
     Requirement(
-        "ECHO-1",
+        TRANSFORM,
         Level.MUST,
         "Transform",
         "Every byte received comes back as the transform of it, a byte-wise parameter of the "
@@ -33,7 +46,7 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "0x00-0xFF is unchanged; identity is a plain echo (no text decoding either way).",
     ),
     Requirement(
-        "ECHO-2",
+        STREAM,
         Level.MUST,
         "Stream integrity",
         "On each connection the bytes sent back are exactly the transform of the bytes "
@@ -42,27 +55,27 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "the client has not closed.",
     ),
     Requirement(
-        "ECHO-3",
+        ISOLATION,
         Level.MUST,
         "Isolation",
         "A connection receives only the echo of its own bytes.",
     ),
     Requirement(
-        "ECHO-4",
+        HALF_CLOSE,
         Level.MUST,
         "Half-close",
         "After the client shuts down its sending side, the server delivers every outstanding "
         "echo byte and then closes its side (the client reads EOF) within the settle time.",
     ),
     Requirement(
-        "ECHO-5",
+        RESILIENCE,
         Level.MUST,
         "Resilience",
         "A client's reset (RST) or an error on one connection affects no other connection "
         "and never stops the server accepting.",
     ),
     Requirement(
-        "ECHO-6",
+        CLEANUP,
         Level.MUST,
         "Cleanup",
         "Once a connection has ended (orderly or reset), within the settle time the server "
@@ -70,14 +83,14 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "its select lists (inputs, outputs), no message queue.",
     ),
     Requirement(
-        "ECHO-7",
+        LIVENESS,
         Level.MUST,
         "Liveness",
         "A client that sends without reading never delays another client's echo beyond the "
         "settle time.",
     ),
     Requirement(
-        "ECHO-8",
+        MEMORY,
         Level.SHOULD,
         "Bounded memory",
         "While a client sends without reading, the server stops reading from it once its "
@@ -85,13 +98,13 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "resident memory by less than 32 MiB.",
     ),
     Requirement(
-        "ECHO-9",
+        IDLE,
         Level.SHOULD,
         "Idle",
         "With connections open and no traffic, the server uses no CPU (no busy loop).",
     ),
     Requirement(
-        "ECHO-10",
+        CAPACITY,
         Level.SHOULD,
         "Capacity",
         "1,000 simultaneous connections are served correctly; beyond the server's own limit, "

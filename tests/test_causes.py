@@ -11,7 +11,7 @@ import pytest
 
 from spec.causes import CAUSES, Event, Where, attribute, without_cause
 from spec.model import Symptom, Violation, diagnose
-from spec.plans import HALF_CLOSE, RESILIENCE, STREAM, TRANSFORM
+from spec.requirements import HALF_CLOSE, RESILIENCE, STREAM, TRANSFORM
 
 CLOSED_C1 = Violation(
     STREAM,

@@ -26,7 +26,7 @@ from impl.zoo import DEFECTS
 from spec import replay, report_html
 from spec.checker import check
 from spec.model import IDENTITY, TRANSFORMS, UPPER, Connection, Transform, diagnose, transform
-from spec.plans import STREAM, TRANSFORM
+from spec.requirements import STREAM, TRANSFORM
 from spec.targets import BUNDLED, Target, TargetError, load_targets_file, transform_named
 
 

@@ -74,7 +74,7 @@ from spec.drivers.base import HOST, Driver
 from spec.drivers.clients import Client, connect
 from spec.drivers.server_process import socket_descriptors
 from spec.model import Violation
-from spec.plans import CLEANUP, RESILIENCE
+from spec.requirements import CLEANUP, RESILIENCE
 
 #: The server sockets' kernel buffers (see `_fix_buffers`); the kernel doubles
 #: them.  Not a multiple of common recv() sizes, so that a server's queue does

@@ -58,7 +58,7 @@ from spec.drivers.clients import Client, connect
 from spec.drivers.network import PrivateNetwork, host_description
 from spec.drivers.server_process import ServerProcess, ServerSupply, containment, socket_descriptors
 from spec.model import Violation
-from spec.plans import CLEANUP, RESILIENCE
+from spec.requirements import CLEANUP, RESILIENCE
 
 Ends = tuple[sock_diag.TcpSocket | None, sock_diag.TcpSocket | None]
 
