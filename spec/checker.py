@@ -71,6 +71,9 @@ class Outcome:
     violation: Violation | None = None
     #: Not judged because programs kept breaking this requirement first.
     masked_by: str | None = None
+    #: Not judged because the server could not be started at all (every
+    #: requirement of the target then says so once, not ten times).
+    not_started: bool = False
     #: How the server was run and judged (network, buffers, containment).
     environment: dict[str, object] = field(default_factory=dict)
     #: Violations of *other* requirements this check's programs showed: each

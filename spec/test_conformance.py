@@ -76,7 +76,9 @@ def judge(target: Target, req_id: str, config: pytest.Config) -> Outcome:
     level = BY_ID[req_id].level.value
     failures = start_failures(config)
     if target.name in failures:
-        return Outcome(req_id, level, Verdict.NOT_RUN, detail=failures[target.name])
+        return Outcome(
+            req_id, level, Verdict.NOT_RUN, detail=failures[target.name], not_started=True
+        )
     try:
         since = witness.mark()
         outcome = check(
@@ -90,14 +92,16 @@ def judge(target: Target, req_id: str, config: pytest.Config) -> Outcome:
         return witness.overrule(outcome, kind=target.kind, since=since)  # type: ignore[no-any-return]
     except (ServerStartError, TargetError) as e:
         failures[target.name] = f"cannot start the server: {e}"
-        return Outcome(req_id, level, Verdict.NOT_RUN, detail=failures[target.name])
+        return Outcome(
+            req_id, level, Verdict.NOT_RUN, detail=failures[target.name], not_started=True
+        )
     except pytest.skip.Exception as e:  # Hypothesis, told to run no examples
         return Outcome(req_id, level, Verdict.NOT_RUN, detail=f"no program was run: {e.msg}")
 
 
 def not_judged_reason(target: Target, outcome: Outcome) -> str:
     """One line: what kept this requirement from being judged."""
-    if outcome.detail.startswith("cannot start the server"):
+    if outcome.not_started:
         line = " ".join(outcome.detail.split())
         return f"{target.name}: {line[:START_LINE]}"
     masked_by = getattr(outcome, "masked_by", None)
