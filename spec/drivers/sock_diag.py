@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 import ipaddress
 import socket
 import struct
@@ -104,22 +105,33 @@ def _request(
     states: frozenset[TcpState],
     info: bool,
     ends: tuple[tuple[str, int], tuple[str, int]] | None = None,
+    sequence: int = 1,
 ) -> bytes:
     """A dump request, or with `ends` (local, remote) the lookup of one socket."""
+    body = _body(family, states, info, ends)
+    flags = _NLM_F_REQUEST | (_NLM_F_DUMP if ends is None else 0)
+    header = _NLMSGHDR.pack(_NLMSGHDR.size + len(body), _SOCK_DIAG_BY_FAMILY, flags, sequence, 0)
+    return header + body
+
+
+@functools.lru_cache(maxsize=4096)
+def _body(
+    family: int,
+    states: frozenset[TcpState],
+    info: bool,
+    ends: tuple[tuple[str, int], tuple[str, int]] | None,
+) -> bytes:
+    """A request's body (the same for every look at the same socket: made once)."""
     mask = sum(1 << s for s in states)
     extensions = 1 << (_INET_DIAG_INFO - 1) if info else 0
     if ends is None:
         sockid = _SOCKID.pack(0, 0, bytes(16), bytes(16)) + _SOCKID_TAIL.pack(0, 0, 0)
-        flags = _NLM_F_REQUEST | _NLM_F_DUMP
     else:
         (src, sport), (dst, dport) = ends
         sockid = _SOCKID.pack(
             sport, dport, _packed(family, src), _packed(family, dst)
         ) + _SOCKID_TAIL.pack(0, _NO_COOKIE, _NO_COOKIE)
-        flags = _NLM_F_REQUEST
-    body = _REQUEST.pack(family, socket.IPPROTO_TCP, extensions, mask) + sockid
-    header = _NLMSGHDR.pack(_NLMSGHDR.size + len(body), _SOCK_DIAG_BY_FAMILY, flags, 1, 0)
-    return header + body
+    return _REQUEST.pack(family, socket.IPPROTO_TCP, extensions, mask) + sockid
 
 
 def _packed(family: int, address: str) -> bytes:
@@ -128,16 +140,24 @@ def _packed(family: int, address: str) -> bytes:
 
 def _address(family: int, raw: bytes) -> str:
     if family == socket.AF_INET:
-        return str(ipaddress.IPv4Address(raw[:4]))
+        return socket.inet_ntop(socket.AF_INET, raw[:4])
     address = ipaddress.IPv6Address(raw)
     return str(address.ipv4_mapped or address)  # a dual-stack socket's IPv4 peer
 
 
+_STATES = {int(s): s for s in TcpState}
+
+
+#: inet_diag_msg in one piece: family, state, timer, retransmits, the ports (big-endian,
+#: as bytes), the addresses, interface, cookie[2], expires, rqueue, wqueue, uid, inode.
+_WHOLE_MESSAGE = struct.Struct("=BBBB2s2s16s16sIIIIIIII")
+assert _WHOLE_MESSAGE.size == _MESSAGE_SIZE
+
+
 def _parse(data: bytes, offset: int, end: int) -> TcpSocket:
-    family, state, timer, _ = _MESSAGE.unpack_from(data, offset)
-    sport, dport, src, dst = _SOCKID.unpack_from(data, offset + _MESSAGE.size)
-    tail = offset + _MESSAGE.size + _SOCKID.size + _SOCKID_TAIL.size
-    _, rqueue, wqueue, _, inode = _MESSAGE_TAIL.unpack_from(data, tail)
+    (family, state, timer, _, sport, dport, src, dst, _, _, _, _, rqueue, wqueue, _, inode) = (
+        _WHOLE_MESSAGE.unpack_from(data, offset)
+    )
     unacked = bytes_out = bytes_in = notsent = None
     attr = offset + _MESSAGE_SIZE
     while attr + _RTATTR.size <= end:
@@ -155,9 +175,9 @@ def _parse(data: bytes, offset: int, end: int) -> TcpSocket:
             notsent = _TCPI_UNACKED.unpack_from(data, value + _TCPI_NOTSENT)[0]
         attr += (length + 3) & ~3
     return TcpSocket(
-        (_address(family, src), sport),
-        (_address(family, dst), dport),
-        TcpState(state),
+        (_address(family, src), int.from_bytes(sport, "big")),
+        (_address(family, dst), int.from_bytes(dport, "big")),
+        _STATES[state],
         rqueue,
         wqueue,
         inode,
@@ -232,6 +252,56 @@ def lookup(
     found = _parse(data, _NLMSGHDR.size, length)
     # Without an established socket the kernel's lookup falls back to the listener.
     return found if found.remote[1] == remote[1] else None
+
+
+#: Lookups sent in one request at most (their answers must fit the socket's buffer).
+BATCH = 32
+
+
+def lookup_many(
+    netlink: socket.socket,
+    ends: list[tuple[tuple[str, int], tuple[str, int]]],
+    *,
+    info: bool = True,
+) -> list[TcpSocket | None]:
+    """`lookup()` of each (local, remote) in `ends`, asked in one send() per `BATCH`.
+
+    The kernel answers the lookups of one request in order, each with its
+    socket or an error (no such socket), as separate messages carrying the
+    request's sequence number; they are matched by it.  With `info`, the
+    kernel takes each socket's lock to fill in tcp_info (`tcp_get_info`), so
+    a packet being processed on that socket when it is asked (its wake-ups
+    included) has been processed when the answer is made.
+    """
+    found: list[TcpSocket | None] = [None] * len(ends)
+    states = frozenset(TcpState)
+    for start in range(0, len(ends), BATCH):
+        chunk = ends[start : start + BATCH]
+        netlink.send(
+            b"".join(
+                _request(socket.AF_INET, states, info, pair, sequence=start + i + 1)
+                for i, pair in enumerate(chunk)
+            )
+        )
+        waiting = len(chunk)
+        while waiting:
+            data = netlink.recv(1 << 16)
+            offset = 0
+            while offset + _NLMSGHDR.size <= len(data):
+                length, kind, _, sequence, _ = _NLMSGHDR.unpack_from(data, offset)
+                if length < _NLMSGHDR.size:
+                    raise OSError("sock_diag sent a malformed answer")
+                index = sequence - 1
+                if not start <= index < start + len(chunk):
+                    raise OSError("sock_diag answered a question not asked")
+                waiting -= 1
+                if kind != _NLMSG_ERROR:
+                    s = _parse(data, offset + _NLMSGHDR.size, offset + length)
+                    # Without an established socket the kernel's lookup falls back to the listener.
+                    if s.remote[1] == ends[index][1][1]:
+                        found[index] = s
+                offset += (length + 3) & ~3
+    return found
 
 
 #: States in which a socket has sent, or queued, its FIN.
