@@ -368,10 +368,10 @@ class Clock:
 #: A part missing from the code (renamed, gone) is simply not timed.
 REST_PARTS = (
     ("spec.drivers.threads", "look", "proc"),
-    ("spec.drivers.threads", "Looker.look", "proc"),
+    ("spec.drivers.threads", "Watcher.look", "proc"),
     ("spec.drivers.sock_diag", "lookup", "sock_diag"),
     ("spec.drivers.sock_diag", "dump", "sock_diag"),
-    ("spec.drivers.sock_diag", "connections", "sock_diag"),
+    ("spec.drivers.sock_diag", "lookup_many", "sock_diag"),
     ("spec.drivers.process", "ProcessDriver._wait_for_io", "pauses"),
     ("spec.drivers.clients", "Client.pump", "pumping"),
 )
@@ -417,8 +417,14 @@ class RestClock:
             if owner is None or not hasattr(owner, attr):
                 continue
             original = owner.__dict__[attr] if attr in vars(owner) else getattr(owner, attr)
-            wrapped = timed(part, original.__func__ if isinstance(original, staticmethod) else original)
-            setattr(owner, attr, staticmethod(wrapped) if isinstance(original, staticmethod) else wrapped)
+            wrapped = timed(
+                part, original.__func__ if isinstance(original, staticmethod) else original
+            )
+            setattr(
+                owner,
+                attr,
+                staticmethod(wrapped) if isinstance(original, staticmethod) else wrapped,
+            )
             undo.append((owner, attr, original))
 
         settle = ProcessDriver.settle
@@ -523,7 +529,9 @@ def process_steps(
     return rows
 
 
-def rest_table(rests: RestClock, rules: int, machine: float, inprocess: tuple[int, float]) -> list[str]:
+def rest_table(
+    rests: RestClock, rules: int, machine: float, inprocess: tuple[int, float]
+) -> list[str]:
     """The median rest and its parts, and the rules/s of both drivers, as Markdown lines."""
     m = rests.medians()
     ms = 1000

@@ -83,6 +83,32 @@ class Look:
     threads: tuple[threads.Thread, ...]
     #: (client's end, server's end) of each connection the program made, ended ones too.
     connections: tuple[Ends, ...]
+    #: The threads were read before the sockets too, and had not changed (none ran).
+    unchanged: bool = False
+    #: A connection's server end has gone from the kernel's table less than
+    #: `ProcessDriver.first_pause` ago (what unhashed it may still be waking the server).
+    just_gone: bool = False
+    #: Bytes have arrived for a reading client since its last pump: pump again.
+    unread: bool = False
+
+    @property
+    def conclusive(self) -> bool:
+        """Does this one look prove the server at rest?  (The design note says why.)"""
+        return (
+            self.unchanged
+            and not self.just_gone
+            and not self.unread
+            and all(t.waits_for_events for t in self.threads)
+            and not self.in_flight
+            and all(
+                s is None
+                or (
+                    s.rqueue == 0
+                    and s.state not in (sock_diag.TcpState.CLOSE_WAIT, sock_diag.TcpState.CLOSE)
+                )
+                for _, s in self.connections
+            )
+        )
 
     def same(self, other: Look) -> bool:
         return [(t.tid, t.state, t.runs) for t in self.threads] == [
@@ -172,6 +198,9 @@ class ProcessDriver(Driver):
         #: A settle ended on the clock: the server never came to rest.
         self.restless = False
         self._netlink: socket.socket | None = None
+        self._watcher: threads.Watcher | None = None
+        #: Client name -> when its server end was first seen gone from the kernel's table.
+        self._gone_since: dict[str, float] = {}
 
     def start(self) -> None:
         if self.supply is not None:
@@ -247,45 +276,86 @@ class ProcessDriver(Driver):
 
     # -- looking -------------------------------------------------------------------
 
+    def _threads(self) -> tuple[threads.Thread, ...] | None:
+        """Every thread of the server's tree now (none once it has exited); None if unreadable."""
+        assert self.process is not None and self.process.process is not None
+        if not self.process.alive:
+            return ()
+        if self._watcher is None:
+            self._watcher = threads.Watcher(self.process.process.pid)
+        return self._watcher.look()
+
     def _look(self) -> Look | None:
-        """The server's threads and sockets now; None if the kernel cannot be asked."""
+        """The server's threads and sockets now; None if the kernel cannot be asked.
+
+        The threads are read twice, before and after the sockets: `Look.unchanged`
+        says no thread ran in between (see the design note).
+        """
         assert self.process is not None
-        seen = threads.look(self.process.pids())
-        if seen is None:
+        before = self._threads()
+        if before is None:
             return None
+        known = list(self._known.values())
         try:
-            connections = tuple(
-                (
-                    self._lookup(c.local_address, self.address),
-                    self._lookup(self.address, c.local_address),
-                )
-                for c in self._known.values()
+            found = self._lookup_many(
+                [(c.local_address, self.address) for c in known]
+                + [(self.address, c.local_address) for c in known]
             )
         except (OSError, ValueError):  # struct.error is a ValueError
             return None
-        # An ended connection both of whose ends are gone (or the client's in
-        # TIME_WAIT) will not change again: stop looking it up.
-        for c, (client_end, server_end) in zip(
-            list(self._known.values()), connections, strict=True
-        ):
+        seen = self._threads()
+        if seen is None:
+            return None
+        connections = tuple(zip(found[: len(known)], found[len(known) :], strict=True))
+        now = time.monotonic()
+        just_gone = unread = False
+        for c, (client_end, server_end) in zip(known, connections, strict=True):
+            m = c.model
             if (
-                not c.active
-                and server_end is None
-                and (client_end is None or client_end.state is sock_diag.TcpState.TIME_WAIT)
+                client_end is not None
+                and client_end.rqueue
+                and c.active
+                and m.reading
+                and not (m.eof or m.reset or c.violation)
             ):
+                unread = True  # the next pump will take it
+            if server_end is not None:
+                self._gone_since.pop(c.name, None)
+                continue
+            since = self._gone_since.setdefault(c.name, now)
+            if now - since < self.first_pause:
+                just_gone = True
+            elif not c.active and (
+                client_end is None or client_end.state is sock_diag.TcpState.TIME_WAIT
+            ):
+                # Ended, both ends gone (or the client's in TIME_WAIT): it will
+                # not change again; stop looking it up.
                 del self._known[c.name]
-        return Look(seen, connections)
+                del self._gone_since[c.name]
+        unchanged = [(t.tid, t.state, t.runs) for t in before] == [
+            (t.tid, t.state, t.runs) for t in seen
+        ]
+        return Look(seen, connections, unchanged, just_gone, unread)
 
-    def _lookup(
-        self, local: tuple[str, int], remote: tuple[str, int]
-    ) -> sock_diag.TcpSocket | None:
-        """The socket with these ends, asked of the kernel of the server's network."""
+    def _netlink_socket(self) -> socket.socket:
         if self._netlink is None:
             new_socket = self.network.socket if self.network else socket.socket
             self._netlink = witness.open_netlink(new_socket)
             if self._netlink is None:
                 raise OSError("sock_diag cannot be asked")
-        return sock_diag.lookup(self._netlink, local, remote)
+        return self._netlink
+
+    def _lookup_many(
+        self, ends: list[tuple[tuple[str, int], tuple[str, int]]]
+    ) -> list[sock_diag.TcpSocket | None]:
+        """The sockets with these (local, remote) ends, asked in one request."""
+        return sock_diag.lookup_many(self._netlink_socket(), ends) if ends else []
+
+    def _lookup(
+        self, local: tuple[str, int], remote: tuple[str, int]
+    ) -> sock_diag.TcpSocket | None:
+        """The socket with these ends, asked of the kernel of the server's network."""
+        return sock_diag.lookup(self._netlink_socket(), local, remote)
 
     # -- settling ------------------------------------------------------------------
 
@@ -327,6 +397,9 @@ class ProcessDriver(Driver):
                 self._lose("a look at the server's threads or sockets failed")
                 self._settle_by_clock(clients, done)
                 return
+            if look.conclusive:
+                self._at_rest(look, clients)
+                break
             if previous is not None and look.asleep and look.same(previous):
                 stable_since = stable_since or now
                 waited = now - stable_since
@@ -429,6 +502,10 @@ class ProcessDriver(Driver):
             try:
                 found = self._lookup(self.address, c.local_address)
             except (OSError, ValueError):
+                # Without the server's socket for each client, cleanup cannot be
+                # judged: the kernel stopped answering, the clock judges from here.
+                if self.process is not None and self.process.alive:
+                    self._lose("a lookup of the server's socket for a client failed")
                 return
             if found is not None and found.inode:
                 self._server_inodes[c.name] = found.inode
@@ -499,6 +576,9 @@ class ProcessDriver(Driver):
         if self._netlink is not None:
             self._netlink.close()
             self._netlink = None
+        if self._watcher is not None:
+            self._watcher.close()
+            self._watcher = None
         process, self.process = self.process, None
         if process is not None and self.supply is not None:
             self.supply.give_back(process)
