@@ -23,7 +23,7 @@ import ipaddress
 import socket
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
 class TcpState(enum.IntEnum):
@@ -41,6 +41,7 @@ class TcpState(enum.IntEnum):
     NEW_SYN_RECV = 12
 
 
+ALL_STATES = frozenset(TcpState)
 #: Every state but TIME_WAIT: a socket there is held by no descriptor.
 LIVE_STATES = frozenset(TcpState) - {TcpState.TIME_WAIT}
 
@@ -60,14 +61,17 @@ _MESSAGE_TAIL = struct.Struct("=IIIII")
 _MESSAGE_SIZE = _MESSAGE.size + _SOCKID.size + _SOCKID_TAIL.size + _MESSAGE_TAIL.size
 _RTATTR = struct.Struct("=HH")
 # struct tcp_info fields read here, at their fixed offsets (linux/tcp.h).
-_TCPI_UNACKED = struct.Struct("=I")  # offset 24
-_TCPI_U64 = struct.Struct("=Q")
 _TCPI_BYTES_RECEIVED, _TCPI_BYTES_SENT, _TCPI_BYTES_RETRANS = 128, 200, 208
 _TCPI_NOTSENT = 144
+#: The fields read, in one piece: unacked (24), bytes received (128), not sent
+#: (144), bytes sent (200) and retransmitted (208).
+_TCPI_READ = struct.Struct("=24xI100xQ8xI52xQQ")
+assert _TCPI_READ.size == _TCPI_BYTES_RETRANS + 8
 
 
-@dataclass(frozen=True)
-class TcpSocket:
+class TcpSocket(NamedTuple):
+    """One TCP socket as sock_diag reports it (a tuple: made thousands of times a second)."""
+
     local: tuple[str, int]
     remote: tuple[str, int]
     state: TcpState
@@ -138,6 +142,7 @@ def _packed(family: int, address: str) -> bytes:
     return socket.inet_pton(family, address).ljust(16, b"\0")
 
 
+@functools.lru_cache(maxsize=1024)
 def _address(family: int, raw: bytes) -> str:
     if family == socket.AF_INET:
         return socket.inet_ntop(socket.AF_INET, raw[:4])
@@ -167,12 +172,8 @@ def _parse(data: bytes, offset: int, end: int) -> TcpSocket:
         value = attr + _RTATTR.size
         size = length - _RTATTR.size
         if kind == _INET_DIAG_INFO and size >= _TCPI_BYTES_RETRANS + 8:
-            unacked = _TCPI_UNACKED.unpack_from(data, value + 24)[0]
-            sent = _TCPI_U64.unpack_from(data, value + _TCPI_BYTES_SENT)[0]
-            retrans = _TCPI_U64.unpack_from(data, value + _TCPI_BYTES_RETRANS)[0]
+            unacked, bytes_in, notsent, sent, retrans = _TCPI_READ.unpack_from(data, value)
             bytes_out = sent - retrans
-            bytes_in = _TCPI_U64.unpack_from(data, value + _TCPI_BYTES_RECEIVED)[0]
-            notsent = _TCPI_UNACKED.unpack_from(data, value + _TCPI_NOTSENT)[0]
         attr += (length + 3) & ~3
     return TcpSocket(
         (_address(family, src), int.from_bytes(sport, "big")),
@@ -244,7 +245,7 @@ def lookup(
     namespace (milliseconds with thousands of TIME_WAIT entries); a lookup
     does not.  None if no such socket (or it has been closed and unhashed).
     """
-    netlink.send(_request(socket.AF_INET, frozenset(TcpState), info, (local, remote)))
+    netlink.send(_request(socket.AF_INET, ALL_STATES, info, (local, remote)))
     data = netlink.recv(1 << 16)
     length, kind, _, _, _ = _NLMSGHDR.unpack_from(data, 0)
     if kind == _NLMSG_ERROR:
@@ -274,7 +275,7 @@ def lookup_many(
     included) has been processed when the answer is made.
     """
     found: list[TcpSocket | None] = [None] * len(ends)
-    states = frozenset(TcpState)
+    states = ALL_STATES
     for start in range(0, len(ends), BATCH):
         chunk = ends[start : start + BATCH]
         netlink.send(

@@ -208,6 +208,10 @@ class Watcher:
         #: (pid, tid, name) -> an open descriptor on /proc/pid/task/tid/name.
         self._files: dict[tuple[int, int, str], int] = {}
 
+    def pids(self) -> list[int]:
+        """The processes of the tree as the last look found them."""
+        return list(self._tids)
+
     def close(self) -> None:
         for fd in self._files.values():
             os.close(fd)
