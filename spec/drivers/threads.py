@@ -277,7 +277,9 @@ class Watcher:
                 tids = self._list(pid)
                 if tids is None:
                     return None
-            found, kids, gone = [], [], False
+            found: list[Thread] = []
+            kids: list[int] = []
+            gone = False
             for tid in tids:
                 t = self._thread(pid, tid)
                 if t is None:
