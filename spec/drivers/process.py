@@ -585,10 +585,6 @@ class ProcessDriver(Driver):
             try:
                 found = self._lookup(self.address, c.local_address)
             except (OSError, ValueError):
-                # Without the server's socket for each client, cleanup cannot be
-                # judged: the kernel stopped answering, the clock judges from here.
-                if self.process is not None and self.process.alive:
-                    self._lose("a lookup of the server's socket for a client failed")
                 return
             if found is not None and found.inode:
                 self._server_inodes[c.name] = found.inode
