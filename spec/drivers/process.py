@@ -438,7 +438,11 @@ class ProcessDriver(Driver):
         judged differently from run to run.
         """
         self._clients = clients
-        self._known.update((c.name, c) for c in clients)
+        for c in clients:
+            if self._known.get(c.name) is not c:  # a new connection (a name can be reused)
+                self._gone_since.pop(c.name, None)
+                self._last_inode.pop(c.name, None)
+                self._known[c.name] = c
         self._blocked = None
         if not self.witness:
             self._settle_by_clock(clients, done)
@@ -581,6 +585,10 @@ class ProcessDriver(Driver):
             return
         for c in clients:
             if c.name in self._server_inodes:
+                continue
+            if self._last_inode.get(c.name):  # the last look saw it held by a descriptor
+                self._server_inodes[c.name] = self._last_inode[c.name]
+                self._server_ends[c.name] = c.local_address
                 continue
             try:
                 found = self._lookup(self.address, c.local_address)
