@@ -272,3 +272,8 @@ def test_a_server_blocking_in_recv_rests_by_two_equal_looks(tmp_path: Any) -> No
         for c in clients:
             c.close()
         driver.close()
+
+
+def test_without_schedstat_one_look_proves_nothing() -> None:
+    # A thread that ran and slept again between the two readings would look unchanged.
+    assert not _look(threads=(_thread(runs=-1),)).conclusive

@@ -137,6 +137,8 @@ class Look:
             and not self.just_gone
             and not self.unread
             and all(t.waits_for_events for t in self.threads)
+            # Without schedstat a thread that ran and slept again looks unchanged.
+            and all(t.runs >= 0 or t.state in "ZX" for t in self.threads)
             and not self.in_flight
             and not any(
                 # The server's end gone, the client's not: the server reset it

@@ -7,6 +7,11 @@ sleeps: in its event loop's readiness wait (select, poll, epoll), or inside
 one socket call (a blocking send() to a client that does not read), which
 starves everyone else.
 
+A look happens after nearly every step, so `Watcher` keeps a tree's /proc
+files open and re-reads them with pread() (about 20 microseconds a thread)
+instead of walking /proc again (`descendants()` and `look()`, several times
+that).
+
 Linux only: `look()` returns None where /proc cannot be read.
 """
 
@@ -80,7 +85,8 @@ class Thread:
     tid: int
     #: /proc state: R running, S sleeping, D disk sleep, T stopped, Z zombie, ...
     state: str
-    #: Times the thread has been scheduled in: changes whenever it ran.
+    #: Times the thread has been scheduled in: changes whenever it ran (-1: not
+    #: known, no schedstat; `Watcher` only).
     runs: int
     #: The system call it sleeps in, by name ("" if unknown or not in one).
     syscall: str = ""
@@ -302,7 +308,7 @@ class Watcher:
         fields = stat[stat.rindex(")") + 2 :].split()
         state = fields[0]
         schedstat = self._pread(pid, tid, "schedstat")
-        runs = int(schedstat.split()[2]) if schedstat else 0
+        runs = int(schedstat.split()[2]) if schedstat else -1  # -1: not known
         syscall, fd = "", None
         if state == "S" and (WAITS or ON_DESCRIPTOR or CHILD_WAITS):
             words = (self._pread(pid, tid, "syscall") or "").split()
