@@ -553,6 +553,8 @@ def rest_table(
         f"| pauses between looks (`_wait_for_io`) | {m['pauses'] * ms:.2f} ms |",
         f"| pumping the clients | {m['pumping'] * ms:.2f} ms |",
         f"| looks per rest | {m['looks']:.0f} |",
+        f"| all rests, share of the machine seconds | "
+        f"{100 * sum(r['total'] for r in rests.rests) / machine if machine else 0:.0f} % |",
         "",
         f"{len(rests.rests)} rests; parts are medians each on its own, so they need not add "
         "up to the median rest (the rest is Python around them: the model, the judging).",
