@@ -206,7 +206,7 @@ class ProcessDriver(Driver):
     first_pause = 0.0005
     #: Seconds of the first pause after a look that did not show the server at
     #: rest; the pause doubles up to `longest_pause`.
-    shortest_pause = 0.0002
+    shortest_pause = 0.0005
     longest_pause = 0.01
 
     def __init__(
