@@ -277,3 +277,48 @@ def test_a_server_blocking_in_recv_rests_by_two_equal_looks(tmp_path: Any) -> No
 def test_without_schedstat_one_look_proves_nothing() -> None:
     # A thread that ran and slept again between the two readings would look unchanged.
     assert not _look(threads=(_thread(runs=-1),)).conclusive
+
+
+def _shapes(look: Look) -> dict[tuple[str, int], object]:
+    return {
+        client.local: (client.queues, client.bytes_in, client.bytes_out, server)
+        for client, server in look.connections
+        if client is not None
+    }
+
+
+@needs_network
+def test_after_a_one_look_rest_nothing_moves_until_the_next_step() -> None:
+    """What makes a rest sound: 5 ms later, no thread has run and no socket has changed."""
+    driver = Counting(f"{sys.executable} -m impl.select_server --port {{port}}")
+    driver.start()
+    clients: list[Client] = []
+    proven = 0
+    try:
+        for round_ in range(6):
+            clients = _echo(driver, [b"x" * (round_ * 3000 + 1), b"yz"])
+            clients[0].abort() if round_ % 2 else clients[0].half_close()
+            for step in range(2):
+                driver.looks.clear()
+                driver.settle(clients[step:], lambda: True)
+                last = driver.looks[-1] if driver.looks else None
+                if last is None or not last.conclusive:
+                    continue
+                proven += 1
+                time.sleep(0.005)
+                again = driver._look()
+                assert again is not None
+                assert [(t.tid, t.state, t.runs) for t in again.threads] == [
+                    (t.tid, t.state, t.runs) for t in last.threads
+                ], "a thread ran after the rest"
+                before, after = _shapes(last), _shapes(again)
+                assert all(after[k] == v for k, v in before.items() if k in after)
+            for c in clients:
+                if c.active:
+                    c.close()
+        assert proven >= 6
+    finally:
+        for c in clients:
+            if c.active:
+                c.close()
+        driver.close()
