@@ -207,6 +207,7 @@ def test_a_witness_lost_mid_run_is_not_a_dead_server(monkeypatch: pytest.MonkeyP
         raise PermissionError(errno.EPERM, "Operation not permitted (simulated)")
 
     monkeypatch.setattr(sock_diag, "lookup", refused)
+    monkeypatch.setattr(sock_diag, "lookup_many", refused)
     since = witness.mark()
     for req_id in ("ECHO-2", "ECHO-5"):
         outcome = judged(REFERENCE, req_id)

@@ -305,8 +305,8 @@ class InProcessDriver(Driver):
         """Does the kernel still owe a connection of the program something (sock_diag)?"""
         try:
             # Delayed ACKs (host loopback) are waited out by `_in_flight` where it matters.
-            for c in list(self._known.values()):
-                client_end, server_end = self._ends(c)
+            known = list(self._known.values())
+            for c, (client_end, server_end) in zip(known, self._all_ends(known), strict=True):
                 if sock_diag.in_flight(client_end, server_end, acks=False):
                     return True
                 if (
@@ -334,8 +334,8 @@ class InProcessDriver(Driver):
         if self._arrived(clients):  # a retransmission has just landed
             return True
         try:
-            for c in clients:
-                client, server = self._ends(c)
+            clients = list(clients)
+            for client, server in self._all_ends(clients):
                 if sock_diag.will_resend(server, client) or sock_diag.will_resend(client, server):
                     return True
         except (OSError, struct.error):  # not Linux, or netlink refused: nothing to wait for
@@ -347,16 +347,23 @@ class InProcessDriver(Driver):
         """Has echo arrived for a client that is owed it, since its last pump (SIOCINQ)?"""
         return any(c.expects_more and _unread(c.sock) for c in clients)
 
-    def _ends(self, c: Client) -> tuple[sock_diag.TcpSocket | None, sock_diag.TcpSocket | None]:
-        """The kernel's view (sock_diag) of `c`'s end and the server's end of its connection."""
+    def _all_ends(
+        self, clients: Sequence[Client]
+    ) -> list[tuple[sock_diag.TcpSocket | None, sock_diag.TcpSocket | None]]:
+        """The kernel's view (sock_diag) of each client's end and the server's end of its
+        connection, asked in one request."""
+        if not clients:
+            return []
         if self._netlink is None:
             self._netlink = witness.open_netlink()
             if self._netlink is None:
                 raise OSError("sock_diag cannot be asked")
-        return (
-            sock_diag.lookup(self._netlink, c.local_address, self.address),
-            sock_diag.lookup(self._netlink, self.address, c.local_address),
+        found = sock_diag.lookup_many(
+            self._netlink,
+            [(c.local_address, self.address) for c in clients]
+            + [(self.address, c.local_address) for c in clients],
         )
+        return list(zip(found[: len(clients)], found[len(clients) :], strict=True))
 
     @contextlib.contextmanager
     def _watchdog(self) -> Iterator[Callable[..., Any]]:

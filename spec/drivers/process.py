@@ -6,15 +6,53 @@ From outside, the checker cannot step the server, so it must know another
 way when the server has done everything a step caused.  The clock cannot
 tell (a loaded machine delays a correct server past any fixed wait); the
 kernel can.  After a step the driver pumps its clients until no byte moves,
-then *looks* (`_look`): at every thread of the server's process tree
-(/proc: asleep or runnable, how often it has run, the system call it sleeps
-in) and at every TCP socket of the server's port, both ends of every
-connection (sock_diag: queues, bytes in and out, unacknowledged segments).
-The server is **at rest** when two consecutive looks are the same, every
-thread is asleep, and nothing is in flight (no segment unacknowledged, no
-byte sent that the other end has not received).  Only at rest are "echo
-lost", "no EOF" and "still held" judged: a loaded machine makes a check
-slower, never wrong.  Bytes in flight move on the kernel's own timers
+then *looks* (`_look`): at every thread of the server's process tree (/proc:
+asleep or runnable, how often it has run, the system call it sleeps in), at
+both ends of every connection of the program (sock_diag: state, queues, bytes
+in and out, unacknowledged segments; all of them in one netlink request), and
+at the threads again.  Only at rest are "echo lost", "no EOF" and "still
+held" judged: a loaded machine makes a check slower, never wrong.
+
+One look proves the server at rest (`Look.conclusive`) when
+
+(a) the threads were the same before and after the sockets were read (none
+    ran in between: the same threads, each scheduled as often), and each is
+    asleep where only an event wakes it (select, poll or epoll; wait4 for an
+    init or a launcher) or is dead;
+(b) nothing is in flight on any connection (`sock_diag.in_flight`): every
+    byte sent received, every segment acknowledged, no FIN or handshake on
+    its way, and no end gone while the other is not (a reset on its way);
+(c) the server's ends hold nothing unread: no byte queued (rqueue 0), no
+    EOF or reset not yet taken (CLOSE_WAIT, CLOSE);
+(d) no server end left the kernel's table less than `first_pause` ago while
+    a descriptor of the server may still refer to it;
+(e) nothing has arrived for a reading client since its pump, and one more
+    pump after the look moves nothing.
+
+Why that is enough.  A thread asleep in a readiness wait is woken by an
+event only: a descriptor becoming ready, a child changing state, a signal,
+or its own timeout (a server's timers are beyond any look, one or two).  A
+socket becomes ready when the kernel processes a packet for it, and only a
+packet on its way can be processed: (b) says none is, as both ends count
+what each sent and received.  The kernel fills in tcp_info holding the
+socket's lock (`tcp_get_info`), the lock under which it processes a packet
+for that socket *and wakes its waiters*; so a packet being processed when a
+socket is asked has been processed, wake-ups included, by the time the
+answer is made, and a thread it woke shows as runnable, or as having run,
+in the second reading of the threads (a).  A thread woken before the first
+reading and asleep again by then has finished what it was woken for, and
+what it sent is seen in (b) or (e).  Nothing else acts: the clients are
+ours and idle.  (c) and (d) are margin where a counter does not show a
+transition: a readable socket is a wake-up some server may still owe, and a
+socket a reset has just unhashed wakes its owner a moment after it leaves
+the table (unless nothing refers to it any more: the server has already
+closed it, which (a) says happened before the first reading).
+
+Where one look cannot prove it (a thread asleep in a blocking recv or send,
+a futex or a sleep; a server leaving bytes unread while a flood backs up; a
+connection just reset) the rule is two consecutive looks at least
+`first_pause` apart that are the same, every thread asleep, and nothing in
+flight.  Bytes in flight move on the kernel's own timers
 (delayed ACKs), so a look that stays the same while they are in flight is
 accepted only after `stall` seconds, or, when the kernel will retransmit
 segments an end dropped while its owner did not read, once the receiver has
@@ -83,6 +121,40 @@ class Look:
     threads: tuple[threads.Thread, ...]
     #: (client's end, server's end) of each connection the program made, ended ones too.
     connections: tuple[Ends, ...]
+    #: The threads were read before the sockets too, and had not changed (none ran).
+    unchanged: bool = False
+    #: A connection's server end has gone from the kernel's table less than
+    #: `ProcessDriver.first_pause` ago (what unhashed it may still be waking the server).
+    just_gone: bool = False
+    #: Bytes have arrived for a reading client since its last pump: pump again.
+    unread: bool = False
+
+    @property
+    def conclusive(self) -> bool:
+        """Does this one look prove the server at rest?  (The design note says why.)"""
+        return (
+            self.unchanged
+            and not self.just_gone
+            and not self.unread
+            and all(t.waits_for_events for t in self.threads)
+            # Without schedstat a thread that ran and slept again looks unchanged.
+            and all(t.runs >= 0 or t.state in "ZX" for t in self.threads)
+            and not self.in_flight
+            and not any(
+                # The server's end gone, the client's not: the server reset it
+                # and the reset is on its way (or a handshake is being completed).
+                s is None and c is not None and c.state is not sock_diag.TcpState.TIME_WAIT
+                for c, s in self.connections
+            )
+            and all(
+                s is None
+                or (
+                    s.rqueue == 0
+                    and s.state not in (sock_diag.TcpState.CLOSE_WAIT, sock_diag.TcpState.CLOSE)
+                )
+                for _, s in self.connections
+            )
+        )
 
     def same(self, other: Look) -> bool:
         return [(t.tid, t.state, t.runs) for t in self.threads] == [
@@ -128,8 +200,13 @@ class ProcessDriver(Driver):
     #: Seconds without a byte moving after which a server that never rests (a
     #: busy loop) is left to itself when nothing is owed (else `settle`).
     restless_grace = 0.25
-    #: Seconds between the first two looks; the pause doubles up to `longest_pause`.
+    #: Seconds at least between two looks that must be equal (where one look
+    #: cannot prove the server at rest), and that a server end must have been
+    #: gone before its disappearance counts as settled (`Look.just_gone`).
     first_pause = 0.0005
+    #: Seconds of the first pause after a look that did not show the server at
+    #: rest; the pause doubles up to `longest_pause`.
+    shortest_pause = 0.0005
     longest_pause = 0.01
 
     def __init__(
@@ -172,6 +249,11 @@ class ProcessDriver(Driver):
         #: A settle ended on the clock: the server never came to rest.
         self.restless = False
         self._netlink: socket.socket | None = None
+        self._watcher: threads.Watcher | None = None
+        #: Client name -> when its server end was first seen gone from the kernel's table.
+        self._gone_since: dict[str, float] = {}
+        #: Client name -> the inode of its server end when last seen (0: no descriptor).
+        self._last_inode: dict[str, int] = {}
 
     def start(self) -> None:
         if self.supply is not None:
@@ -247,45 +329,105 @@ class ProcessDriver(Driver):
 
     # -- looking -------------------------------------------------------------------
 
+    def _threads(self) -> tuple[threads.Thread, ...] | None:
+        """Every thread of the server's tree now (none once it has exited); None if unreadable."""
+        assert self.process is not None and self.process.process is not None
+        if not self.process.alive:
+            return ()
+        if self._watcher is None:
+            self._watcher = threads.Watcher(self.process.process.pid)
+        return self._watcher.look()
+
     def _look(self) -> Look | None:
-        """The server's threads and sockets now; None if the kernel cannot be asked."""
+        """The server's threads and sockets now; None if the kernel cannot be asked.
+
+        The threads are read twice, before and after the sockets: `Look.unchanged`
+        says no thread ran in between (see the design note).
+        """
         assert self.process is not None
-        seen = threads.look(self.process.pids())
-        if seen is None:
+        before = self._threads()
+        if before is None:
             return None
+        known = list(self._known.values())
         try:
-            connections = tuple(
-                (
-                    self._lookup(c.local_address, self.address),
-                    self._lookup(self.address, c.local_address),
-                )
-                for c in self._known.values()
+            found = self._lookup_many(
+                [(c.local_address, self.address) for c in known]
+                + [(self.address, c.local_address) for c in known]
             )
         except (OSError, ValueError):  # struct.error is a ValueError
             return None
-        # An ended connection both of whose ends are gone (or the client's in
-        # TIME_WAIT) will not change again: stop looking it up.
-        for c, (client_end, server_end) in zip(
-            list(self._known.values()), connections, strict=True
-        ):
+        connections = tuple(zip(found[: len(known)], found[len(known) :], strict=True))
+        now = time.monotonic()
+        just_gone = unread = False
+        held: set[int] | None = None  # inodes the server's processes hold (read if needed)
+        for c, (client_end, server_end) in zip(known, connections, strict=True):
+            m = c.model
             if (
-                not c.active
-                and server_end is None
-                and (client_end is None or client_end.state is sock_diag.TcpState.TIME_WAIT)
+                client_end is not None
+                and client_end.rqueue
+                and c.active
+                and m.reading
+                and not (m.eof or m.reset or c.violation)
             ):
+                unread = True  # the next pump will take it
+            if server_end is not None:
+                self._gone_since.pop(c.name, None)
+                self._last_inode[c.name] = server_end.inode
+                continue
+            since = self._gone_since.setdefault(c.name, now)
+            if now - since < self.first_pause:
+                # Gone just now.  Whatever unhashed it (a reset) also wakes the
+                # descriptor's owner, a moment later: unless no descriptor
+                # referred to it when it was last seen (the server had closed
+                # it), or none refers to it now (the server has reacted).
+                inode = self._last_inode.get(c.name)
+                if inode is None or inode:
+                    if held is None and inode:
+                        held = self._held_inodes()
+                    if inode is None or held is None or inode in held:
+                        just_gone = True
+            elif not c.active and (
+                client_end is None or client_end.state is sock_diag.TcpState.TIME_WAIT
+            ):
+                # Ended, both ends gone (or the client's in TIME_WAIT): it will
+                # not change again; stop looking it up.
                 del self._known[c.name]
-        return Look(seen, connections)
+                del self._gone_since[c.name]
+                self._last_inode.pop(c.name, None)
+        seen = self._threads()  # last: after the sockets and the descriptors
+        if seen is None:
+            return None
+        unchanged = [(t.tid, t.state, t.runs) for t in before] == [
+            (t.tid, t.state, t.runs) for t in seen
+        ]
+        return Look(seen, connections, unchanged, just_gone, unread)
 
-    def _lookup(
-        self, local: tuple[str, int], remote: tuple[str, int]
-    ) -> sock_diag.TcpSocket | None:
-        """The socket with these ends, asked of the kernel of the server's network."""
+    def _held_inodes(self) -> set[int] | None:
+        """The socket inodes any process of the server's tree holds a descriptor on."""
+        assert self.process is not None
+        if self._watcher is None:
+            return None
+        return {inode for pid in self._watcher.pids() for inode in socket_descriptors(pid)}
+
+    def _netlink_socket(self) -> socket.socket:
         if self._netlink is None:
             new_socket = self.network.socket if self.network else socket.socket
             self._netlink = witness.open_netlink(new_socket)
             if self._netlink is None:
                 raise OSError("sock_diag cannot be asked")
-        return sock_diag.lookup(self._netlink, local, remote)
+        return self._netlink
+
+    def _lookup_many(
+        self, ends: list[tuple[tuple[str, int], tuple[str, int]]]
+    ) -> list[sock_diag.TcpSocket | None]:
+        """The sockets with these (local, remote) ends, asked in one request."""
+        return sock_diag.lookup_many(self._netlink_socket(), ends) if ends else []
+
+    def _lookup(
+        self, local: tuple[str, int], remote: tuple[str, int]
+    ) -> sock_diag.TcpSocket | None:
+        """The socket with these ends, asked of the kernel of the server's network."""
+        return sock_diag.lookup(self._netlink_socket(), local, remote)
 
     # -- settling ------------------------------------------------------------------
 
@@ -298,15 +440,20 @@ class ProcessDriver(Driver):
         judged differently from run to run.
         """
         self._clients = clients
-        self._known.update((c.name, c) for c in clients)
+        for c in clients:
+            if self._known.get(c.name) is not c:  # a new connection (a name can be reused)
+                self._gone_since.pop(c.name, None)
+                self._last_inode.pop(c.name, None)
+                self._known[c.name] = c
         self._blocked = None
         if not self.witness:
             self._settle_by_clock(clients, done)
             return
         last_progress = time.monotonic()
         previous: Look | None = None
+        previous_at = 0.0
         stable_since: float | None = None
-        pause = self.first_pause
+        pause = self.shortest_pause
         assert self.process is not None
         while True:
             moved = False
@@ -314,7 +461,7 @@ class ProcessDriver(Driver):
                 moved |= c.pump()
             now = time.monotonic()
             if moved:
-                last_progress, previous, stable_since, pause = now, None, None, self.first_pause
+                last_progress, previous, stable_since, pause = now, None, None, self.shortest_pause
                 continue
             if not self.process.alive:  # it has exited (waitpid): nothing more will happen
                 break
@@ -327,17 +474,32 @@ class ProcessDriver(Driver):
                 self._lose("a look at the server's threads or sockets failed")
                 self._settle_by_clock(clients, done)
                 return
-            if previous is not None and look.asleep and look.same(previous):
-                stable_since = stable_since or now
-                waited = now - stable_since
-                if not look.in_flight or (
-                    waited > self.stall and not look.resending(waited - self.stall)
-                ):
-                    self._at_rest(look, clients)
-                    break
+            if look.conclusive:
+                # What had arrived for the clients before the look (an EOF, a
+                # reset) is taken now; if there was any, the server may react.
+                for c in clients:
+                    moved |= c.pump()
+                if moved:
+                    last_progress, previous, stable_since = time.monotonic(), None, None
+                    pause = self.shortest_pause
+                    continue
+                self._at_rest(look, clients)
+                break
+            same = previous is not None and look.asleep and look.same(previous)
+            if same and now - previous_at < self.first_pause:
+                pass  # too close to the last look to count as a second one: look again later
             else:
-                stable_since = None
-            previous = look
+                if same:
+                    stable_since = stable_since or now
+                    waited = now - stable_since
+                    if not look.in_flight or (
+                        waited > self.stall and not look.resending(waited - self.stall)
+                    ):
+                        self._at_rest(look, clients)
+                        break
+                else:
+                    stable_since = None
+                previous, previous_at = look, now
             quiet = now - last_progress
             # At rest but for bytes the kernel moves on its own: wait for the
             # kernel, not the clock.  Otherwise the server may never rest.
@@ -426,6 +588,10 @@ class ProcessDriver(Driver):
         for c in clients:
             if c.name in self._server_inodes:
                 continue
+            if self._last_inode.get(c.name):  # the last look saw it held by a descriptor
+                self._server_inodes[c.name] = self._last_inode[c.name]
+                self._server_ends[c.name] = c.local_address
+                continue
             try:
                 found = self._lookup(self.address, c.local_address)
             except (OSError, ValueError):
@@ -499,6 +665,9 @@ class ProcessDriver(Driver):
         if self._netlink is not None:
             self._netlink.close()
             self._netlink = None
+        if self._watcher is not None:
+            self._watcher.close()
+            self._watcher = None
         process, self.process = self.process, None
         if process is not None and self.supply is not None:
             self.supply.give_back(process)

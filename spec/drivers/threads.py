@@ -7,6 +7,11 @@ sleeps: in its event loop's readiness wait (select, poll, epoll), or inside
 one socket call (a blocking send() to a client that does not read), which
 starves everyone else.
 
+A look happens after nearly every step, so `Watcher` keeps a tree's /proc
+files open and re-reads them with pread() (about 20 microseconds a thread)
+instead of walking /proc again (`descendants()` and `look()`, several times
+that).
+
 Linux only: `look()` returns None where /proc cannot be read.
 """
 
@@ -62,9 +67,16 @@ _ON_DESCRIPTOR = {
         269: "sendmmsg",
     },
 }
+#: The calls that wait for a child process to change state (an init, a launcher
+#: shell): only a process of the tree itself, by running, can end that wait.
+_CHILD_WAITS = {
+    "x86_64": {61: "wait4", 247: "waitid"},
+    "aarch64": {260: "wait4", 95: "waitid"},
+}
 _ARCH = platform.machine()
 WAITS = _WAITS.get(_ARCH, {})
 ON_DESCRIPTOR = _ON_DESCRIPTOR.get(_ARCH, {})
+CHILD_WAITS = _CHILD_WAITS.get(_ARCH, {})
 
 
 @dataclass(frozen=True)
@@ -73,12 +85,15 @@ class Thread:
     tid: int
     #: /proc state: R running, S sleeping, D disk sleep, T stopped, Z zombie, ...
     state: str
-    #: Times the thread has been scheduled in: changes whenever it ran.
+    #: Times the thread has been scheduled in: changes whenever it ran (-1: not
+    #: known, no schedstat; `Watcher` only).
     runs: int
     #: The system call it sleeps in, by name ("" if unknown or not in one).
     syscall: str = ""
     #: For a call on one descriptor: that descriptor.
     fd: int | None = None
+    #: How many threads its process has (0 where not read).
+    threads_in_process: int = 0
 
     @property
     def asleep(self) -> bool:
@@ -87,6 +102,22 @@ class Thread:
     @property
     def in_readiness_wait(self) -> bool:
         return self.syscall in WAITS.values()
+
+    @property
+    def waits_for_events(self) -> bool:
+        """Asleep where only an event can wake it: a socket's readiness, a child's exit.
+
+        A thread asleep in select, poll or epoll (or wait4) is woken by a
+        descriptor becoming ready (a packet processed, another process acting),
+        by a child changing state, by a signal or by its own timeout; never by
+        nothing.  A dead thread (zombie) does nothing more.  A thread asleep
+        anywhere else (a blocking recv, a futex, a sleep) is not counted here.
+        """
+        if self.state in "ZX":
+            return True
+        return self.state == "S" and (
+            self.syscall in WAITS.values() or self.syscall in CHILD_WAITS.values()
+        )
 
     def socket_inode(self) -> int | None:
         """The inode of the socket this thread's blocking call is on, if it is one."""
@@ -141,6 +172,8 @@ def _thread(pid: int, tid: str) -> Thread | None:
             number = int(words[0])
             if number in WAITS:
                 syscall = WAITS[number]
+            elif number in CHILD_WAITS:
+                syscall = CHILD_WAITS[number]
             elif number in ON_DESCRIPTOR:
                 syscall = ON_DESCRIPTOR[number]
                 fd = int(words[1], 16)
@@ -162,3 +195,130 @@ def look(pids: list[int]) -> tuple[Thread, ...] | None:
             if t is not None:
                 threads.append(t)
     return tuple(threads)
+
+
+class Watcher:
+    """`look()` at one process tree again and again, cheaply: its /proc files kept open.
+
+    Each look re-reads, with one pread() each, the files it read the last time
+    (a thread's stat, schedstat and syscall; its list of children) instead of
+    opening them again, and lists a process's threads again only when their
+    number changes or one of them has gone.  What it returns is what
+    `descendants()` and `look()` together return.
+    """
+
+    def __init__(self, root: int) -> None:
+        self.root = root
+        #: pid -> its threads' ids as last listed.
+        self._tids: dict[int, list[int]] = {}
+        #: (pid, tid, name) -> an open descriptor on /proc/pid/task/tid/name.
+        self._files: dict[tuple[int, int, str], int] = {}
+
+    def pids(self) -> list[int]:
+        """The processes of the tree as the last look found them."""
+        return list(self._tids)
+
+    def close(self) -> None:
+        for fd in self._files.values():
+            os.close(fd)
+        self._files.clear()
+        self._tids.clear()
+
+    def _pread(self, pid: int, tid: int, name: str) -> str | None:
+        key = (pid, tid, name)
+        fd = self._files.get(key)
+        if fd is None:
+            try:
+                fd = os.open(f"/proc/{pid}/task/{tid}/{name}", os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                return None
+            self._files[key] = fd
+        try:
+            data = os.pread(fd, 4096, 0)
+        except OSError:
+            data = b""
+        if not data:  # the thread has gone (ESRCH, or nothing to read)
+            os.close(self._files.pop(key))
+            return None
+        return data.decode("ascii", "replace")
+
+    def _forget(self, pid: int) -> None:
+        self._tids.pop(pid, None)
+        for key in [k for k in self._files if k[0] == pid]:
+            os.close(self._files.pop(key))
+
+    def _list(self, pid: int) -> list[int] | None:
+        try:
+            tids = sorted(int(t) for t in os.listdir(f"/proc/{pid}/task"))
+        except FileNotFoundError:
+            return []
+        except OSError:
+            return None
+        self._tids[pid] = tids
+        return tids
+
+    def look(self) -> tuple[Thread, ...] | None:
+        """Every thread of the tree below `root` now; None if /proc cannot be read."""
+        found: list[Thread] = []
+        todo, seen = [self.root], set()
+        while todo:
+            pid = todo.pop()
+            if pid in seen:
+                continue
+            seen.add(pid)
+            threads = self._threads(pid, todo)
+            if threads is None:
+                return None
+            found.extend(threads)
+        for pid in [p for p in self._tids if p not in seen]:
+            self._forget(pid)
+        return tuple(found)
+
+    def _threads(self, pid: int, children: list[int]) -> list[Thread] | None:
+        """The threads of `pid` (their children added to `children`); None if unreadable."""
+        tids = self._tids.get(pid)
+        last = tids is None
+        while True:
+            if tids is None:
+                tids = self._list(pid)
+                if tids is None:
+                    return None
+            found: list[Thread] = []
+            kids: list[int] = []
+            gone = False
+            for tid in tids:
+                t = self._thread(pid, tid)
+                if t is None:
+                    gone = True  # exited meanwhile
+                    continue
+                found.append(t)
+                if t.state not in "ZX":
+                    kids.extend(int(c) for c in (self._pread(pid, tid, "children") or "").split())
+            # A thread gone, or started (the thread count the kernel keeps, in
+            # stat, differs from the list): list them again, once.
+            if last or not (gone or (found and found[0].threads_in_process != len(tids))):
+                children.extend(kids)
+                return found
+            tids, last = None, True
+
+    def _thread(self, pid: int, tid: int) -> Thread | None:
+        stat = self._pread(pid, tid, "stat")
+        if stat is None:
+            return None
+        fields = stat[stat.rindex(")") + 2 :].split()
+        state = fields[0]
+        schedstat = self._pread(pid, tid, "schedstat")
+        runs = int(schedstat.split()[2]) if schedstat else -1  # -1: not known
+        syscall, fd = "", None
+        if state == "S" and (WAITS or ON_DESCRIPTOR or CHILD_WAITS):
+            words = (self._pread(pid, tid, "syscall") or "").split()
+            if words and words[0].isdigit():
+                number = int(words[0])
+                if number in WAITS:
+                    syscall = WAITS[number]
+                elif number in CHILD_WAITS:
+                    syscall = CHILD_WAITS[number]
+                elif number in ON_DESCRIPTOR:
+                    syscall = ON_DESCRIPTOR[number]
+                    fd = int(words[1], 16)
+        return Thread(pid, tid, state, runs, syscall, fd, int(fields[17]))
