@@ -164,6 +164,10 @@ class Look:
         ]
 
     @property
+    def on_a_timer(self) -> bool:
+        return any(t.on_a_timer for t in self.threads)
+
+    @property
     def asleep(self) -> bool:
         return all(t.asleep for t in self.threads)
 
@@ -485,7 +489,14 @@ class ProcessDriver(Driver):
                     continue
                 self._at_rest(look, clients)
                 break
-            same = previous is not None and look.asleep and look.same(previous)
+            # A thread asleep until a time will run by itself: while echo is
+            # owed, that is no rest (past `settle` without a byte, the clock judges).
+            same = (
+                previous is not None
+                and look.asleep
+                and look.same(previous)
+                and not (look.on_a_timer and not done())
+            )
             if same and now - previous_at < self.first_pause:
                 pass  # too close to the last look to count as a second one: look again later
             else:

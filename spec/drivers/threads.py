@@ -73,7 +73,14 @@ _CHILD_WAITS = {
     "x86_64": {61: "wait4", 247: "waitid"},
     "aarch64": {260: "wait4", 95: "waitid"},
 }
+#: The calls that sleep until a time: the thread wakes on its own, with no
+#: step of the checker's (a server that sleeps between writes).
+_TIMERS = {
+    "x86_64": {35: "nanosleep", 230: "clock_nanosleep"},
+    "aarch64": {101: "nanosleep", 115: "clock_nanosleep"},
+}
 _ARCH = platform.machine()
+TIMERS = _TIMERS.get(_ARCH, {})
 WAITS = _WAITS.get(_ARCH, {})
 ON_DESCRIPTOR = _ON_DESCRIPTOR.get(_ARCH, {})
 CHILD_WAITS = _CHILD_WAITS.get(_ARCH, {})
@@ -102,6 +109,11 @@ class Thread:
     @property
     def in_readiness_wait(self) -> bool:
         return self.syscall in WAITS.values()
+
+    @property
+    def on_a_timer(self) -> bool:
+        """Asleep until a time (nanosleep): it will run again by itself."""
+        return self.state == "S" and self.syscall in TIMERS.values()
 
     @property
     def waits_for_events(self) -> bool:
@@ -157,6 +169,21 @@ def _read(path: str) -> str | None:
         return None
 
 
+def _syscall(text: str | None) -> tuple[str, int | None]:
+    """The name of the call a sleeping thread is in, from /proc's ``syscall``
+    ("" for one this module does not name), and its descriptor if it is on one."""
+    words = (text or "").split()
+    if not words or not words[0].isdigit():
+        return "", None
+    number = int(words[0])
+    if number in ON_DESCRIPTOR:
+        return ON_DESCRIPTOR[number], int(words[1], 16)
+    for names in (WAITS, CHILD_WAITS, TIMERS):
+        if number in names:
+            return names[number], None
+    return "", None
+
+
 def _thread(pid: int, tid: str) -> Thread | None:
     base = f"/proc/{pid}/task/{tid}"
     stat = _read(f"{base}/stat")
@@ -165,18 +192,7 @@ def _thread(pid: int, tid: str) -> Thread | None:
     state = stat[stat.rindex(")") + 2]
     schedstat = _read(f"{base}/schedstat")
     runs = int(schedstat.split()[2]) if schedstat else 0
-    syscall, fd = "", None
-    if state == "S" and (WAITS or ON_DESCRIPTOR):
-        words = (_read(f"{base}/syscall") or "").split()
-        if words and words[0].isdigit():
-            number = int(words[0])
-            if number in WAITS:
-                syscall = WAITS[number]
-            elif number in CHILD_WAITS:
-                syscall = CHILD_WAITS[number]
-            elif number in ON_DESCRIPTOR:
-                syscall = ON_DESCRIPTOR[number]
-                fd = int(words[1], 16)
+    syscall, fd = _syscall(_read(f"{base}/syscall") if state == "S" else None)
     return Thread(pid, int(tid), state, runs, syscall, fd)
 
 
@@ -309,16 +325,6 @@ class Watcher:
         state = fields[0]
         schedstat = self._pread(pid, tid, "schedstat")
         runs = int(schedstat.split()[2]) if schedstat else -1  # -1: not known
-        syscall, fd = "", None
-        if state == "S" and (WAITS or ON_DESCRIPTOR or CHILD_WAITS):
-            words = (self._pread(pid, tid, "syscall") or "").split()
-            if words and words[0].isdigit():
-                number = int(words[0])
-                if number in WAITS:
-                    syscall = WAITS[number]
-                elif number in CHILD_WAITS:
-                    syscall = CHILD_WAITS[number]
-                elif number in ON_DESCRIPTOR:
-                    syscall = ON_DESCRIPTOR[number]
-                    fd = int(words[1], 16)
+        known = state == "S" and (WAITS or ON_DESCRIPTOR or CHILD_WAITS or TIMERS)
+        syscall, fd = _syscall(self._pread(pid, tid, "syscall") if known else None)
         return Thread(pid, tid, state, runs, syscall, fd, int(fields[17]))
