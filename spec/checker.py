@@ -28,7 +28,6 @@ from hypothesis.stateful import run_state_machine_as_test
 from spec import measure
 from spec._hypothesis import identify, no_local_constants
 from spec.causes import without_cause
-from spec.drivers import pace
 from spec.drivers.base import DEFAULT_SETTLE, HOST
 from spec.drivers.network import PrivateNetwork, host_description
 from spec.drivers.server_process import ServerProcess, ServerSupply, containment
@@ -265,22 +264,10 @@ def _check_by_machine(
         shrink_limit=SHRINK_RUNS,
     )
     # A fresh server per program, each launched while the programs before run.
-    network = PrivateNetwork.shared()
-    supply = ServerSupply(target.spec, network=network) if target.kind == "cmd" else None
-    paced = None
-    if supply is not None and network is not None:
-        try:
-            paced = _pace(supply, network.flood_limit)
-        except BaseException:
-            supply.close()
-            raise
-        log.volume_limit = paced[1] if paced else None
+    supply = (
+        ServerSupply(target.spec, network=PrivateNetwork.shared()) if target.kind == "cmd" else None
+    )
     outcome = _generated_programs(target, req_id, settle, s, seed, budget, log, supply)
-    if paced is not None:
-        outcome.environment["pace"] = (
-            f"the server echoed {paced[0] / 1e6:.2g} MB/s: floods and large sends "
-            f"capped at {paced[1] // 1024} KiB, what it echoes in about {pace.SECONDS:g} s"
-        )
     if outcome.verdict == Verdict.PASS and plan(req_id).plays_idle_program:
         outcome = _check_idle(target, req_id, settle, log) or outcome
     outcome = _test_attribution(target, req_id, settle, outcome, log)
@@ -315,22 +302,6 @@ def _masked_only_by_a_verdict(req_id: str, outcome: Outcome, log: CheckLog) -> O
             + textwrap.indent(log.masking[mask].describe(), "  ")
         ),
     )
-
-
-def _pace(supply: ServerSupply, ceiling: int) -> tuple[float, int] | None:
-    """(bytes/s, volume limit) for a server that echoes too slowly for floods
-    of `ceiling` bytes to fit the budget; None for the rest."""
-    server = supply.take()
-    try:
-        rate = pace.probe(lambda: server.connect(PACE_CONNECT_SECONDS))
-    finally:
-        supply.give_back(server)
-    limit = pace.volume_limit(rate, floor=pace.FLOOR, ceiling=ceiling)
-    return None if rate is None or limit >= ceiling else (rate, limit)
-
-
-#: Seconds the pace probe waits to connect.
-PACE_CONNECT_SECONDS = 5.0
 
 
 def _test_attribution(

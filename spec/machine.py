@@ -209,9 +209,6 @@ class CheckLog:
     #: Seconds Hypothesis may shrink once the first violation is seen (None: up
     #: to the deadline); the checker shrinks further with what remains of it.
     shrink_share: float | None = None
-    #: The most bytes one flood or send may carry, for a server that echoes
-    #: slowly (`spec.drivers.pace`); None: the driver's own limit.
-    volume_limit: int | None = None
     #: Programs Hypothesis may run once the first violation is seen (None: no
     #: bound), and how many it has run: a count, not a time, so the same seed
     #: stops shrinking at the same program on a busy machine as on a quiet one.
@@ -288,7 +285,6 @@ class EchoConformance(RuleBasedStateMachine):
     def send(self, client: Client, payload: Payload, writes: int = 1) -> None:
         if client.model.state is not ClientState.OPEN:
             return
-        payload = self._within_limit(payload, None)
         self.program.append(f"state.send({client}, {payload!r}, writes={writes})")
         client.queue(payload.data(), writes)
         self._step()
@@ -568,12 +564,10 @@ class EchoConformance(RuleBasedStateMachine):
         return [bytes(c.model.expected) for c in self.all if c is not me]
 
     def _within_limit(self, payload: Payload, limit: int | None) -> Payload:
-        """`payload`, cut to `limit` and to the server's pace (as much backs up,
-        with less to move); the program prints what was sent."""
-        paced = self.log.volume_limit if self.log is not None else None
-        limits = [n for n in (limit, paced) if n is not None]
-        if limits and payload.size is not None and payload.size > min(limits):
-            return Payload(payload.pattern, min(limits))
+        """`payload`, cut to `limit` (as much backs up, with less to move); the
+        program prints what was sent."""
+        if limit is not None and payload.size is not None and payload.size > limit:
+            return Payload(payload.pattern, limit)
         return payload
 
     def _nothing_owed(self) -> bool:

@@ -1,12 +1,11 @@
 """The reference select server, but every send() writes at most 16 bytes: correct, and slow.
 
-It echoes a 1 MiB flood in tens of thousands of select() rounds, so its
-checks show whether floods are sized to the server's pace
-(`spec.drivers.pace`).  Usage: python tests/servers/trickle_server.py --port PORT
+It echoes a 1 MiB flood in tens of thousands of select() rounds.  Usage:
+python tests/servers/trickle_server.py --port PORT
 
 With TRICKLE_WRITE=N and TRICKLE_PAUSE=S in its environment it writes N bytes
-per send() and sleeps S seconds before each: slow by its own work, not by
-the size of its segments.
+per send() and sleeps S seconds before each: slow by its own sleeps, which
+the process driver must wait for (`tests/test_rest_timers.py`).
 """
 
 import os
