@@ -87,7 +87,7 @@ FLOOD_WRITE = 65_483
 SIP = 64 * 1024
 #: How long the idle step leaves a connection alone: longer than the 5 s
 #: idle timeout servers commonly set (the thorough profile plays a minute).
-IDLE_SECONDS = 6
+IDLE_PROGRAM_SECONDS = 6
 #: Seconds between two looks at an idle connection.
 IDLE_LOOK = 0.05
 
@@ -143,7 +143,7 @@ RACE_PAYLOADS = st.builds(
 )
 
 
-def idle_program(seconds: int = IDLE_SECONDS) -> list[str]:
+def idle_program(seconds: int = IDLE_PROGRAM_SECONDS) -> list[str]:
     """The fixed program the idle check plays besides the generated ones."""
     return [
         "c0 = state.connect()",
