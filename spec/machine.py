@@ -36,9 +36,10 @@ that requirement (`spec.checker.Finding`).
 
 The flip side: a crash that only the ECHO-4 machine's narrow programs reach
 (flood, then half-close) is rejected there, so the ECHO-5 machine must reach
-it too.  It does (`ResilienceConformance`): each of its programs first draws
-which requirement's scenario to play (`CRASH_SCENARIOS`), so every crash any
-machine can run into is searched for, and reported, under ECHO-5.
+it too.  It does (`machine_for("ECHO-5")`, a `ScenarioConformance`): each
+of its programs first draws which requirement's scenario to play
+(`CRASH_SCENARIOS`), so every crash any machine can run into is searched
+for, and reported, under ECHO-5.
 
 Every rule also appends a line of Python to `program`; executed in order
 against a fresh machine (`spec.replay`) the lines reproduce the run exactly.
