@@ -719,6 +719,11 @@ class EchoConformance(RuleBasedStateMachine):
             for c in self.live:
                 c.close()
             closing = self.driver.close()
+            if self.driver.restless and self.log is not None:
+                self.log.environment["restless"] = (
+                    "the server did not come to rest after some steps (it never slept): "
+                    "those were judged by the clock, after --echo-settle seconds without a byte"
+                )
         if finished and closing and self.plan.close_server_at_end:
             self._fail(closing)
 
