@@ -36,9 +36,10 @@ that requirement (`spec.checker.Finding`).
 
 The flip side: a crash that only the ECHO-4 machine's narrow programs reach
 (flood, then half-close) is rejected there, so the ECHO-5 machine must reach
-it too.  It does (`ResilienceConformance`): each of its programs first draws
-which requirement's scenario to play (`CRASH_SCENARIOS`), so every crash any
-machine can run into is searched for, and reported, under ECHO-5.
+it too.  It does (`machine_for("ECHO-5")`, a `ScenarioConformance`): each
+of its programs first draws which requirement's scenario to play
+(`CRASH_SCENARIOS`), so every crash any machine can run into is searched
+for, and reported, under ECHO-5.
 
 Every rule also appends a line of Python to `program`; executed in order
 against a fresh machine (`spec.replay`) the lines reproduce the run exactly.
@@ -87,7 +88,7 @@ FLOOD_WRITE = 65_483
 SIP = 64 * 1024
 #: How long the idle step leaves a connection alone: longer than the 5 s
 #: idle timeout servers commonly set (the thorough profile plays a minute).
-IDLE_SECONDS = 6
+IDLE_PROGRAM_SECONDS = 6
 #: Seconds between two looks at an idle connection.
 IDLE_LOOK = 0.05
 
@@ -143,7 +144,7 @@ RACE_PAYLOADS = st.builds(
 )
 
 
-def idle_program(seconds: int = IDLE_SECONDS) -> list[str]:
+def idle_program(seconds: int = IDLE_PROGRAM_SECONDS) -> list[str]:
     """The fixed program the idle check plays besides the generated ones."""
     return [
         "c0 = state.connect()",
@@ -718,6 +719,11 @@ class EchoConformance(RuleBasedStateMachine):
             for c in self.live:
                 c.close()
             closing = self.driver.close()
+            if self.driver.restless and self.log is not None:
+                self.log.environment["restless"] = (
+                    "the server did not come to rest after some steps (it never slept): "
+                    "those were judged by the clock, after --echo-settle seconds without a byte"
+                )
         if finished and closing and self.plan.close_server_at_end:
             self._fail(closing)
 

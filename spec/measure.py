@@ -20,15 +20,15 @@ from collections.abc import Callable, Iterator
 
 from spec import requirements
 from spec.drivers.server_process import ServerProcess
+from spec.machine import MiB
 from spec.model import Violation
 from spec.targets import Target
 
-MiB = 1024 * 1024
 #: ECHO-8: what the flooding client pushes, and the growth allowed.
 FLOOD_BYTES = 64 * MiB
 MEMORY_LIMIT = 32 * MiB
-#: ECHO-9: CPU seconds allowed over `IDLE_SECONDS` with `IDLE_CONNECTIONS` open.
-IDLE_SECONDS = 1.0
+#: ECHO-9: CPU seconds allowed over `IDLE_MEASURE_SECONDS` with `IDLE_CONNECTIONS` open.
+IDLE_MEASURE_SECONDS = 1.0
 IDLE_CPU_LIMIT = 0.05
 IDLE_CONNECTIONS = 10
 #: ECHO-10: connections that must all be served, and extra ones beyond them.
@@ -164,10 +164,10 @@ def idle(target: Target, settle: float) -> tuple[Violation | None, str]:
         socks.pop().close()
         time.sleep(0.1)
         cpu0 = server.cpu_seconds()
-        time.sleep(IDLE_SECONDS)
+        time.sleep(IDLE_MEASURE_SECONDS)
         used = server.cpu_seconds() - cpu0
     detail = (
-        f"{used:.3f} CPU seconds over {IDLE_SECONDS:g} s idle with {IDLE_CONNECTIONS} "
+        f"{used:.3f} CPU seconds over {IDLE_MEASURE_SECONDS:g} s idle with {IDLE_CONNECTIONS} "
         f"connections open (limit {IDLE_CPU_LIMIT:g} s)"
     )
     if used >= IDLE_CPU_LIMIT:

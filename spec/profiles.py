@@ -33,14 +33,14 @@ settings.register_profile(
 
 
 #: Seconds the idle program leaves a connection alone, per profile (default 6 s).
-IDLE_SECONDS = {"thorough": 65}
+IDLE_PROGRAM_SECONDS = {"thorough": 65}
 
 
 def idle_seconds() -> int:
     """How long the current profile idles: past common idle timeouts (5 s; 60 s if thorough)."""
-    from spec.machine import IDLE_SECONDS as default
+    from spec.machine import IDLE_PROGRAM_SECONDS as default
 
-    return IDLE_SECONDS.get(current_profile(), default)
+    return IDLE_PROGRAM_SECONDS.get(current_profile(), default)
 
 
 def load_default() -> None:

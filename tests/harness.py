@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO, TypeVar
 
-from spec.drivers.server_process import HOST
+from spec.drivers.base import HOST
 
 #: Bytes a client sends or reads at once.
 CHUNK = 64 * 1024

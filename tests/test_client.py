@@ -33,7 +33,8 @@ import psutil
 import pytest
 from harness import REFERENCE_CMD
 
-from spec.drivers.server_process import HOST, ServerProcess, free_port
+from spec.drivers.base import HOST
+from spec.drivers.server_process import ServerProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Upper bound on any single wait in this file, in seconds.

@@ -50,3 +50,20 @@ def test_echo_the_kernel_retransmits_on_a_backed_off_timer_is_waited_for() -> No
     finally:
         c.close()
         driver.close()
+
+
+def test_a_server_that_never_rests_is_named_in_the_report() -> None:
+    """A busy loop (select with a zero timeout) never sleeps: its steps are
+    judged by the clock, and the outcome's environment says so."""
+    from hypothesis import settings
+
+    from spec.checker import check
+    from spec.targets import Target
+
+    outcome = check(
+        Target("impl", "impl.zoo.resources:ZeroTimeoutServer").as_process(),
+        "ECHO-1",
+        hypothesis_settings=settings(max_examples=2, stateful_step_count=2, database=None),
+        budget=30,
+    )
+    assert "restless" in outcome.environment, outcome.environment

@@ -45,6 +45,9 @@ class Driver(abc.ABC):
     #: The last settle was cut off while the server kept handling events that
     #: moved nothing (a busy loop).
     spinning: bool = False
+    #: A settle of this program ended without the server coming to rest: the
+    #: clock judged it (a server that never sleeps; the report says so).
+    restless: bool = False
 
     @abc.abstractmethod
     def start(self) -> None:

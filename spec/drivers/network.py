@@ -279,7 +279,7 @@ class PrivateNetwork:
         """For a forked child before exec: join the user namespace that owns the network.
 
         There the checker's user is root: the child may then enter the
-        network and make a PID namespace (spec.drivers._init).  Nothing for root.
+        network and make a PID namespace (spec.drivers.pid_init).  Nothing for root.
         """
         if self._user_fd is not None:
             _check(

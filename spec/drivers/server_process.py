@@ -5,7 +5,7 @@
         server.memory_rss(), server.num_fds(), server.connections()
 
 Containment: the command runs as process 2 of a PID namespace of its own,
-under an init (`_init.py`).  When that init ends, the kernel kills
+under an init (`pid_init.py`).  When that init ends, the kernel kills
 everything in the namespace: forked children, daemons that left the session,
 a server behind a launcher script.  The chain hangs on the checker: the
 process it starts gets SIGKILL when the checker's thread that started it
@@ -48,12 +48,14 @@ from typing import Any
 import psutil
 
 from spec.drivers import threads, witness
+from spec.drivers.base import HOST
 from spec.drivers.network import PrivateNetwork
 from spec.drivers.sock_diag import listening_inodes
 
-HOST = "127.0.0.1"
-_INIT = Path(__file__).with_name("_init.py")
+_INIT = Path(__file__).with_name("pid_init.py")
 
+#: prctl's option (linux/prctl.h); pid_init.py, a script that imports nothing
+#: of this package, has its own.
 _PR_SET_PDEATHSIG = 1
 
 
@@ -333,10 +335,6 @@ class ServerProcess:
                 break
         self.process.wait()
 
-    def terminate(self) -> None:
-        """Ask the whole process group to end (SIGTERM) without waiting; `stop()` finishes."""
-        self._signal(signal.SIGTERM)
-
     def kill(self) -> None:
         """Kill the whole process group (SIGKILL) without waiting; `stop()` reaps."""
         self._signal(signal.SIGKILL)
@@ -432,11 +430,6 @@ class ServerProcess:
 
     def num_fds(self) -> int:
         return self._sum(lambda p: p.num_fds())
-
-    def num_sockets(self) -> int:
-        """Distinct sockets open in the server's tree (a forked child shares its
-        parent's, and its stdio and pipes are not sockets)."""
-        return len(self._socket_inodes())
 
     def _socket_inodes(self) -> set[int]:
         inodes: set[int] = set()

@@ -1,6 +1,6 @@
 """Run a server command in a PID namespace of its own, and end everything it started with it.
 
-    python -I -S _init.py COMMAND ARGS...
+    python -I -S pid_init.py COMMAND ARGS...
 
 Three processes, each passing on the signals a user would send and exiting
 with its child's status (128 + N for a child killed by signal N, as a shell
