@@ -240,7 +240,11 @@ def test_a_launcher_script_leaves_nothing_when_the_checker_is_ended(
     """A server behind `sh` without exec, the checker killed or interrupted mid-run."""
     command = f"{SERVERS / 'launcher.sh'} {{port}}"
     checker = subprocess.Popen(
-        [PY, "-c", CHECKER, command], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [PY, "-c", CHECKER, command],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=_as_from_a_terminal,
     )
     try:
         deadline = time.monotonic() + 30
@@ -253,6 +257,13 @@ def test_a_launcher_script_leaves_nothing_when_the_checker_is_ended(
         checker.kill()
         checker.wait()
     assert gone(marker), list(marked(marker).values())
+
+
+def _as_from_a_terminal() -> None:
+    """A terminal delivers Ctrl-C: undo the SIG_IGN that a non-interactive
+    shell gives background jobs (`.ci/run &`, `nohup ... &`), which exec keeps
+    and which would make the checker ignore the SIGINT these tests send."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 #: Ctrl-C rounds in the default run (the closing measurement ran 10: CTRL_C_RUNS=10).
@@ -283,6 +294,7 @@ def test_ctrl_c_on_a_parallel_run_leaves_nothing(marker: str) -> None:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=_as_from_a_terminal,
         )
         try:
             deadline = time.monotonic() + 60
