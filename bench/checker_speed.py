@@ -66,7 +66,7 @@ from hypothesis.stateful import (
 
 import spec.checker as checker
 from impl.zoo import DEFECTS
-from spec.checker import check
+from spec.checker import Outcome, check
 from spec.drivers.network import PrivateNetwork
 from spec.drivers.server_process import ServerProcess
 from spec.machine import FLOODS, PAYLOADS, RULES, SMALL, EchoConformance
@@ -92,16 +92,7 @@ def steps_per_second(target: Target, examples: int, settle: float) -> list[tuple
     rows = []
     for req_id in MACHINE:
         STEPS["n"] = 0
-        start = time.perf_counter()
-        outcome = check(
-            target,
-            req_id,
-            settle=settle,
-            hypothesis_settings=settings(
-                max_examples=examples, stateful_step_count=15, derandomize=True, database=None
-            ),
-        )
-        elapsed = time.perf_counter() - start
+        outcome, elapsed = _timed_check(target, req_id, examples, settle=settle, derandomize=True)
         assert outcome.verdict == "pass", outcome.detail
         rows.append((req_id, STEPS["n"] / elapsed))
     return rows
@@ -471,16 +462,7 @@ def inprocess_rate(seed: int, examples: int) -> tuple[int, float]:
     for req_id in MACHINE:
         clock = Clock()
         with clock.installed(), contextlib.redirect_stdout(io.StringIO()):
-            start = time.perf_counter()
-            check(
-                target,
-                req_id,
-                seed=seed,
-                hypothesis_settings=settings(
-                    max_examples=examples, stateful_step_count=15, deadline=None, database=None
-                ),
-            )
-            total = time.perf_counter() - start
+            _, total = _timed_check(target, req_id, examples, seed=seed, deadline=None)
         rules += clock.rules
         seconds += total - clock.preflight - clock.idle
     return rules, seconds
@@ -721,6 +703,29 @@ def users_figures(seed: int, examples: int, page_name: str | None) -> None:
         page.write(page_name, body)
     else:
         print(page.header() + "\n" + body)
+
+
+def _timed_check(
+    target: Target,
+    req_id: str,
+    examples: int,
+    *,
+    seed: int | None = None,
+    settle: float | None = None,
+    **given: object,
+) -> tuple[Outcome, float]:
+    """check() with `examples` programs of up to 15 steps and no database, and its seconds."""
+    start = time.perf_counter()
+    outcome = check(
+        target,
+        req_id,
+        seed=seed,
+        **({} if settle is None else {"settle": settle}),
+        hypothesis_settings=settings(
+            max_examples=examples, stateful_step_count=15, database=None, **given
+        ),
+    )
+    return outcome, time.perf_counter() - start
 
 
 def main() -> None:
