@@ -27,7 +27,11 @@ reports it (`spec.checker`): the program is run again *without* the cause
 step, and if the same symptom still shows, the cause was not needed and the
 violation is reported under the symptom's own requirement after all.  A
 stream that loses bytes on every short write is an ECHO-2 defect, even when a
-half-close happened to come first.
+half-close happened to come first.  A violation the model names ECHO-4 itself
+(the server closed after a half-close with echo undelivered) is tested the
+same way, without the client's half-close (`counterfactual`): a server that
+ends the stream at a NUL byte does so half-closed or not, and one fault is
+one failure, ECHO-2's.
 """
 
 from __future__ import annotations
@@ -169,7 +173,47 @@ def _explains(violation: Violation, event: Event) -> Cause | None:
 
 
 def without_cause(program: Sequence[str], violation: Violation) -> list[str] | None:
-    """The program with the attributed cause's line left out (None if not attributed)."""
+    """The program without the attributed cause (None if not attributed).
+
+    The cause's line is left out, except that a ``send_and_half_close`` keeps
+    its send: the half-close is the cause, not the bytes.
+    """
     if violation.cause_step is None or not 0 <= violation.cause_step < len(program):
         return None
-    return [line for i, line in enumerate(program) if i != violation.cause_step]
+    return _without_line(program, violation.cause_step)
+
+
+def counterfactual(program: Sequence[str], violation: Violation) -> tuple[list[str], str] | None:
+    """The program that tests whether `violation` needed its cause, and the
+    requirement whose violation on the same connection there says it did not.
+
+    An attributed violation: the program without its cause step, judged for
+    the symptom's own requirement.  A violation the model names ECHO-4 itself
+    (a close, a reset or missing echo after the client half-closed): the
+    program without that client's half-close, judged for ECHO-2.  A server
+    that closes a stream at a NUL byte closes it whether or not the client
+    half-closed: that is one stream fault (ECHO-2), not also a half-close fault.
+    None when there is nothing to test.
+    """
+    if violation.symptom is not None:
+        without = without_cause(program, violation)
+        return None if without is None else (without, violation.symptom)
+    if violation.requirement != HALF_CLOSE or violation.connection is None:
+        return None
+    client = violation.connection
+    for i, line in enumerate(program):
+        if line == f"state.half_close({client})" or line.startswith(
+            f"state.send_and_half_close({client}, "
+        ):
+            return _without_line(program, i), STREAM
+    return None
+
+
+def _without_line(program: Sequence[str], step: int) -> list[str]:
+    line = program[step]
+    kept = (
+        [line.replace("state.send_and_half_close(", "state.send(", 1)]
+        if line.startswith("state.send_and_half_close(")
+        else []
+    )
+    return [*program[:step], *kept, *program[step + 1 :]]

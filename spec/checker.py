@@ -27,7 +27,7 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from spec import measure
 from spec._hypothesis import identify, no_local_constants
-from spec.causes import without_cause
+from spec.causes import counterfactual
 from spec.drivers.base import DEFAULT_SETTLE, HOST
 from spec.drivers.network import PrivateNetwork, host_description
 from spec.drivers.server_process import ServerProcess, ServerSupply, containment
@@ -78,6 +78,9 @@ class Outcome:
     #: Violations of *other* requirements this check's programs showed: each
     #: fails its own requirement in the run's verdict (`spec.matrix`).
     findings: list[Finding] = field(default_factory=list)
+    #: A timing-dependent failure: (runs that showed it, runs made), each on a
+    #: fresh server; None when it showed on every run it was given.
+    shown_in: tuple[int, int] | None = None
 
     def as_report(self) -> dict[str, object]:
         """The fields of the JSON report's entry for this requirement."""
@@ -307,35 +310,55 @@ def _masked_only_by_a_verdict(req_id: str, outcome: Outcome, log: CheckLog) -> O
 def _test_attribution(
     target: Target, req_id: str, settle: float, outcome: Outcome, log: CheckLog
 ) -> Outcome:
-    """A failure attributed to its cause (`spec.causes`) stands only if the
-    cause was needed: the same program without the cause's step must not show
-    the same symptom.  If it does, the symptom is its own requirement's
-    violation, found here: reported there, and this requirement is masked."""
+    """A failure stands as this requirement's only if its cause was needed.
+
+    An attribution (`spec.causes`) and an ECHO-4 violation both name a step
+    (the reset, the half-close) as the cause; `causes.counterfactual` leaves
+    it out, and the program runs as often as the failure was run (once, or n
+    times when it showed in k of n).  If the same connection then shows the
+    symptom's own requirement broken, that is the fault: reported there (a
+    finding, shrunk and run again on a fresh server like any other), and this
+    requirement is masked by it.
+    """
     v = outcome.violation
-    if outcome.verdict != Verdict.FAIL or v is None or v.symptom is None:
+    if outcome.verdict != Verdict.FAIL or v is None:
         return outcome
-    program = without_cause(outcome.program, v)
-    if program is None:
+    test = counterfactual(outcome.program, v)
+    if test is None:
         return outcome
-    try:
-        again = run_program(target, v.symptom, program, settle, plan=req_id)
-    except ConformanceFailure as other:
-        again = other.violation
-    except InvalidProgram:
-        return outcome  # the step cannot be left out: the cause cannot be tested
-    if again is None or again.unattributed().requirement != v.symptom:
+    program, symptom = test
+    # A failure that showed in k of n runs is tested as often: one quiet run
+    # of the program without its cause says nothing about a timing-dependent
+    # fault.
+    tries = 1 if outcome.shown_in is None else outcome.shown_in[1]
+    for _ in range(tries):
+        try:
+            again = run_program(target, symptom, program, settle, plan=req_id)
+        except ConformanceFailure as other:
+            again = other.violation
+        except InvalidProgram:
+            return outcome  # the step cannot be left out: the cause cannot be tested
+        if (
+            again is not None
+            and again.unattributed().requirement == symptom
+            and again.connection == v.connection
+        ):
+            break
+    else:
         return outcome
-    if again.connection != v.connection:
-        return outcome
-    symptom = v.unattributed()
-    failure = ConformanceFailure(symptom, outcome.program, target.label, plan=req_id)
-    log.foreign.setdefault(symptom.requirement, failure)
-    log.masked[symptom.requirement] += 1
-    log.masking[symptom.requirement] = symptom
+    assert again is not None
+    shown = again.unattributed()
+    failure = ConformanceFailure(shown, program, target.label, plan=req_id)
+    log.foreign.setdefault(symptom, failure)
+    log.masked[symptom] += 1
+    log.masking[symptom] = shown
     masked = _masked(req_id, log)
+    step = outcome.program[v.cause_step] if v.cause_step is not None else None
     masked.detail += (
-        f"\n  (the program shows it without its step {outcome.program[v.cause_step or 0]!r}"
-        f" too, so it is not {req_id}'s)"
+        f"\n  (the program shows it without its step {step!r} too, so it is not {req_id}'s)"
+        if step is not None
+        else f"\n  (the program shows it without {v.connection}'s half-close too, "
+        f"so it is not {req_id}'s)"
     )
     return masked
 
@@ -567,7 +590,7 @@ def _inconclusive(
     shown, runs = _reproductions(target, req_id, seen.program, settle, log.end)
     count = f"it showed in {shown + 1} of {runs + 1} runs of this program, each on a fresh server"
     if not seen.violation.waited or shown:
-        return _failed(
+        failed = _failed(
             target,
             req_id,
             settle,
@@ -575,6 +598,8 @@ def _inconclusive(
             log,
             note=f"the server's behaviour depends on timing: {count}",
         )
+        failed.shown_in = (shown + 1, runs + 1)
+        return failed
     outcome = _failed(target, req_id, settle, seen, log)
     outcome.verdict = Verdict.INCONCLUSIVE
     outcome.detail = (

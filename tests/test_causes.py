@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from spec.causes import CAUSES, Event, Where, attribute, without_cause
+from spec.causes import CAUSES, Event, Where, attribute, counterfactual, without_cause
 from spec.model import Symptom, Violation, diagnose
 from spec.requirements import HALF_CLOSE, RESILIENCE, STREAM, TRANSFORM
 
@@ -150,3 +150,38 @@ def test_without_cause_leaves_out_its_line() -> None:
     v = attribute(CLOSED_C1, [event("abort", "c0", step=2)])
     assert without_cause(program, v) == program[:2]
     assert without_cause(program, CLOSED_C1) is None
+
+
+def test_without_a_send_and_half_close_its_send_is_kept() -> None:
+    program = ["c0 = state.connect()", "state.send_and_half_close(c0, Payload(b'ab'))"]
+    v = attribute(EXTRA_C0, [event("send_and_half_close", "c0", owed=2, step=1)])
+    assert without_cause(program, v) == ["c0 = state.connect()", "state.send(c0, Payload(b'ab'))"]
+
+
+HALF_CLOSED_C1 = Violation(
+    HALF_CLOSE,
+    "server closed after half-close with 1 echo bytes undelivered, after 0 of 1 echo bytes",
+    offset=0,
+    connection="c1",
+    kind=Symptom.CLOSED,
+)
+
+
+@pytest.mark.parametrize(
+    ("line", "kept"),
+    [
+        ("state.half_close(c1)", []),
+        ("state.send_and_half_close(c1, Payload(b'\\x00'))", ["state.send(c1, Payload(b'\\x00'))"]),
+    ],
+)
+def test_an_echo_4_violation_is_tested_without_its_half_close(line: str, kept: list[str]) -> None:
+    program = ["c0 = state.connect()", "c1 = state.connect()", "state.half_close(c0)", line]
+    assert counterfactual(program, HALF_CLOSED_C1) == (program[:3] + kept, STREAM)
+
+
+def test_what_has_no_cause_to_leave_out_is_not_tested() -> None:
+    program = ["c0 = state.connect()", "state.abort(c0)"]
+    assert counterfactual(program, CLOSED_C1) is None  # not attributed
+    assert counterfactual(program, HALF_CLOSED_C1) is None  # c1 never half-closed
+    v = attribute(CLOSED_C1, [event("abort", "c0", step=1)])
+    assert counterfactual(program, v) == (["c0 = state.connect()"], STREAM)
