@@ -41,15 +41,15 @@ of its programs first draws which requirement's scenario to play
 (`CRASH_SCENARIOS`), so every crash any machine can run into is searched
 for, and reported, under ECHO-5.
 
-Every rule also appends a line of Python to `program`; executed in order
-against a fresh machine (`spec.replay`) the lines reproduce the run exactly.
+Every rule also records its line in `program` (`spec.program`, written from
+the rule's signature); replayed in order against a fresh machine
+(`spec.replay`) the lines reproduce the run exactly.
 """
 
 from __future__ import annotations
 
 import collections
 import functools
-import random
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -73,10 +73,15 @@ from spec.drivers.base import Driver
 from spec.drivers.clients import Client
 from spec.model import UPPER, ClientState, Symptom, Transform, Violation
 from spec.plans import PLANS, RULES
+from spec.program import (
+    MAX_PATTERN,
+    MiB,
+    Payload,
+    format_step,
+    integers,
+)
 from spec.requirements import CAPACITY, LIVENESS, RESILIENCE, STREAM
 
-MiB = 1024 * 1024
-PAYLOAD_BLOCK = 64 * 1024
 #: A flooding client's send() size: no larger than one loopback segment (the
 #: MSS with TCP timestamps, 65,483), so a server's echo of one write fits one
 #: segment, which the kernel takes whole even into a nearly full send buffer:
@@ -93,36 +98,7 @@ IDLE_PROGRAM_SECONDS = 6
 IDLE_LOOK = 0.05
 
 
-@dataclass(frozen=True)
-class Payload:
-    """Bytes to send: `pattern` itself, or `size` bytes that start with it.
-
-    Large payloads are generated from the pattern (a seed), so Hypothesis
-    draws and shrinks a few bytes and a size, never megabytes.
-    """
-
-    pattern: bytes
-    size: int | None = None
-
-    def data(self) -> bytes:
-        if self.size is None or self.size <= len(self.pattern):
-            return self.pattern[: self.size]
-        # Random bytes seeded by the pattern, made cheaply at megabytes: one
-        # block repeated, each copy ending in its own 8-byte counter, so no
-        # two 64 KiB stretches are alike and a reordered chunk is visible.
-        block = random.Random(self.pattern).randbytes(PAYLOAD_BLOCK - 8)
-        rest = self.size - len(self.pattern)
-        copies = -(-rest // PAYLOAD_BLOCK)
-        body = b"".join(block + i.to_bytes(8, "big") for i in range(copies))
-        return self.pattern + body[:rest]
-
-    def __repr__(self) -> str:
-        if self.size is None:
-            return f"Payload({self.pattern!r})"
-        return f"Payload({self.pattern!r}, {self.size})"
-
-
-SMALL = st.binary(min_size=1, max_size=64).map(Payload)
+SMALL = st.binary(min_size=1, max_size=MAX_PATTERN).map(Payload)
 LARGE = st.builds(Payload, st.binary(min_size=1, max_size=8), st.integers(65, 2 * MiB))
 #: Mostly small sends, sometimes up to 2 MiB.
 PAYLOADS = st.one_of(SMALL, SMALL, SMALL, SMALL, LARGE)
@@ -153,10 +129,6 @@ def idle_program(seconds: int = IDLE_PROGRAM_SECONDS) -> list[str]:
         "state.send(c0, Payload(b'after idle'), writes=1)",
         "state.teardown()",
     ]
-
-
-#: The scenarios the resilience machine plays (see spec/plans.py).
-CRASH_SCENARIOS: tuple[str, ...] = PLANS[RESILIENCE].scenarios
 
 
 class ConformanceFailure(AssertionError):
@@ -277,26 +249,26 @@ class EchoConformance(RuleBasedStateMachine):
     @rule(target=clients)
     def connect(self) -> Client:
         c = self._connect(self._next_name())
-        self.program.append(f"{c.name} = state.connect()")
+        self._record("connect", binds=c.name)
         self._step()
         return c
 
     @precondition(enabled("send"))
-    @rule(client=clients, payload=PAYLOADS, writes=st.integers(1, 4))
+    @rule(client=clients, payload=PAYLOADS, writes=integers("writes"))
     def send(self, client: Client, payload: Payload, writes: int = 1) -> None:
         if client.model.state is not ClientState.OPEN:
             return
-        self.program.append(f"state.send({client}, {payload!r}, writes={writes})")
+        self._record("send", client=client, payload=payload, writes=writes)
         client.queue(payload.data(), writes)
         self._step()
 
     @precondition(enabled("read"))
-    @rule(client=clients, size=st.integers(1, 64 * 1024))
+    @rule(client=clients, size=integers("size"))
     def read(self, client: Client, size: int) -> None:
         """Read up to `size` bytes of what has arrived (a flooding client's partial read)."""
         if not client.active or client.model.reading:
             return
-        self.program.append(f"state.read({client}, {size})")
+        self._record("read", client=client, size=size)
         client.read(size)
         self._step()
 
@@ -306,7 +278,7 @@ class EchoConformance(RuleBasedStateMachine):
         """Read again from now on: every echo byte owed must arrive."""
         if not client.active or client.model.reading:
             return
-        self.program.append(f"state.drain({client})")
+        self._record("drain", client=client)
         client.model.reading = True
         self._step()
 
@@ -320,7 +292,7 @@ class EchoConformance(RuleBasedStateMachine):
         """
         if client.model.state is not ClientState.OPEN:
             return
-        self.program.append(f"state.half_close({client})")
+        self._record("half_close", client=client)
         self._half_close(client)
 
     @precondition(enabled("send_and_half_close"))
@@ -334,7 +306,7 @@ class EchoConformance(RuleBasedStateMachine):
         """
         if client.model.state is not ClientState.OPEN:
             return
-        self.program.append(f"state.send_and_half_close({client}, {payload!r})")
+        self._record("send_and_half_close", client=client, payload=payload)
         self._half_close(client, payload)
 
     def _half_close(self, client: Client, last: Payload | None = None) -> None:
@@ -354,7 +326,7 @@ class EchoConformance(RuleBasedStateMachine):
         """Reset the connection: SO_LINGER 0, then close, so the server sees RST."""
         if not client.active:
             return
-        self.program.append(f"state.abort({client})")
+        self._record("abort", client=client)
         self._event("abort", client)
         client.abort()
         self._step()
@@ -366,7 +338,7 @@ class EchoConformance(RuleBasedStateMachine):
         """Close without reading what is left (RST if echo is unread, else FIN)."""
         if not client.active:
             return
-        self.program.append(f"state.close({client})")
+        self._record("close", client=client)
         self._event("close", client)
         client.close()
         self._step()
@@ -399,7 +371,7 @@ class EchoConformance(RuleBasedStateMachine):
     def _race(self, client: Client, payload: Payload, rule: str) -> None:
         if not client.active or client.model.state is not ClientState.OPEN:
             return
-        self.program.append(f"state.{rule}({client}, {payload!r})")
+        self._record(rule, client=client, payload=payload)
         with self.driver.frozen():
             client.pending.clear()
             client.queue(payload.data())
@@ -423,7 +395,7 @@ class EchoConformance(RuleBasedStateMachine):
         if client.model.state is not ClientState.OPEN:
             return
         payload = self._within_limit(payload, self.driver.flood_limit)
-        self.program.append(f"state.flood({client}, {payload!r})")
+        self._record("flood", client=client, payload=payload)
         client.model.reading = False
         data = payload.data()
         client.queue(data, writes=-(-len(data) // FLOOD_WRITE))
@@ -443,7 +415,7 @@ class EchoConformance(RuleBasedStateMachine):
         it in a fixed program of its own (`idle_program`), since idle timeouts
         are common and no generated program idles that long.
         """
-        self.program.append(f"state.idle({client}, {seconds!r})")
+        self._record("idle", client=client, seconds=seconds)
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline and not any(c.violation for c in self.all):
             self.driver.settle(self.live, self._nothing_owed)
@@ -465,7 +437,7 @@ class EchoConformance(RuleBasedStateMachine):
         serving the others; it must not die, stop accepting, or spin on a
         listening socket that stays readable.
         """
-        self.program.append("state.connect_out_of_descriptors()")
+        self._record("connect_out_of_descriptors")
         with self.driver.descriptors_exhausted():
             try:
                 sock = self.driver.connect()
@@ -516,10 +488,10 @@ class EchoConformance(RuleBasedStateMachine):
             pending.close()
 
     @precondition(enabled("burst"))
-    @rule(n=st.integers(2, 6), payload=SMALL)
+    @rule(n=integers("n"), payload=SMALL)
     def burst(self, n: int, payload: Payload) -> None:
         """Connect `n` clients at once, each sends, each reads its echo, each leaves."""
-        self.program.append(f"state.burst({n}, {payload!r})")
+        self._record("burst", n=n, payload=payload)
         group = [self._connect(self._next_name()) for _ in range(n)]
         self._step()
         for i, c in enumerate(group):
@@ -535,6 +507,10 @@ class EchoConformance(RuleBasedStateMachine):
         self._step()
 
     # -- settling and judging ------------------------------------------------------------
+
+    def _record(self, rule: str, binds: str = "", **arguments: object) -> None:
+        """Add the step's line to the program, written from the rule's signature."""
+        self.program.append(format_step(getattr(type(self), rule), arguments, binds))
 
     def _connect(self, name: str) -> Client:
         try:
@@ -710,7 +686,7 @@ class EchoConformance(RuleBasedStateMachine):
             # Hypothesis calls teardown() in a `finally`: skip the final checks
             # when the program was cut short (failure, or Hypothesis stopping).
             if not self.failed and sys.exception() is None:
-                self.program.append("state.teardown()")
+                self._record("teardown")
                 self._finish()
                 finished = True
                 if self.log is not None:

@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterator
 
 from spec import requirements
 from spec.drivers.server_process import ServerProcess
-from spec.machine import MiB
 from spec.model import Violation
+from spec.program import MiB
 from spec.targets import Target
 
 #: ECHO-8: what the flooding client pushes, and the growth allowed.

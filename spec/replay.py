@@ -27,7 +27,6 @@ invalid program.
 from __future__ import annotations
 
 import argparse
-import ast
 import hashlib
 import inspect
 import math
@@ -36,7 +35,7 @@ import sys
 import textwrap
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -44,64 +43,31 @@ from hypothesis.stateful import INITIALIZE_RULE_MARKER, RULE_MARKER
 
 from spec.drivers.base import DEFAULT_SETTLE
 from spec.drivers.clients import Client
-from spec.machine import (
-    CRASH_SCENARIOS,
-    ConformanceFailure,
-    EchoConformance,
-    MiB,
-    Payload,
-    machine_for,
-)
+from spec.machine import ConformanceFailure, EchoConformance, machine_for
 from spec.model import UPPER, Transform, Violation
 from spec.plans import RULES
+from spec.program import (
+    BOUNDS,
+    MAX_PAYLOAD_SIZE,
+    SHAPE,
+    InvalidProgram,
+    MiB,
+    Payload,
+    Ref,
+    Step,
+    clip,
+    parse,
+)
 from spec.targets import Target, TargetError, impl, server_cmd, transform_named
 
 #: Exit statuses of ``python -m spec.replay``.
 REPRODUCED, NOT_REPRODUCED, USAGE_ERROR, INVALID_PROGRAM = 0, 1, 2, 3
 
-#: The largest payload a replay sends (the checker's own stay at or below 4 MiB).
-MAX_PAYLOAD_SIZE = 64 * MiB
-#: The longest payload pattern the checker draws.
-MAX_PATTERN = 64
-#: The longest line replay reads (the checker's stay under 400 characters).
-MAX_LINE = 1024
-#: The values the rules' int and str arguments may take: what the checker draws
-#: (tests/test_replay.py checks them against the strategies).
-ARGUMENT_VALUES: dict[str, range | tuple[str, ...]] = {
-    "writes": range(1, 4 + 1),
-    "size": range(1, 64 * 1024 + 1),
-    "n": range(2, 6 + 1),
-    "scenario": CRASH_SCENARIOS,
-    "seconds": range(1, 3600 + 1),
-}
 #: Steps the checker plays only in fixed programs of its own (never generated,
 #: so not Hypothesis rules).
 FIXED_PROGRAM_RULES = frozenset({"idle"})
-
-_CLIENT_NAME = re.compile(r"c\d+")
-_STEP = "a step is one 'state.<rule>(...)' call, or 'cN = state.connect()', with literal arguments"
-
-
-class InvalidProgram(ValueError):
-    """A line of the program is not a step the machine can run."""
-
-
-@dataclass(frozen=True)
-class _Ref:
-    """A client name in a step's arguments, bound by an earlier line."""
-
-    name: str
-
-
-@dataclass(frozen=True)
-class Step:
-    """One validated line: call `rule` with these arguments, bind the result to `binds`."""
-
-    line: str
-    rule: str
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
-    binds: str | None = None
+#: Re-exported: what a program may hold is `spec.program`'s.
+__all__ = ["MAX_PAYLOAD_SIZE", "InvalidProgram", "parse_program", "run_program"]
 
 
 def run_program(
@@ -132,9 +98,9 @@ def run_program(
                     continue  # the `finally` ends every program
                 function = getattr(machine_class, step.rule)
                 _check_preconditions(machine, function, number, step)
-                args = [clients[a.name] if isinstance(a, _Ref) else a for a in step.args]
+                args = [clients[a.name] if isinstance(a, Ref) else a for a in step.args]
                 kwargs = {
-                    k: clients[v.name] if isinstance(v, _Ref) else v for k, v in step.kwargs.items()
+                    k: clients[v.name] if isinstance(v, Ref) else v for k, v in step.kwargs.items()
                 }
                 result = function(machine, *args, **kwargs)
                 if step.binds:
@@ -184,10 +150,10 @@ def parse_program(machine_class: type[EchoConformance], program: list[str]) -> l
                 )
         except RecursionError:
             raise InvalidProgram(
-                f"line {number}, {_clip(line)}: nested too deeply to be a step; {_STEP}"
+                f"line {number}, {clip(line)}: nested too deeply to be a step; {SHAPE}"
             ) from None
         except InvalidProgram as e:
-            raise InvalidProgram(f"line {number}, {_clip(line)}: {e}") from None
+            raise InvalidProgram(f"line {number}, {clip(line)}: {e}") from None
         if step.binds:
             bound.add(step.binds)
         steps.append(step)
@@ -199,132 +165,26 @@ def _is_initializer(function: Callable[..., Any]) -> bool:
 
 
 def _parse_step(line: str, rules: dict[str, Callable[..., Any]], bound: set[str]) -> Step:
-    if len(line) > MAX_LINE:
-        raise InvalidProgram(f"a step is at most {MAX_LINE} characters, this line has {len(line)}")
-    try:
-        tree = ast.parse(line, mode="exec")
-    except SyntaxError as e:
-        raise InvalidProgram(f"not valid Python ({e.msg}); {_STEP}") from None
-    if len(tree.body) != 1:
+    step = parse(line)
+    if step.rule not in rules:
         raise InvalidProgram(
-            f"not a step of a conformance program: give each step as its own argument; {_STEP}"
+            f"state.{step.rule} is not a rule of this machine; "
+            f"its rules are {', '.join(sorted(rules))}"
         )
-    statement = tree.body[0]
-    binds = None
-    if isinstance(statement, ast.Assign) and len(statement.targets) == 1:
-        target = statement.targets[0]
-        if not (isinstance(target, ast.Name) and _CLIENT_NAME.fullmatch(target.id)):
+    for value in [*step.args, *step.kwargs.values()]:
+        if isinstance(value, Ref) and value.name not in bound:
             raise InvalidProgram(
-                f"not a step of a conformance program: only a client name "
-                f"such as c0 can be assigned; {_STEP}"
+                f"{value.name} is not bound by an earlier line; "
+                f"connect it first with '{value.name} = state.connect()'"
             )
-        binds, call = target.id, statement.value
-    elif isinstance(statement, ast.Expr):
-        call = statement.value
-    else:
-        raise InvalidProgram(f"not a step of a conformance program; {_STEP}")
-    if not (
-        isinstance(call, ast.Call)
-        and isinstance(call.func, ast.Attribute)
-        and isinstance(call.func.value, ast.Name)
-        and call.func.value.id == "state"
-    ):
-        raise InvalidProgram(f"not a step of a conformance program; {_STEP}")
-    rule = call.func.attr
-    if rule not in rules:
+    function = rules[step.rule]
+    _check_arguments(step.rule, function, step.args, dict(step.kwargs))
+    if step.binds and typing.get_type_hints(function).get("return") is not Client:
         raise InvalidProgram(
-            f"state.{rule} is not a rule of this machine; its rules are {', '.join(sorted(rules))}"
+            f"state.{step.rule}() returns no client; only a rule that connects "
+            f"one can be assigned to {step.binds}"
         )
-    args = tuple(_argument(node, bound) for node in call.args)
-    kwargs = {}
-    for keyword in call.keywords:
-        if keyword.arg is None:
-            raise InvalidProgram("**arguments are not literals; name each argument")
-        kwargs[keyword.arg] = _argument(keyword.value, bound)
-    function = rules[rule]
-    _check_arguments(rule, function, args, kwargs)
-    if binds and typing.get_type_hints(function).get("return") is not Client:
-        raise InvalidProgram(
-            f"state.{rule}() returns no client; only a rule that connects "
-            f"one can be assigned to {binds}"
-        )
-    return Step(line, rule, args, kwargs, binds)
-
-
-def _argument(node: ast.expr, bound: set[str]) -> Any:
-    """The literal value of one argument (a `_Ref` for a client name)."""
-    if isinstance(node, ast.Name) and _CLIENT_NAME.fullmatch(node.id):
-        if node.id not in bound:
-            raise InvalidProgram(
-                f"{node.id} is not bound by an earlier line; "
-                f"connect it first with '{node.id} = state.connect()'"
-            )
-        return _Ref(node.id)
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "Payload":
-        return _payload(node)
-    value = _constant(node)
-    if value is None:
-        raise InvalidProgram(
-            f"{_clip(ast.unparse(node))} is not a literal: an argument is an "
-            f"int, bytes, a string, a client name such as c0, or "
-            f"Payload(b'...'[, size])"
-        )
-    return value
-
-
-def _constant(node: ast.expr) -> int | bytes | str | None:
-    """An int (possibly negative), bytes or str literal; None for anything else."""
-    if (
-        isinstance(node, ast.UnaryOp)
-        and isinstance(node.op, ast.USub)
-        and isinstance(node.operand, ast.Constant)
-        and type(node.operand.value) is int
-    ):
-        return -node.operand.value
-    if (
-        isinstance(node, ast.Constant)
-        and isinstance(node.value, int | bytes | str)
-        and type(node.value) is not bool
-    ):
-        return node.value
-    return None
-
-
-def _payload(node: ast.Call) -> Payload:
-    for a in [*node.args, *(k.value for k in node.keywords)]:
-        if _constant(a) is None:
-            raise InvalidProgram(
-                f"{_clip(ast.unparse(a))} is not a literal; write "
-                f"Payload(b'pattern') or Payload(b'pattern', size) with the "
-                f"size as a plain int"
-            )
-    if any(k.arg is None for k in node.keywords):
-        raise InvalidProgram("Payload() takes no **arguments; write Payload(b'pattern', size)")
-    values = [_constant(a) for a in node.args]
-    named = {k.arg: _constant(k.value) for k in node.keywords if k.arg is not None}
-    try:
-        bound = inspect.signature(Payload).bind(*values, **named)
-    except TypeError as e:
-        raise InvalidProgram(
-            f"Payload(): {e}; write Payload(b'pattern') or Payload(b'pattern', size)"
-        ) from None
-    pattern, size = bound.arguments["pattern"], bound.arguments.get("size")
-    if type(pattern) is not bytes:
-        raise InvalidProgram(f"a Payload pattern is bytes, like b'abc', not {_clip(repr(pattern))}")
-    if not 1 <= len(pattern) <= MAX_PATTERN:
-        raise InvalidProgram(
-            f"a Payload pattern is 1 to {MAX_PATTERN} bytes, not {len(pattern)}; "
-            f"for more data give a size: Payload(b'ab', 100000)"
-        )
-    if size is not None:
-        if type(size) is not int:
-            raise InvalidProgram(f"a Payload size is an int, not {_clip(repr(size))}")
-        if not 1 <= size <= MAX_PAYLOAD_SIZE:
-            raise InvalidProgram(
-                f"Payload size {size} is out of range: replay sends 1 byte to "
-                f"{MAX_PAYLOAD_SIZE // MiB} MiB ({MAX_PAYLOAD_SIZE} bytes)"
-            )
-    return Payload(pattern, size)
+    return step
 
 
 def _check_arguments(
@@ -338,14 +198,14 @@ def _check_arguments(
     hints = typing.get_type_hints(function)
     for name, value in list(bound.arguments.items())[1:]:
         wanted = hints.get(name)
-        got = Client if isinstance(value, _Ref) else type(value)
+        got = Client if isinstance(value, Ref) else type(value)
         if wanted is not None and got is not wanted:
-            shown = value.name if isinstance(value, _Ref) else _clip(repr(value))
+            shown = value.name if isinstance(value, Ref) else clip(repr(value))
             raise InvalidProgram(f"argument {name} of state.{rule} is {_kind(wanted)}, not {shown}")
-        allowed = ARGUMENT_VALUES.get(name)
+        allowed = BOUNDS.get(name)
         if allowed is not None and got in (int, str) and value not in allowed:
             raise InvalidProgram(
-                f"argument {name} of state.{rule} is {_allowed(allowed)}, not {_clip(repr(value))}"
+                f"argument {name} of state.{rule} is {_allowed(allowed)}, not {clip(repr(value))}"
             )
 
 
@@ -383,13 +243,7 @@ def _check_preconditions(
             f"a precondition of state.{step.rule} is false at this point, so the checker "
             f"could not have run it here"
         )
-    raise InvalidProgram(f"line {number}, {_clip(step.line)}: {why}")
-
-
-def _clip(text: str, limit: int = 72) -> str:
-    """`text` for a one-line message: control characters escaped, at most `limit` shown."""
-    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+    raise InvalidProgram(f"line {number}, {clip(step.line)}: {why}")
 
 
 # -- regressions -------------------------------------------------------------------------

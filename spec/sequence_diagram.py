@@ -13,20 +13,20 @@ arrow whose byte range holds the first divergent byte (from the violation's
 connection and offset), with the expected and received bytes there, or the
 server's lane when no connection is to blame (a crash).
 
-Program lines are parsed with `ast` and only the known step shapes are
-understood; anything else is drawn as a note with its text.  Every string
+Program lines are read by `spec.program.parse` (with `ast`, never run); a
+line that is not a step is drawn as a note with its text.  Every string
 that reaches the SVG is escaped: program text and violations may contain
 anything a server sent.
 """
 
 from __future__ import annotations
 
-import ast
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from html import escape
 from typing import TYPE_CHECKING
 
 from spec.model import CONTEXT, UPPER, Transform
+from spec.program import InvalidProgram, Payload, Step, parse
 
 if TYPE_CHECKING:  # spec.matrix imports the targets and drivers: not needed to draw
     from spec.matrix import ViolationEvidence
@@ -51,18 +51,6 @@ COLOURS = {
 
 
 @dataclass
-class Step:
-    """One program line: the action, its client (if any) and its arguments."""
-
-    action: str
-    client: str | None = None
-    #: Literals, `_Client`s and `Payload`s (see `_value`).
-    args: list[object] = field(default_factory=list)
-    kwargs: dict[str, object] = field(default_factory=dict)
-    text: str = ""
-
-
-@dataclass
 class Event:
     """One row of the diagram: an arrow between lanes, or a note."""
 
@@ -75,86 +63,12 @@ class Event:
     failed: str = ""  # the divergence shown on this row
 
 
-def parse_step(line: str) -> Step:
-    """A program line as a Step; a line of another shape is an "unknown" step."""
+def parse_step(line: str) -> Step | None:
+    """A program line as a `Step` (`spec.program.parse`); None if it is not one."""
     try:
-        tree = ast.parse(line.strip(), mode="exec")
-    except SyntaxError:
-        return Step("unknown", text=line)
-    if len(tree.body) != 1:
-        return Step("unknown", text=line)
-    node = tree.body[0]
-    assigned = None
-    if (
-        isinstance(node, ast.Assign)
-        and len(node.targets) == 1
-        and isinstance(node.targets[0], ast.Name)
-    ):
-        assigned, call = node.targets[0].id, node.value
-    elif isinstance(node, ast.Expr):
-        call = node.value
-    else:
-        return Step("unknown", text=line)
-    if not (
-        isinstance(call, ast.Call)
-        and isinstance(call.func, ast.Attribute)
-        and isinstance(call.func.value, ast.Name)
-        and call.func.value.id == "state"
-    ):
-        return Step("unknown", text=line)
-    try:
-        args = [_value(a) for a in call.args]
-        kwargs = {k.arg: _value(k.value) for k in call.keywords if k.arg}
-    except ValueError:
-        return Step("unknown", text=line)
-    client = assigned
-    if args and isinstance(first := args[0], _Client):
-        client = first.name
-        args.pop(0)
-    return Step(call.func.attr, client, args, kwargs, line)
-
-
-@dataclass(frozen=True)
-class _Client:
-    name: str
-
-
-@dataclass(frozen=True)
-class Payload:
-    """A step's payload: `pattern`, or `size` bytes starting with it."""
-
-    pattern: bytes
-    size: int | None = None
-
-    @property
-    def length(self) -> int:
-        if self.size is None:
-            return len(self.pattern)
-        return self.size if self.size > len(self.pattern) else len(self.pattern[: self.size])
-
-    @property
-    def head(self) -> bytes:
-        return self.pattern[: self.length]
-
-
-def _value(node: ast.expr) -> object:
-    """A literal, a client name, or Payload(bytes[, int]); never evaluated code."""
-    if isinstance(node, ast.Name):
-        return _Client(node.id)
-    if (
-        isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Name)
-        and node.func.id == "Payload"
-        and not node.keywords
-        and 1 <= len(node.args) <= 2
-    ):
-        values = [ast.literal_eval(a) for a in node.args]
-        if not isinstance(values[0], bytes) or (
-            len(values) == 2 and not isinstance(values[1], int)
-        ):
-            raise ValueError("not a payload")
-        return Payload(*values)
-    return ast.literal_eval(node)
+        return parse(line.strip())
+    except InvalidProgram:
+        return None
 
 
 def size(n: int) -> str:
@@ -222,14 +136,18 @@ def events(program: list[str], transform: Transform = UPPER) -> tuple[list[str],
             c.eof = True
 
     for line in program:
-        step = parse_step(line)
-        name, a = step.client, step.action
+        parsed = parse_step(line)
+        if parsed is None:
+            rows.append(Event(None, None, line.strip() or line, "control"))
+            continue
+        step, name, a = parsed, parsed.client, parsed.rule
+        args = parsed.operands
         if a == "connect" and name:
             created += 1
             lane(name)
             rows.append(Event(name, SERVER, "connect", "control"))
-        elif a in ("send", "flood") and name and step.args and isinstance(step.args[0], Payload):
-            p = step.args[0]
+        elif a in ("send", "flood") and name and args and isinstance(args[0], Payload):
+            p = args[0]
             writes = step.kwargs.get("writes", 1)
             if a == "flood":
                 lane(name).reading = False
@@ -239,15 +157,15 @@ def events(program: list[str], transform: Transform = UPPER) -> tuple[list[str],
                 label = f"{preview(p.head, p.length)} ({size(p.length)}{split})"
             rows.append(Event(name, SERVER, label, "data"))
             owe(name, p.head, p.length)
-        elif a == "read" and name and step.args and isinstance(step.args[0], int):
-            deliver(name, step.args[0], f"read ≤{size(step.args[0])}:")
+        elif a == "read" and name and args and isinstance(args[0], int):
+            deliver(name, args[0], f"read ≤{size(args[0])}:")
         elif a == "drain" and name:
             lane(name).reading = True
             deliver(name, lane(name).owed, "drain:")
         elif a in ("half_close", "send_and_half_close") and name:
             c = lane(name)
-            if a == "send_and_half_close" and step.args and isinstance(step.args[0], Payload):
-                p = step.args[0]
+            if a == "send_and_half_close" and args and isinstance(args[0], Payload):
+                p = args[0]
                 rows.append(
                     Event(
                         name,
@@ -276,8 +194,8 @@ def events(program: list[str], transform: Transform = UPPER) -> tuple[list[str],
                 )
             )
             lane(name).ended = True
-        elif a == "burst" and len(step.args) == 2 and isinstance(step.args[1], Payload):
-            n, p = step.args[0], step.args[1]
+        elif a == "burst" and len(args) == 2 and isinstance(args[1], Payload):
+            n, p = args[0], args[1]
             for i in range(n if isinstance(n, int) else 0):
                 name = f"c{created}"
                 created += 1
@@ -304,7 +222,7 @@ def events(program: list[str], transform: Transform = UPPER) -> tuple[list[str],
                 )
             )
         elif a == "choose_scenario":
-            scenario = step.kwargs.get("scenario", step.args[0] if step.args else "?")
+            scenario = step.kwargs.get("scenario", args[0] if args else "?")
             rows.append(Event(None, None, f"scenario: {scenario}'s programs", "control"))
         elif a == "teardown":
             rows.append(
@@ -315,7 +233,7 @@ def events(program: list[str], transform: Transform = UPPER) -> tuple[list[str],
                     deliver(name, c.owed, "echo")
                     eof_if_done(name)
         else:
-            rows.append(Event(None, None, step.text.strip() or line, "control"))
+            rows.append(Event(None, None, line.strip() or line, "control"))
     return [*lanes, SERVER], rows
 
 

@@ -9,9 +9,10 @@ readable however much data it carries.
 
 from __future__ import annotations
 
-import re
+import inspect
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import pytest
@@ -19,10 +20,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import INITIALIZE_RULE_MARKER, RULE_MARKER
 
-from spec.machine import FLOODS, PAYLOADS, SMALL, EchoConformance, Payload, machine_for
+from spec.machine import FLOODS, PAYLOADS, SMALL, EchoConformance, machine_for
 from spec.model import SHOWN, Violation
+from spec.program import BOUNDS, Payload, Ref, format_step, parse
 from spec.replay import (
-    ARGUMENT_VALUES,
     FIXED_PROGRAM_RULES,
     MAX_PAYLOAD_SIZE,
     InvalidProgram,
@@ -290,26 +291,45 @@ def test_the_steps_are_the_machines_rules_and_initializers() -> None:
     assert "choose_scenario" in rules_of(machine_for("ECHO-5"))
 
 
-def test_every_int_and_str_argument_is_bounded_by_what_the_checker_draws() -> None:
-    # ARGUMENT_VALUES mirrors the strategies in spec/machine.py: a new or
-    # changed argument there must be reflected here.
+def test_every_int_and_str_argument_is_bounded() -> None:
+    # The machine draws from spec.program.BOUNDS and replay holds a program to
+    # them: an int or str argument without bounds would be taken unchecked.
     machine = machine_for("ECHO-5")
     for name, function in rules_of(machine).items():
-        rule = getattr(function, RULE_MARKER, None) or getattr(
-            function, INITIALIZE_RULE_MARKER, None
-        )
-        for argument, strategy in rule.arguments.items() if rule else ():
-            drawn = repr(strategy)
-            bounds = re.fullmatch(r"integers\(min_value=(\d+), max_value=(\d+)\)", drawn)
-            if bounds:
-                low, high = map(int, bounds.groups())
-                assert ARGUMENT_VALUES[argument] == range(low, high + 1), (name, argument)
-            elif just := re.fullmatch(r"just\((\d+)\)", drawn):
-                assert int(just.group(1)) in ARGUMENT_VALUES[argument], (name, argument)
-            elif drawn.startswith("sampled_from("):
-                assert repr(ARGUMENT_VALUES[argument]) in drawn, (name, argument)
-            else:
-                assert "Payload" in drawn or "Bundle" in drawn, (name, argument, drawn)
+        for argument, kind in typing.get_type_hints(function).items():
+            if argument != "return" and kind in (int, str):
+                assert argument in BOUNDS, (name, argument)
+
+
+@pytest.mark.parametrize(
+    ("rule", "arguments", "line"),
+    [
+        ("connect", {}, "c3 = state.connect()"),
+        (
+            "send",
+            {"payload": Payload(b"a\x00", 9), "writes": 2},
+            "state.send(c3, Payload(b'a\\x00', 9), writes=2)",
+        ),
+        ("read", {"size": 7}, "state.read(c3, 7)"),
+        ("burst", {"n": 2, "payload": Payload(b"z")}, "state.burst(2, Payload(b'z'))"),
+        ("teardown", {}, "state.teardown()"),
+    ],
+)
+def test_a_recorded_step_reads_back_as_itself(
+    rule: str, arguments: dict[str, object], line: str
+) -> None:
+    function = getattr(EchoConformance, rule)
+    takes_client = "client" in inspect.signature(function).parameters
+    written = format_step(
+        function,
+        {"client": Ref("c3"), **arguments} if takes_client else arguments,
+        binds="c3" if rule == "connect" else "",
+    )
+    assert written == line
+    step = parse(written)
+    assert (step.rule, step.line) == (rule, line)
+    assert step.client == ("c3" if takes_client or rule == "connect" else None)
+    assert list(step.operands) + list(step.kwargs.values()) == list(arguments.values())
 
 
 # -- readable diagnoses ----------------------------------------------------------------------------

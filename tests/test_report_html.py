@@ -113,17 +113,20 @@ def test_every_failure_has_its_diagram_and_every_cell_its_evidence() -> None:
 
 
 def test_program_lines_are_read_never_run() -> None:
-    assert parse_step("state.send(c0, Payload(b'ab'), writes=2)").action == "send"
-    assert parse_step("c3 = state.connect()").client == "c3"
+    send = parse_step("state.send(c0, Payload(b'ab'), writes=2)")
+    assert send is not None and send.rule == "send"
+    connect = parse_step("c3 = state.connect()")
+    assert connect is not None and connect.client == "c3"
     flood = parse_step("state.flood(c1, Payload(b'\\x01', 4194304))")
-    assert flood.args[0].length == 4194304 and flood.args[0].head == b"\x01"
+    assert flood is not None
+    assert flood.operands[0].length == 4194304 and flood.operands[0].head == b"\x01"
     for line in [
         "__import__('os').system('touch /tmp/pwned')",
         "state.send(c0, open('x'))",
         "state.read(c0, 1); import os",
         "x =",
     ]:
-        assert parse_step(line).action == "unknown"
+        assert parse_step(line) is None
     _, rows = events(["__import__('os').system('x')"])
     assert rows[0].label == "__import__('os').system('x')" and rows[0].src is None
 

@@ -29,9 +29,10 @@ from impl.select_server import SelectEchoServer
 from impl.zoo import DEFECTS
 from spec import machine
 from spec.checker import check
-from spec.machine import RULES, Payload
+from spec.machine import RULES
 from spec.measure import MEASURES
 from spec.model import diagnose
+from spec.program import Payload
 from spec.replay import run_program
 from spec.requirements import IDS
 from spec.targets import Target, load_impl
