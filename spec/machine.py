@@ -102,13 +102,17 @@ SMALL = st.binary(min_size=1, max_size=MAX_PATTERN).map(Payload)
 LARGE = st.builds(Payload, st.binary(min_size=1, max_size=8), st.integers(65, 2 * MiB))
 #: Mostly small sends, sometimes up to 2 MiB.
 PAYLOADS = st.one_of(SMALL, SMALL, SMALL, SMALL, LARGE)
-#: What a client sends without reading: 4 MiB is more than the kernel buffers
-#: hold, so it backs up; less leaves the server with echo queued for a client
-#: that does not read (which is when a half-close or a reset finds it).
+#: The flood that backs up: more than the kernel buffers hold, so the server
+#: is left with echo it cannot write.  A driver whose buffers are larger or
+#: smaller sends its own size instead (`Driver.flood_backs_up`).
+BACKS_UP = 4 * MiB
+#: What a client sends without reading: a flood that backs up, or less, which
+#: leaves the server with echo queued for a client that does not read (which
+#: is when a half-close or a reset finds it).
 FLOODS = st.builds(
     Payload,
     st.binary(min_size=1, max_size=8),
-    st.one_of(st.just(4 * MiB), st.integers(64 * 1024, 2 * MiB)),
+    st.one_of(st.just(BACKS_UP), st.integers(64 * 1024, 2 * MiB)),
 )
 
 
@@ -394,7 +398,7 @@ class EchoConformance(RuleBasedStateMachine):
         """Stop reading and send more than the kernel buffers hold."""
         if client.model.state is not ClientState.OPEN:
             return
-        payload = self._within_limit(payload, self.driver.flood_limit)
+        payload = self._sized(payload)
         self._record("flood", client=client, payload=payload)
         client.model.reading = False
         data = payload.data()
@@ -540,12 +544,17 @@ class EchoConformance(RuleBasedStateMachine):
     def _others(self, me: Client) -> Iterable[bytes]:
         return [bytes(c.model.expected) for c in self.all if c is not me]
 
-    def _within_limit(self, payload: Payload, limit: int | None) -> Payload:
-        """`payload`, cut to `limit` (as much backs up, with less to move); the
-        program prints what was sent."""
-        if limit is not None and payload.size is not None and payload.size > limit:
-            return Payload(payload.pattern, limit)
-        return payload
+    def _sized(self, payload: Payload) -> Payload:
+        """The drawn flood as this driver sends it (the program prints that):
+        the one that backs up (`BACKS_UP`) as large as backs up here, and none
+        larger than the driver's limit (as much backs up, with less to move)."""
+        size = payload.size
+        if size == BACKS_UP and self.driver.flood_backs_up is not None:
+            size = self.driver.flood_backs_up
+        limit = self.driver.flood_limit
+        if limit is not None and size is not None and size > limit:
+            size = limit
+        return payload if size == payload.size else Payload(payload.pattern, size)
 
     def _nothing_owed(self) -> bool:
         return not any(c.expects_more for c in self.live)

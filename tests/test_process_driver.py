@@ -17,8 +17,10 @@ from harness import make_the_client_drop_echo
 
 from spec.drivers import sock_diag
 from spec.drivers.clients import BUFFER_SIZE, Client
-from spec.drivers.network import PrivateNetwork
+from spec.drivers.network import PrivateNetwork, host_flood
 from spec.drivers.process import ProcessDriver
+from spec.machine import BACKS_UP, EchoConformance
+from spec.program import MiB, Payload
 
 ECHO = 16 * 1024
 
@@ -67,3 +69,34 @@ def test_a_server_that_never_rests_is_named_in_the_report() -> None:
         budget=30,
     )
     assert "restless" in outcome.environment, outcome.environment
+
+
+@pytest.mark.parametrize(
+    ("limit", "backs_up", "drawn", "sent"),
+    [
+        (None, None, BACKS_UP, BACKS_UP),  # in-process: the machine's own sizes
+        (MiB, MiB, BACKS_UP, MiB),  # the private network: every flood at most 1 MiB
+        (MiB, MiB, 2 * MiB, MiB),
+        (MiB, MiB, 100_000, 100_000),
+        (None, 10 * MiB, BACKS_UP, 10 * MiB),  # the host: the flood that backs up there
+        (None, 10 * MiB, 2 * MiB, 2 * MiB),  # and the others as drawn
+    ],
+)
+def test_a_flood_is_sent_at_the_size_that_backs_up_where_it_runs(
+    limit: int | None, backs_up: int | None, drawn: int, sent: int
+) -> None:
+    class Sizes:
+        flood_limit, flood_backs_up = limit, backs_up
+
+    machine = type("Machine", (), {"driver": Sizes()})()
+    payload = EchoConformance._sized(machine, Payload(b"ab", drawn))  # type: ignore[arg-type]
+    assert payload == Payload(b"ab", sent)
+
+
+def test_the_process_driver_floods_as_its_network_allows() -> None:
+    network = PrivateNetwork.shared()
+    if network is not None:
+        private = ProcessDriver("true", settle=1.0, private_network=True)
+        assert private.flood_backs_up == private.flood_limit == network.flood_limit
+    host = ProcessDriver("true", settle=1.0, private_network=False)
+    assert host.flood_limit is None and host.flood_backs_up == host_flood(BUFFER_SIZE)

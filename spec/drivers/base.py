@@ -37,6 +37,10 @@ class Driver(abc.ABC):
     #: The largest flood worth sending: more than every buffer between a client
     #: and the server holds (None: the machine's own sizes are all needed).
     flood_limit: int | None = None
+    #: What the machine's "backs up" flood (`machine.BACKS_UP`) sends here: a
+    #: size that fills every buffer between the server and a client that does
+    #: not read (None: the machine's own size is right).
+    flood_backs_up: int | None = None
     #: Clients acknowledge what they read at once (TCP_QUICKACK), so that no
     #: delayed ACK holds the server's next send back.
     quickack: bool = False

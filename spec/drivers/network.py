@@ -319,13 +319,49 @@ class PrivateNetwork:
         }
 
 
-def host_description(reason: str | None) -> dict[str, object]:
-    """The report's entry when servers run on the host's loopback."""
-    return {
+def host_description(reason: str | None, backs_up: int | None = None) -> dict[str, object]:
+    """The report's entry when servers run on the host's loopback (`backs_up`:
+    the flood size `host_flood` found, if any)."""
+    described: dict[str, object] = {
         "namespace": "host",
         "why": reason or "not asked for",
         "note": "buffer sizes autotuned by the kernel; short sends are rare",
     }
+    if backs_up is not None:
+        described["floods_back_up"] = backs_up
+    return described
+
+
+#: The sysctls that bound a server's send buffer on the host: autotuning grows
+#: it up to tcp_wmem's max; SO_SNDBUF sets it up to twice wmem_max.
+_TCP_WMEM = "/proc/sys/net/ipv4/tcp_wmem"
+_WMEM_MAX = "/proc/sys/net/core/wmem_max"
+#: Room for what is in flight and one read of the server, above the buffers.
+_FLOOD_MARGIN = 1024 * 1024
+
+
+def host_flood(client_receive_buffer: int) -> int | None:
+    """A flood size that backs up any server on the host's loopback, or None.
+
+    Echo goes from the server's send buffer into the client's receive
+    buffer; what neither holds waits in the server, and a server that writes
+    with a blocking send() blocks there.  The client's buffer is the
+    checker's (`client_receive_buffer`, as set; the kernel doubles it); the
+    server's is at most the larger of tcp_wmem's max (autotuned) and twice
+    wmem_max (set with SO_SNDBUF), sysctls every user can read.  A flood of
+    both and a margin, rounded up to a MiB, fills them whatever the kernel
+    autotunes.  None where they cannot be read: then no flood is sure to.
+    """
+    try:
+        with open(_TCP_WMEM) as f:
+            autotuned = int(f.read().split()[2])
+        with open(_WMEM_MAX) as f:
+            settable = 2 * int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    total = max(autotuned, settable) + 2 * client_receive_buffer + _FLOOD_MARGIN
+    mib = 1024 * 1024
+    return -(-total // mib) * mib
 
 
 #: Makes a socket in the network the checker uses (the host's, or a private one).

@@ -92,8 +92,8 @@ from dataclasses import dataclass
 
 from spec.drivers import sock_diag, threads, witness
 from spec.drivers.base import Driver
-from spec.drivers.clients import Client, connect
-from spec.drivers.network import PrivateNetwork, host_description
+from spec.drivers.clients import BUFFER_SIZE, Client, connect
+from spec.drivers.network import PrivateNetwork, host_description, host_flood
 from spec.drivers.server_process import ServerProcess, ServerSupply, containment, socket_descriptors
 from spec.model import Violation
 from spec.requirements import CLEANUP, RESILIENCE
@@ -235,7 +235,9 @@ class ProcessDriver(Driver):
             else None
         )
         if self.network is not None:
-            self.flood_limit = self.network.flood_limit
+            self.flood_limit = self.flood_backs_up = self.network.flood_limit
+        else:  # the host's loopback: floods as large as its sysctls allow buffers to be
+            self.flood_backs_up = host_flood(BUFFER_SIZE)
         self.process: ServerProcess | None = None
         #: The kernel can be asked (/proc and sock_diag); else the clock judges.
         self.witness = False
@@ -284,7 +286,9 @@ class ProcessDriver(Driver):
 
     def environment(self) -> dict[str, object]:
         network = (
-            self.network.describe() if self.network else host_description(PrivateNetwork.refused())
+            self.network.describe()
+            if self.network
+            else host_description(PrivateNetwork.refused(), self.flood_backs_up)
         )
         judged = (
             "at rest, as the kernel reports it (/proc threads, sock_diag queues)"
@@ -300,6 +304,7 @@ class ProcessDriver(Driver):
             **witness.describe_mode(
                 private_refused=PrivateNetwork.refused(),
                 private=self.network is not None,
+                floods_back_up=self.flood_backs_up,
                 contained=how.startswith("PID namespace"),
             ),
         }

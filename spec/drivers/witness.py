@@ -250,6 +250,7 @@ def cannot_judge(
     private: bool,
     lost: list[str],
     detail: str = "",
+    floods_back_up: bool = False,
 ) -> str | None:
     """Why this verdict is not sure in this mode (None: it is)."""
     if kind == "cmd" and verdict in ("pass", "fail", "inconclusive"):
@@ -270,11 +271,12 @@ def cannot_judge(
                     "sockets (sock_diag): by the clock a server blocked in send() looks like a "
                     f"slow one; here: {why_clock}"
                 )
-            if not private:
+            if not private and not floods_back_up:
                 return (
-                    "a PASS of ECHO-7 needs small fixed buffers (the private network): on the "
-                    "host's loopback the kernel autotunes them to megabytes, and a flood may "
-                    "never fill a blocking server's send buffer"
+                    "a PASS of ECHO-7 needs floods that fill a blocking server's buffers: the "
+                    "private network's are small and fixed; on the host's loopback the kernel "
+                    "autotunes them to megabytes, and the sysctls that bound them "
+                    "(net.ipv4.tcp_wmem, net.core.wmem_max) could not be read"
                 )
     if req_id in (MEMORY, IDLE) and verdict == "pass" and caps.proc is not None:
         return f"{req_id} measures the server's memory and CPU time in /proc: {caps.proc}"
@@ -297,6 +299,7 @@ def overrule(outcome: Any, *, kind: str, since: int = 0) -> Any:
     caps = capabilities()
     network = outcome.environment.get("network")
     private = isinstance(network, dict) and str(network.get("namespace", "")).startswith("private")
+    floods_back_up = isinstance(network, dict) and bool(network.get("floods_back_up"))
     losses = losses_since(since)
 
     def why_not(requirement: str, verdict: str, detail: str) -> str | None:
@@ -307,6 +310,7 @@ def overrule(outcome: Any, *, kind: str, since: int = 0) -> Any:
             caps=caps,
             private=private,
             lost=losses,
+            floods_back_up=floods_back_up,
             detail=detail,
         )
 
@@ -332,8 +336,18 @@ def overrule(outcome: Any, *, kind: str, since: int = 0) -> Any:
 # -- the mode, in words ---------------------------------------------------------------
 
 
-def describe_mode(*, private_refused: str | None, private: bool, contained: bool) -> dict[str, str]:
-    """The mode a process-driven check runs in, what it weakens, and how to do better."""
+def describe_mode(
+    *,
+    private_refused: str | None,
+    private: bool,
+    contained: bool,
+    floods_back_up: int | None = None,
+) -> dict[str, str]:
+    """The mode a process-driven check runs in, what it weakens, and how to do better.
+
+    `floods_back_up`: on the host, the flood size found to fill any server's
+    buffers there (`network.host_flood`), if one was.
+    """
     caps = capabilities()
     parts = [
         "private network (32 KiB buffers)" if private else "host network (autotuned buffers)",
@@ -346,8 +360,14 @@ def describe_mode(*, private_refused: str | None, private: bool, contained: bool
         weakens.append(
             "no private network"
             + (f" ({private_refused})" if private_refused else "")
-            + ": ECHO-7 cannot PASS surely (a flood may never fill a blocking server's "
-            "buffers), floods are larger and slower"
+            + (
+                f": floods are {floods_back_up // (1024 * 1024)} MiB (what fills any server's "
+                "buffers under this host's sysctls), so programs are slower; short sends are rare"
+                if floods_back_up
+                else ": ECHO-7 cannot PASS surely (a flood may never fill a blocking server's "
+                "buffers: the sysctls that bound them could not be read), floods are larger "
+                "and slower"
+            )
         )
         better.append(
             "run as root, or allow unprivileged user namespaces "
