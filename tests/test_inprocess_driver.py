@@ -100,10 +100,17 @@ def _end(state: sock_diag.TcpState, *, rqueue: int = 0, wqueue: int = 0, timer: 
             _end(sock_diag.TcpState.ESTABLISHED, rqueue=4096),
             False,
         ),
-        # A zero-window probe (timer 4) waits for the receiver, not for the kernel.
+        # A zero-window probe facing a receiver read empty: it sends when it fires
+        # (the receiver's window update does not always come).
         (
-            _end(sock_diag.TcpState.ESTABLISHED, wqueue=1024, timer=4),
+            _end(sock_diag.TcpState.ESTABLISHED, wqueue=1024, timer=sock_diag.PROBE_TIMER),
             _end(sock_diag.TcpState.ESTABLISHED),
+            True,
+        ),
+        # ... a receiver that does not read: it waits for the receiver, not the kernel.
+        (
+            _end(sock_diag.TcpState.ESTABLISHED, wqueue=1024, timer=sock_diag.PROBE_TIMER),
+            _end(sock_diag.TcpState.ESTABLISHED, rqueue=4096),
             False,
         ),
         # Nothing queued, or the receiver gone: nothing to resend.
@@ -123,3 +130,35 @@ def test_will_resend(
     sender: sock_diag.TcpSocket, receiver: sock_diag.TcpSocket | None, resends: bool
 ) -> None:
     assert sock_diag.will_resend(sender, receiver) is resends
+
+
+def _with(end: sock_diag.TcpSocket, **fields: object) -> sock_diag.TcpSocket:
+    return end._replace(**fields)
+
+
+@pytest.mark.parametrize(
+    ("server_end", "client_end", "moving"),
+    [
+        # Held back by the client's window, and the client has read its queue
+        # empty: the server's zero-window probe will send (seen on the host's
+        # loopback: the window update did not come, the probe did, seconds later).
+        (
+            _with(_end(sock_diag.TcpState.ESTABLISHED, wqueue=29406), notsent=29406, timer=4),
+            _end(sock_diag.TcpState.ESTABLISHED),
+            True,
+        ),
+        # ... the client has not read: the bytes wait for it, not for the kernel.
+        (
+            _with(_end(sock_diag.TcpState.ESTABLISHED, wqueue=29406), notsent=29406, timer=4),
+            _end(sock_diag.TcpState.ESTABLISHED, rqueue=522000),
+            False,
+        ),
+        # Nothing held back, no timer: at rest.
+        (_end(sock_diag.TcpState.ESTABLISHED), _end(sock_diag.TcpState.ESTABLISHED), False),
+    ],
+)
+def test_bytes_a_probe_will_send_are_in_flight(
+    server_end: sock_diag.TcpSocket, client_end: sock_diag.TcpSocket, moving: bool
+) -> None:
+    assert sock_diag.in_flight(client_end, server_end) is moving
+    assert sock_diag.will_resend(server_end, client_end) is moving

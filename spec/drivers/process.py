@@ -54,9 +54,10 @@ connection just reset) the rule is two consecutive looks at least
 `first_pause` apart that are the same, every thread asleep, and nothing in
 flight.  Bytes in flight move on the kernel's own timers
 (delayed ACKs), so a look that stays the same while they are in flight is
-accepted only after `stall` seconds, or, when the kernel will retransmit
-segments an end dropped while its owner did not read, once the receiver has
-them (`Look.resending`: the timer backs off, up to two minutes).  A server
+accepted only after `stall` seconds, or, when the kernel will send bytes on
+a timer of its own (segments an end dropped while its owner did not read; a
+zero-window probe whose receiver has since been read empty), once the
+receiver has them (`Look.resending`: the timers back off, up to two minutes).  A server
 that never comes to rest (a busy loop) is judged when no byte has moved for
 `settle` seconds, as a clock-based checker would; `environment()` says
 which way verdicts were made.
@@ -182,12 +183,13 @@ class Look:
         return any(sock_diag.in_flight(c, s) for c, s in self.connections)
 
     def resending(self, waited: float) -> bool:
-        """Will the kernel send dropped bytes again, on a timer, to an end that takes them?
+        """Will the kernel send queued bytes, on a timer, to an end that takes them?
 
         An end whose owner did not read can drop segments it had advertised
-        room for (its memory runs out first); the sender resends them on its
-        backed-off retransmission timer, up to `sock_diag.RTO_MAX` later
-        (`sock_diag.will_resend`).  `waited`: seconds waited for it so far.
+        room for (its memory runs out first), and a sender facing a closed
+        window waits for its zero-window probe; either timer backs off, up to
+        `sock_diag.RTO_MAX` (`sock_diag.will_resend`).  `waited`: seconds
+        waited for it so far.
         """
         return waited <= sock_diag.RTO_MAX and any(
             sock_diag.will_resend(c, s) or sock_diag.will_resend(s, c) for c, s in self.connections
@@ -199,7 +201,8 @@ class ProcessDriver(Driver):
     #: Seconds a dying server gets to be seen dead before a violation is classified.
     death_grace = 0.5
     #: Seconds a look may stay the same while the kernel holds bytes in flight
-    #: (beyond it only for a retransmission the receiver will take: `Look.resending`).
+    #: (beyond it only for bytes the kernel sends on a timer to a receiver that
+    #: takes them: `Look.resending`).
     stall = 1.0
     #: Seconds without a byte moving after which a server that never rests (a
     #: busy loop) is left to itself when nothing is owed (else `settle`).

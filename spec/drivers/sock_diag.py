@@ -106,6 +106,9 @@ _NO_COOKIE = 0xFFFFFFFF
 #: inet_diag's idiag_timer for the retransmission timer (also a loss probe's or a
 #: reordering timeout's: each sends the unacknowledged segments again when it fires).
 RETRANSMIT_TIMER = 1
+#: inet_diag's idiag_timer for the zero-window probe timer (the persist timer):
+#: when it fires the sender probes the receiver's window, and sends into it.
+PROBE_TIMER = 4
 
 
 def _request(
@@ -330,6 +333,16 @@ def _fin_on_its_way(sender: TcpSocket, receiver: TcpSocket) -> bool:
     )
 
 
+def _probed_into_room(sender: TcpSocket, receiver: TcpSocket) -> bool:
+    """Bytes held back by a window the receiver has since emptied, a probe armed for them."""
+    return (
+        sender.timer == PROBE_TIMER
+        and bool(sender.notsent)
+        and receiver.rqueue == 0
+        and receiver.state in (TcpState.ESTABLISHED, TcpState.FIN_WAIT1, TcpState.FIN_WAIT2)
+    )
+
+
 def in_flight(client: TcpSocket | None, server: TcpSocket | None, *, acks: bool = True) -> bool:
     """Does the kernel still owe one end of a connection something the other end sent?
 
@@ -339,7 +352,9 @@ def in_flight(client: TcpSocket | None, server: TcpSocket | None, *, acks: bool 
     work to a kernel thread after send() returned.  `acks`: an unacknowledged
     segment counts too (where there are no delayed ACKs to wait out).
     Something held back by a closed window is not in flight: it waits for
-    the receiver.
+    the receiver; unless the receiver's queue is empty (its owner has read
+    it all) and the sender's zero-window probe is armed: the probe will find
+    the window open and send, on the kernel's timer (`will_resend`).
     """
     if client is not None and server is not None:
         if server.state in (TcpState.SYN_RECV, TcpState.NEW_SYN_RECV):
@@ -347,6 +362,8 @@ def in_flight(client: TcpSocket | None, server: TcpSocket | None, *, acks: bool 
         if acks and (client.unacked or server.unacked):
             return True
         if _fin_on_its_way(client, server) or _fin_on_its_way(server, client):
+            return True
+        if _probed_into_room(client, server) or _probed_into_room(server, client):
             return True
         return any(
             a.bytes_out is not None and b.bytes_in is not None and a.bytes_out > b.bytes_in
@@ -358,21 +375,28 @@ def in_flight(client: TcpSocket | None, server: TcpSocket | None, *, acks: bool 
 
 
 def will_resend(sender: TcpSocket | None, receiver: TcpSocket | None) -> bool:
-    """Will the kernel send `sender`'s unacknowledged bytes again, and `receiver` take them?
+    """Will the kernel send `sender`'s queued bytes on a timer, and `receiver` take them?
 
-    A receiver whose memory ran out before its window closed (many small
-    segments, each with its own buffer overhead, while its owner did not read)
-    drops segments it advertised room for.  The sender then resends them on its
-    retransmission timer, backed off exponentially (up to `RTO_MAX`) for as
-    long as they kept being dropped.  Once the receiver's queue is empty (its
-    owner reads again) the next retransmission lands: the bytes are late, not
-    lost.  A receiver with unread bytes is not reading: what waits for it is not
-    in flight.
+    Two timers send by themselves, backed off exponentially (up to `RTO_MAX`)
+    for as long as they found no room:
+
+    - the retransmission timer: a receiver whose memory ran out before its
+      window closed (many small segments, each with its own buffer overhead,
+      while its owner did not read) drops segments it advertised room for,
+      and the sender sends them again;
+    - the zero-window probe timer: a sender facing a window too small to send
+      into probes it, and does not always hear when its owner has read the
+      receiver's queue empty (seen on the host's loopback with 64 KiB
+      segments: megabytes held for seconds, then sent when the probe fired).
+
+    Once the receiver's queue is empty (its owner reads again) the next firing
+    lands: the bytes are late, not lost.  A receiver with unread bytes is not
+    reading: what waits for it is not in flight.
     """
     return (
         sender is not None
         and receiver is not None
-        and sender.timer == RETRANSMIT_TIMER
+        and sender.timer in (RETRANSMIT_TIMER, PROBE_TIMER)
         and sender.wqueue > 0
         and receiver.rqueue == 0
         and receiver.state in (TcpState.ESTABLISHED, TcpState.FIN_WAIT1, TcpState.FIN_WAIT2)
