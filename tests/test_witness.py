@@ -188,9 +188,11 @@ def test_netlink_refused_the_reference_passes_and_cleanup_is_not_judged(
 def test_netlink_refused_the_seed_still_fails_what_it_breaks(
     netlink_refused: witness.Capabilities,
 ) -> None:
-    # By the clock every step waits the settle time: 30 s fit the programs that
-    # reach a reset (the ECHO-5 machine also plays races and floods).
-    assert judged(SEED_UPPER, "ECHO-5", budget=30).verdict == "fail"
+    # By the clock every step waits the settle time: 30 s usually fit the
+    # programs that reach a reset (the ECHO-5 machine also plays races and
+    # floods), and 2 programs in 30 s were seen once in about 15 runs.
+    outcome = judged(SEED_UPPER, "ECHO-5", budget=60)
+    assert outcome.verdict == "fail", outcome.detail
     assert judged(SEED_UPPER, "ECHO-4", budget=30).verdict == "fail"
 
 
@@ -240,7 +242,8 @@ def test_proc_hidden_the_reference_passes_and_the_rest_is_not_judged(
         outcome = judged(REFERENCE, req_id)
         assert outcome.verdict == "not-run", (req_id, outcome.detail)
         assert "/proc" in outcome.detail
-    assert judged(SEED_UPPER, "ECHO-5", budget=30).verdict == "fail"
+    outcome = judged(SEED_UPPER, "ECHO-5", budget=30)
+    assert outcome.verdict == "fail", outcome.detail
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root")
