@@ -267,3 +267,10 @@ def test_code_lines_leave_out_docstrings_and_comments() -> None:
 
 if __name__ == "__main__":
     print(f"{DOC.relative_to(ROOT)}: " + ("table regenerated" if regenerate() else "up to date"))
+
+
+def test_the_readme_counts_the_zoo() -> None:
+    from impl.zoo import DEFECTS
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert f"a zoo of {len(DEFECTS)} classic defects" in readme
