@@ -211,9 +211,7 @@ def counterfactual(program: Sequence[str], violation: Violation) -> tuple[list[s
 
 def _without_line(program: Sequence[str], step: int) -> list[str]:
     line = program[step]
-    kept = (
-        [line.replace("state.send_and_half_close(", "state.send(", 1)]
-        if line.startswith("state.send_and_half_close(")
-        else []
-    )
+    prefix = "state.send_and_half_close("
+    # As the machine writes a send: `writes` is a keyword with a default.
+    kept = [f"state.send({line[len(prefix) : -1]}, writes=1)"] if line.startswith(prefix) else []
     return [*program[:step], *kept, *program[step + 1 :]]

@@ -81,6 +81,9 @@ class Outcome:
     #: A timing-dependent failure: (runs that showed it, runs made), each on a
     #: fresh server; None when it showed on every run it was given.
     shown_in: tuple[int, int] | None = None
+    #: The failure a cause test withdrew (`_test_attribution`): it stands
+    #: again if what masked it is no verdict after all.
+    withdrawn: Outcome | None = None
 
     def as_report(self) -> dict[str, object]:
         """The fields of the JSON report's entry for this requirement."""
@@ -291,6 +294,9 @@ def _masked_only_by_a_verdict(req_id: str, outcome: Outcome, log: CheckLog) -> O
         f.requirement == mask and f.verdict == Verdict.FAIL for f in outcome.findings
     ):
         return outcome
+    if outcome.withdrawn is not None:  # the failure stands: nothing else explains it
+        outcome.withdrawn.findings = outcome.findings
+        return outcome.withdrawn
     count = log.masked[mask]
     return _outcome(
         req_id,
@@ -329,9 +335,11 @@ def _test_attribution(
     program, symptom = test
     # A failure that showed in k of n runs is tested as often: one quiet run
     # of the program without its cause says nothing about a timing-dependent
-    # fault.
+    # fault.  At least once, and no more once the budget has run out.
     tries = 1 if outcome.shown_in is None else outcome.shown_in[1]
-    for _ in range(tries):
+    for attempt in range(tries):
+        if attempt and log.end is not None and time.monotonic() > log.end:
+            return outcome
         try:
             again = run_program(target, symptom, program, settle, plan=req_id)
         except ConformanceFailure as other:
@@ -348,19 +356,27 @@ def _test_attribution(
         return outcome
     assert again is not None
     shown = again.unattributed()
-    failure = ConformanceFailure(shown, program, target.label, plan=req_id)
-    log.foreign.setdefault(symptom, failure)
+    # This program showed it just now: the evidence the finding is built on.
+    log.foreign[symptom] = ConformanceFailure(shown, program, target.label, plan=req_id)
     log.masked[symptom] += 1
     log.masking[symptom] = shown
-    masked = _masked(req_id, log)
-    step = outcome.program[v.cause_step] if v.cause_step is not None else None
-    masked.detail += (
-        f"\n  (the program shows it without its step {step!r} too, so it is not {req_id}'s)"
-        if step is not None
-        else f"\n  (the program shows it without {v.connection}'s half-close too, "
-        f"so it is not {req_id}'s)"
+    without = (
+        f"its half-close ({v.connection})"
+        if v.cause_step is None or "half_close" in outcome.program[v.cause_step]
+        else f"its step {outcome.program[v.cause_step]!r}"
     )
-    return masked
+    return _outcome(
+        req_id,
+        Verdict.NOT_RUN,
+        log,
+        masked_by=symptom,
+        withdrawn=outcome,
+        detail=(
+            f"not judged: the program that broke {req_id} shows {symptom} broken "
+            f"without {without} too, so the fault is {symptom}'s; fix {symptom}, then "
+            f"check again. {symptom} as seen:\n" + textwrap.indent(shown.describe(), "  ")
+        ),
+    )
 
 
 #: The share of the budget Hypothesis may shrink for, from the first violation
@@ -598,7 +614,8 @@ def _inconclusive(
             log,
             note=f"the server's behaviour depends on timing: {count}",
         )
-        failed.shown_in = (shown + 1, runs + 1)
+        if shown < runs:
+            failed.shown_in = (shown + 1, runs + 1)
         return failed
     outcome = _failed(target, req_id, settle, seen, log)
     outcome.verdict = Verdict.INCONCLUSIVE

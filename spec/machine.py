@@ -38,7 +38,7 @@ The flip side: a crash that only the ECHO-4 machine's narrow programs reach
 (flood, then half-close) is rejected there, so the ECHO-5 machine must reach
 it too.  It does (`machine_for("ECHO-5")`, a `ScenarioConformance`): each
 of its programs first draws which requirement's scenario to play
-(`CRASH_SCENARIOS`), so every crash any machine can run into is searched
+(`spec.program.CRASH_SCENARIOS`), so every crash any machine can run into is searched
 for, and reported, under ECHO-5.
 
 Every rule also records its line in `program` (`spec.program`, written from

@@ -158,6 +158,8 @@ def format_step(rule: Callable[..., Any], arguments: Mapping[str, Any], binds: s
     Parameters are written in the signature's order; one with a default as
     ``name=value``.  A client is written as its name.
     """
+    named = {p.name for p in _parameters(rule)}
+    assert set(arguments) <= named, f"{rule.__name__} takes no {set(arguments) - named}"
     words = []
     for parameter in _parameters(rule):
         if parameter.name not in arguments:
@@ -185,8 +187,9 @@ def _literal(value: Any) -> str:
 def parse(line: str) -> Step:
     """`line` as a `Step`, or `InvalidProgram` saying why it is not one.
 
-    Only the shape and the literals are checked here, against `BOUNDS` for
-    payloads; whether the rule and its arguments fit a machine is replay's.
+    Only the shape and the literals are checked here (a payload against
+    `MAX_PATTERN` and `MAX_PAYLOAD_SIZE`); whether the rule and its arguments
+    fit a machine (`BOUNDS` among them) is replay's.
     """
     if len(line) > MAX_LINE:
         raise InvalidProgram(f"a step is at most {MAX_LINE} characters, this line has {len(line)}")

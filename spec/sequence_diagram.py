@@ -67,7 +67,7 @@ def parse_step(line: str) -> Step | None:
     """A program line as a `Step` (`spec.program.parse`); None if it is not one."""
     try:
         return parse(line.strip())
-    except InvalidProgram:
+    except (InvalidProgram, RecursionError):  # not a step, or nested too deeply to be one
         return None
 
 

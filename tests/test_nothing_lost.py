@@ -222,3 +222,29 @@ def test_only_a_verdict_masks_another_requirement() -> None:
     assert "did not show again on a fresh server" in unmasked.detail
     assert "fix ECHO-2" not in unmasked.detail
     assert [f.verdict for f in unmasked.findings] == ["unconfirmed"]
+
+
+def test_a_withdrawn_failure_stands_when_its_mask_is_no_verdict() -> None:
+    """A cause test masks an ECHO-4 FAIL by ECHO-2 (the program without the
+    half-close broke ECHO-2); if that ECHO-2, shrunk and run again, is no
+    verdict, the ECHO-4 FAIL stands: an unconfirmed finding masks nothing."""
+    from spec.checker import Finding, Outcome, _masked_only_by_a_verdict
+    from spec.machine import CheckLog as Log
+    from spec.model import Violation
+    from spec.verdicts import Verdict
+
+    failed = Outcome("ECHO-4", "", Verdict.FAIL, detail="ECHO-4: closed after half-close")
+    lost = Violation("ECHO-2", "1 echo bytes never arrived", connection="c0", waited=True)
+    unconfirmed = Finding("ECHO-2", "ECHO-4", Verdict.UNCONFIRMED, lost, [], "", "seen once")
+    masked = Outcome(
+        "ECHO-4", "", Verdict.NOT_RUN, masked_by="ECHO-2", withdrawn=failed, findings=[unconfirmed]
+    )
+    log = Log()
+    log.masked["ECHO-2"] += 1
+    log.masking["ECHO-2"] = lost
+    kept = _masked_only_by_a_verdict("ECHO-4", masked, log)
+    assert kept is failed and kept.verdict == "fail" and kept.findings == [unconfirmed]
+    # A confirmed ECHO-2 keeps the mask.
+    confirmed = Finding("ECHO-2", "ECHO-4", Verdict.FAIL, lost, [], "", "")
+    masked.findings = [confirmed]
+    assert _masked_only_by_a_verdict("ECHO-4", masked, log) is masked

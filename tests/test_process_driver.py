@@ -20,7 +20,7 @@ from spec.drivers.clients import BUFFER_SIZE, Client
 from spec.drivers.network import PrivateNetwork, host_flood
 from spec.drivers.process import ProcessDriver
 from spec.machine import BACKS_UP, EchoConformance
-from spec.program import MiB, Payload
+from spec.program import MAX_PAYLOAD_SIZE, MiB, Payload
 
 ECHO = 16 * 1024
 
@@ -99,4 +99,6 @@ def test_the_process_driver_floods_as_its_network_allows() -> None:
         private = ProcessDriver("true", settle=1.0, private_network=True)
         assert private.flood_backs_up == private.flood_limit == network.flood_limit
     host = ProcessDriver("true", settle=1.0, private_network=False)
-    assert host.flood_limit is None and host.flood_backs_up == host_flood(BUFFER_SIZE)
+    assert host.flood_limit is None and host.flood_backs_up == host_flood(
+        BUFFER_SIZE, MAX_PAYLOAD_SIZE
+    )

@@ -33,7 +33,7 @@ from spec.drivers import network, sock_diag, witness
 from spec.drivers.clients import BUFFER_SIZE
 from spec.drivers.network import PrivateNetwork, host_flood
 from spec.drivers.server_process import ServerProcess
-from spec.program import MiB
+from spec.program import MAX_PAYLOAD_SIZE, MiB
 from spec.targets import Target
 
 PY = sys.executable
@@ -330,7 +330,7 @@ def test_host_network_floods_fill_any_servers_buffers(host_network: None) -> Non
     outcome = judged(REFERENCE, "ECHO-7", budget=15)
     assert outcome.verdict == "pass", outcome.detail
     backs_up = outcome.environment["network"]["floods_back_up"]  # type: ignore[index]
-    assert backs_up == host_flood(BUFFER_SIZE) and backs_up >= 5 * MiB
+    assert backs_up == host_flood(BUFFER_SIZE, MAX_PAYLOAD_SIZE) and backs_up >= 5 * MiB
     assert f"floods are {backs_up // MiB} MiB" in str(outcome.environment["weakens"])
     assert "host network" in str(outcome.environment["mode"])
     assert "user namespaces" in str(outcome.environment["better"])
@@ -362,11 +362,13 @@ def test_host_flood_is_read_from_the_sysctls(
     wmem.write_text("4096\t16384\t4194304\n")
     wmem_max.write_text("212992\n")
     # autotuned 4 MiB + the client's 2 x 256 KiB + 1 MiB, rounded up
-    assert host_flood(256 * 1024) == 6 * MiB
+    assert host_flood(256 * 1024, 64 * MiB) == 6 * MiB
     wmem_max.write_text("8388608\n")  # SO_SNDBUF may then set 16 MiB
-    assert host_flood(256 * 1024) == 18 * MiB
+    assert host_flood(256 * 1024, 64 * MiB) == 18 * MiB
+    # More than a program may send (a replay refuses it): no flood is sure.
+    assert host_flood(256 * 1024, 16 * MiB) is None
     wmem.write_text("garbage")
-    assert host_flood(256 * 1024) is None
+    assert host_flood(256 * 1024, 64 * MiB) is None
 
 
 def test_the_root_mode_changes_no_verdict() -> None:

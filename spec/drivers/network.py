@@ -340,7 +340,7 @@ _WMEM_MAX = "/proc/sys/net/core/wmem_max"
 _FLOOD_MARGIN = 1024 * 1024
 
 
-def host_flood(client_receive_buffer: int) -> int | None:
+def host_flood(client_receive_buffer: int, most: int) -> int | None:
     """A flood size that backs up any server on the host's loopback, or None.
 
     Echo goes from the server's send buffer into the client's receive
@@ -350,7 +350,8 @@ def host_flood(client_receive_buffer: int) -> int | None:
     server's is at most the larger of tcp_wmem's max (autotuned) and twice
     wmem_max (set with SO_SNDBUF), sysctls every user can read.  A flood of
     both and a margin, rounded up to a MiB, fills them whatever the kernel
-    autotunes.  None where they cannot be read: then no flood is sure to.
+    autotunes.  None where they cannot be read, or where that is more than
+    `most` (the largest payload a program may hold): then no flood is sure to.
     """
     try:
         with open(_TCP_WMEM) as f:
@@ -361,7 +362,8 @@ def host_flood(client_receive_buffer: int) -> int | None:
         return None
     total = max(autotuned, settable) + 2 * client_receive_buffer + _FLOOD_MARGIN
     mib = 1024 * 1024
-    return -(-total // mib) * mib
+    size = -(-total // mib) * mib
+    return size if size <= most else None
 
 
 #: Makes a socket in the network the checker uses (the host's, or a private one).

@@ -97,6 +97,7 @@ from spec.drivers.clients import BUFFER_SIZE, Client, connect
 from spec.drivers.network import PrivateNetwork, host_description, host_flood
 from spec.drivers.server_process import ServerProcess, ServerSupply, containment, socket_descriptors
 from spec.model import Violation
+from spec.program import MAX_PAYLOAD_SIZE
 from spec.requirements import CLEANUP, RESILIENCE
 
 Ends = tuple[sock_diag.TcpSocket | None, sock_diag.TcpSocket | None]
@@ -240,7 +241,7 @@ class ProcessDriver(Driver):
         if self.network is not None:
             self.flood_limit = self.flood_backs_up = self.network.flood_limit
         else:  # the host's loopback: floods as large as its sysctls allow buffers to be
-            self.flood_backs_up = host_flood(BUFFER_SIZE)
+            self.flood_backs_up = host_flood(BUFFER_SIZE, MAX_PAYLOAD_SIZE)
         self.process: ServerProcess | None = None
         #: The kernel can be asked (/proc and sock_diag); else the clock judges.
         self.witness = False
