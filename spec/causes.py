@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from spec.model import Symptom, Violation
+from spec.program import parse
 from spec.requirements import HALF_CLOSE, RESILIENCE, STREAM
 
 
@@ -200,13 +201,14 @@ def counterfactual(program: Sequence[str], violation: Violation) -> tuple[list[s
         return None if without is None else (without, violation.symptom)
     if violation.requirement != HALF_CLOSE or violation.connection is None:
         return None
-    client = violation.connection
     for i, line in enumerate(program):
-        if line == f"state.half_close({client})" or line.startswith(
-            f"state.send_and_half_close({client}, "
-        ):
+        step = parse(line)
+        if step.rule in _HALF_CLOSES and step.client == violation.connection:
             return _without_line(program, i), STREAM
     return None
+
+
+_HALF_CLOSES = frozenset({"half_close", "send_and_half_close"})
 
 
 def _without_line(program: Sequence[str], step: int) -> list[str]:

@@ -324,23 +324,23 @@ _FIN_SENT = frozenset(
 )
 
 
+#: States in which a socket still takes data from its peer.
+_RECEIVING = frozenset({TcpState.ESTABLISHED, TcpState.FIN_WAIT1, TcpState.FIN_WAIT2})
+
+
+def _read_empty(receiver: TcpSocket) -> bool:
+    """The receiver takes data, and its owner has read everything that came."""
+    return receiver.rqueue == 0 and receiver.state in _RECEIVING
+
+
 def _fin_on_its_way(sender: TcpSocket, receiver: TcpSocket) -> bool:
     """The sender's FIN has left it (nothing queued ahead) and the receiver has not seen it."""
-    return (
-        sender.state in _FIN_SENT
-        and not sender.notsent
-        and receiver.state in (TcpState.ESTABLISHED, TcpState.FIN_WAIT1, TcpState.FIN_WAIT2)
-    )
+    return sender.state in _FIN_SENT and not sender.notsent and receiver.state in _RECEIVING
 
 
 def _probed_into_room(sender: TcpSocket, receiver: TcpSocket) -> bool:
     """Bytes held back by a window the receiver has since emptied, a probe armed for them."""
-    return (
-        sender.timer == PROBE_TIMER
-        and bool(sender.notsent)
-        and receiver.rqueue == 0
-        and receiver.state in (TcpState.ESTABLISHED, TcpState.FIN_WAIT1, TcpState.FIN_WAIT2)
-    )
+    return sender.timer == PROBE_TIMER and bool(sender.notsent) and _read_empty(receiver)
 
 
 def in_flight(client: TcpSocket | None, server: TcpSocket | None, *, acks: bool = True) -> bool:
@@ -398,8 +398,7 @@ def will_resend(sender: TcpSocket | None, receiver: TcpSocket | None) -> bool:
         and receiver is not None
         and sender.timer in (RETRANSMIT_TIMER, PROBE_TIMER)
         and sender.wqueue > 0
-        and receiver.rqueue == 0
-        and receiver.state in (TcpState.ESTABLISHED, TcpState.FIN_WAIT1, TcpState.FIN_WAIT2)
+        and _read_empty(receiver)
     )
 
 
