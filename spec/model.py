@@ -374,9 +374,14 @@ def _realigns(expected: bytes, received: bytes, i: int) -> tuple[int, int] | Non
     They agree when the next `ALIGN` bytes match, or when both streams end at
     the same place within them.  When the received stream ends sooner (its
     client has read no more), at least `MIN_FOREIGN` matching bytes will do,
-    if no shift of the same cost fits fully.  None: no shift of up to
-    `MAX_SHIFT` bytes explains the divergence.
+    if no shift of the same cost fits fully.  When it goes on past the end of
+    the echo (more bytes inserted later), the rest of the echo matching will
+    do, if no shift of any cost fits fully: the one that leaves the most of
+    the echo matching, then the cheapest.  The first fault is named; the
+    bytes past the echo are a later one.  None: no shift of up to `MAX_SHIFT`
+    bytes explains the divergence.
     """
+    overlong = None
     for cost in range(1, MAX_SHIFT + 1):
         weak = None
         for taken, lost in _shifts(cost):
@@ -385,9 +390,11 @@ def _realigns(expected: bytes, received: bytes, i: int) -> tuple[int, int] | Non
                 return taken, lost
             if fit == "partial" and weak is None:
                 weak = taken, lost
+            if fit == "overlong" and (overlong is None or lost < overlong[1]):
+                overlong = taken, lost
         if weak is not None:
             return weak
-    return None
+    return overlong
 
 
 def _shifts(cost: int) -> Iterable[tuple[int, int]]:
@@ -403,10 +410,13 @@ def _shifts(cost: int) -> Iterable[tuple[int, int]]:
 
 def _fit(expected: bytes, e: int, received: bytes, r: int) -> str | None:
     """Do `expected` from `e` and `received` from `r` agree ("full"), agree as
-    far as `received` goes ("partial"), or not (None)?"""
+    far as `received` goes ("partial"), agree until the echo ends but
+    `received` goes on ("overlong"), or not (None)?"""
     want, got = expected[e : e + ALIGN], received[r : r + ALIGN]
-    if len(want) < ALIGN:  # the echo ends: the received stream must end there too
-        return "full" if got == want and len(received) - r == len(want) else None
+    if len(want) < ALIGN:  # the echo ends: the received stream should end there too
+        if got == want and len(received) - r == len(want):
+            return "full"
+        return "overlong" if want and got.startswith(want) else None
     if got == want:
         return "full"
     if MIN_FOREIGN <= len(got) < ALIGN and want.startswith(got):
