@@ -4,7 +4,7 @@ Hypothesis' public API has no way to say three things the checker needs: a
 database key and a seed for a state machine's factory (what ``@given`` sets
 on a test function), the name of the profile loaded, and a draw free of the
 literals of loaded code.  Each is reached here and nowhere else, and
-`tests/test_hypothesis_internals.py` fails loudly, naming the internal, when
+`tests/unit/test_hypothesis_internals.py` fails loudly, naming the internal, when
 a Hypothesis release moves one.
 
 Programs drawn from the checker's strategies alone, not from the literals of loaded code
@@ -25,7 +25,7 @@ test in the same process (a user's own suite, beside the plugin) generates
 exactly as it would without this package.  Calling ``no_local_constants()``
 without entering it does nothing.  It uses a Hypothesis internal; if that
 moves, the checker still works and only this guarantee is lost, which
-`tests/test_generation_constants.py` would show.
+`tests/checker/test_generation_constants.py` would show.
 """
 
 from __future__ import annotations

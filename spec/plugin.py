@@ -41,7 +41,7 @@ if TYPE_CHECKING:  # imported when a value is given, never at load
 
 #: Mirrors of `spec.drivers.base.DEFAULT_SETTLE` and `spec.checker.DEFAULT_BUDGET`
 #: (importing the checker here would load it in every pytest run;
-#: tests/test_plugin_options.py keeps them equal).
+#: tests/plugin/test_plugin_options.py keeps them equal).
 DEFAULT_SETTLE = 2.0
 DEFAULT_BUDGET = 60.0
 CONFORMANCE_TESTS = Path(__file__).with_name("test_conformance.py")

@@ -38,7 +38,7 @@ SLACK = 8
 
 
 def _open_descriptors() -> dict[int, str]:
-    found = {}
+    found: dict[int, str] = {}
     try:
         names = os.listdir("/proc/self/fd")
     except OSError:  # not Linux: no guard
@@ -78,7 +78,8 @@ def rig() -> Iterator[Rig]:
 def server(rig: Rig) -> SelectEchoServer:
     """The reference server, stepped in this process (test_alternatives.py and
     test_client.py have their own `server`)."""
-    return rig.server(SelectEchoServer)
+    reference: SelectEchoServer = rig.server(SelectEchoServer)
+    return reference
 
 
 @pytest.fixture

@@ -30,10 +30,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
 from spec.drivers.base import HOST
 
+#: The self-suite's own test servers (C sources, scripts).
+SERVERS = Path(__file__).resolve().parent / "servers"
 #: Bytes a client sends or reads at once.
 CHUNK = 64 * 1024
 MiB = 1024 * 1024
@@ -159,7 +162,8 @@ def server_side(server: Any, client: socket.socket) -> socket.socket | None:
             continue
         with contextlib.suppress(OSError):
             if s.fileno() != -1 and s.getpeername() == client.getsockname():
-                return s
+                found: socket.socket = s
+                return found
     return None
 
 
@@ -210,7 +214,11 @@ class Rig:
 
     def accepted(self, server: Any, client: socket.socket, *, poll: float = 0.01) -> socket.socket:
         """Step `server` until it has accepted `client`; return the server's socket for it."""
-        return step_until(server, lambda: server_side(server, client), poll=poll, what="accept()")
+        accepted = step_until(
+            server, lambda: server_side(server, client), poll=poll, what="accept()"
+        )
+        assert accepted is not None  # step_until returns only a truthy value
+        return accepted
 
     def connect(
         self, server: Any, *, rcvbuf: int | None = None, poll: float = 0.01

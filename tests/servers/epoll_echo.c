@@ -1,7 +1,7 @@
 /* A classic epoll echo server in C, uppercase variant, as tutorials write it.
  *
  * Non-blocking sockets, level-triggered epoll, read a chunk, write its echo
- * back at once.  Built three ways by tests/test_races.py:
+ * back at once.  Built three ways by tests/checker/test_races.py:
  *
  *   cc -o epoll_echo epoll_echo.c                      SIGPIPE not ignored: the
  *       second write after the client's reset (EPIPE) kills the process

@@ -5,7 +5,7 @@ python tests/servers/trickle_server.py --port PORT
 
 With TRICKLE_WRITE=N and TRICKLE_PAUSE=S in its environment it writes N bytes
 per send() and sleeps S seconds before each: slow by its own sleeps, which
-the process driver must wait for (`tests/test_rest_timers.py`).
+the process driver must wait for (`tests/drivers/test_rest_timers.py`).
 """
 
 import os

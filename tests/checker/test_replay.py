@@ -19,6 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import INITIALIZE_RULE_MARKER, RULE_MARKER
+from runs import ROOT
 
 from spec.machine import FLOODS, PAYLOADS, SMALL, EchoConformance, machine_for
 from spec.model import SHOWN, Violation
@@ -34,7 +35,6 @@ from spec.replay import (
 )
 from spec.targets import Target
 
-ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 SEED_UPPER = "impl.seed_upper_server:SeedUpperServer"
 REFERENCE = "impl.select_server:SelectEchoServer"

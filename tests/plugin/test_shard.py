@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_plugin import PY, ROOT, pytest_run
+from runs import PY, ROOT, pytest_run
 
 from spec.merge import MergeError, merge
 from spec.requirements import IDS

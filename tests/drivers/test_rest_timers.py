@@ -10,13 +10,14 @@ does the clock judge.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
+
+from harness import SERVERS
 
 from spec.drivers import threads
 from spec.replay import run_program
 from spec.targets import Target
 
-TRICKLE = Path(__file__).parent / "servers" / "trickle_server.py"
+TRICKLE = SERVERS / "trickle_server.py"
 SLEEPER = Target(
     "cmd",
     f"env TRICKLE_WRITE=4096 TRICKLE_PAUSE=0.004 {sys.executable} {TRICKLE} --port {{port}}",

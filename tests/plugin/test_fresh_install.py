@@ -5,7 +5,7 @@ Design note
 A new virtual environment (with pip, from the index pip is configured with;
 offline from a local one) gets pytest-html and Hypothesis, and a plain
 Hypothesis project is tested there; then this checkout's wheel (built as in
-tests/test_packaging.py) is installed with its dependencies, and:
+tests/project/test_packaging.py) is installed with its dependencies, and:
 
 * the project's ``pytest`` passes, and its derandomized Hypothesis test draws
   exactly what it drew before the plugin was installed, also when our checks
@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_packaging import DEFECT, ONLY_ITS_REQUIREMENT, _build_wheel, _clean_env, _run
+from install import DEFECT, ONLY_ITS_REQUIREMENT, build_wheel, clean_env, run
 
 #: A plain project's test: derandomized draws, written to $DRAWS, one a line.  The
 #: module's literals are what Hypothesis would mix in (they must stay the project's own).
@@ -48,15 +48,15 @@ def test_draws(text, number, data):
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX virtual-environment layout")
 def test_pytest_html_and_a_plain_project_beside_the_plugin(tmp_path: Path) -> None:
-    env = _clean_env()
-    wheel = _build_wheel(tmp_path, env)
+    env = clean_env()
+    wheel = build_wheel(tmp_path, env)
     venv = tmp_path / "venv"
-    made = _run([sys.executable, "-m", "venv", str(venv)], cwd=tmp_path, env=env)
+    made = run([sys.executable, "-m", "venv", str(venv)], cwd=tmp_path, env=env)
     assert made.returncode == 0, made.stderr
     python = str(venv / "bin" / "python")
 
     def pip_install(*what: str) -> None:
-        done = _run([python, "-m", "pip", "install", "-q", *what], cwd=tmp_path, env=env)
+        done = run([python, "-m", "pip", "install", "-q", *what], cwd=tmp_path, env=env)
         assert done.returncode == 0, done.stderr
 
     project = tmp_path / "project"
@@ -64,7 +64,7 @@ def test_pytest_html_and_a_plain_project_beside_the_plugin(tmp_path: Path) -> No
     (project / "test_plain.py").write_text(PLAIN_TEST)
 
     def pytest_in_project(draws: str, *args: str) -> str:
-        done = _run(
+        done = run(
             [python, "-m", "pytest", "-p", "no:cacheprovider", *args],
             cwd=project,
             env={**env, "DRAWS": str(tmp_path / draws)},
@@ -83,7 +83,7 @@ def test_pytest_html_and_a_plain_project_beside_the_plugin(tmp_path: Path) -> No
     assert "pytest-html" in page and "test_draws" in page  # pytest-html's own report
 
     # Our checks and the project's test in one session, ours first.
-    site = _run([python, "-c", "import spec; print(spec.__path__[0])"], cwd=project, env=env)
+    site = run([python, "-c", "import spec; print(spec.__path__[0])"], cwd=project, env=env)
     conformance = str(Path(site.stdout.strip()) / "test_conformance.py")
     both = pytest_in_project(
         "both", conformance, "test_plain.py", "--echo-impl", DEFECT.target, "-k",

@@ -1,7 +1,7 @@
 """Several targets in one run: names, the targets file, the matrix, the verdicts.
 
 The unit tests use `spec.targets` and `spec.matrix` directly; the others run
-pytest in a subprocess as a user would (`tests/test_plugin.py`'s helper).
+pytest in a subprocess as a user would (`tests/runs.py`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from test_plugin import ROOT, pytest_run
+from runs import ROOT, pytest_run
 
 from spec.matrix import TargetResult, cell, overall, report
 from spec.targets import (

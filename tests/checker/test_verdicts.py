@@ -13,10 +13,10 @@ from __future__ import annotations
 import shutil
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from hypothesis import Phase, settings
+from runs import ROOT
 
 from impl.select_server import SelectEchoServer
 from spec.checker import check
@@ -155,7 +155,7 @@ NODE = shutil.which("node")
 @pytest.mark.parametrize("req_id", IDS)
 def test_a_correct_server_in_another_language_passes(req_id: str) -> None:
     """examples/echo_server.js: Node.js, libuv, stream backpressure; not ours."""
-    server = Path(__file__).resolve().parent.parent / "examples" / "echo_server.js"
+    server = ROOT / "examples" / "echo_server.js"
     target = Target("cmd", f"{NODE} {server} {{port}}")
     outcome = check(target, req_id, hypothesis_settings=PROCESS)
     assert outcome.verdict == "pass", outcome.detail + "\n" + outcome.counterexample

@@ -21,13 +21,14 @@ from pathlib import Path
 
 import pytest
 from hypothesis import settings
+from runs import ROOT
 
 from spec.checker import check
 from spec.drivers.server_process import ServerStartError
 from spec.model import IDENTITY
 from spec.targets import Target
 
-PLAIN = Path(__file__).resolve().parent.parent / "examples" / "plain"
+PLAIN = ROOT / "examples" / "plain"
 QUICK = settings(max_examples=12, stateful_step_count=10, derandomize=True, database=None)
 #: Seconds each requirement may take (generated programs and shrinking).
 BUDGET = 15

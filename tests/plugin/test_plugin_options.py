@@ -14,7 +14,7 @@ import textwrap
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from test_plugin import PY, ROOT, pytest_run
+from runs import PY, ROOT, pytest_run
 
 from spec import checker, plugin
 from spec.requirements import IDS

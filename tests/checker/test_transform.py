@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import settings
-from test_plugin import ROOT, pytest_run
+from runs import ROOT, pytest_run
 
 from impl.select_server import SelectEchoServer
 from impl.zoo import DEFECTS

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_plugin import ROOT, pytest_run
+from runs import ROOT, pytest_run
 
 SEED_UPPER = "impl.seed_upper_server:SeedUpperServer"
 REUSE_ONLY = """

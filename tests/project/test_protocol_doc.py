@@ -4,7 +4,7 @@
    ``<!-- requirements:end -->`` is generated from spec/requirements.py and must
    match `render_table()` byte for byte.  To regenerate it after changing the data:
 
-       python tests/test_protocol_doc.py
+       python tests/project/test_protocol_doc.py
 
 2. Every requirement has its section, in table order, headed exactly
    ``## ECHO-N: Title``, which restates the requirement as ``> **LEVEL.** text``
@@ -42,7 +42,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+#: The repository (this file also runs as a script, where `runs` is not importable).
+ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "spec" / "PROTOCOL.md"
 SEED = ROOT.parent / "shared" / "seed" / "000_b80f858ad387c3c6.txt"
 SERVERS = {
@@ -74,7 +75,7 @@ def render_table() -> str:
     """The lines between the markers (exclusive), each ending in a newline."""
     lines = [
         "<!-- Generated from spec/requirements.py; do not edit by hand. "
-        "Regenerate with: python tests/test_protocol_doc.py -->",
+        "Regenerate with: python tests/project/test_protocol_doc.py -->",
         "| ID | level | requirement |",
         "|----|-------|-------------|",
     ]
@@ -179,7 +180,7 @@ def test_table_matches_the_requirement_data() -> None:
     _, block, _ = _split(doc)
     assert block == render_table(), (
         "the requirement table in spec/PROTOCOL.md is out of date; "
-        "regenerate it with: python tests/test_protocol_doc.py"
+        "regenerate it with: python tests/project/test_protocol_doc.py"
     )
 
 

@@ -32,11 +32,11 @@ from pathlib import Path
 import psutil
 import pytest
 from harness import REFERENCE_CMD
+from runs import ROOT
 
 from spec.drivers.base import HOST
 from spec.drivers.server_process import ServerProcess, free_port
 
-ROOT = Path(__file__).resolve().parents[1]
 #: Upper bound on any single wait in this file, in seconds.
 WAIT = 10.0
 PROMPT = b">>:"

@@ -35,7 +35,7 @@ from spec.targets import Target
 PROGRAMS = [r for r in RULES if r != "ECHO-10"]
 
 #: Small and derandomized: the guard is about what happens to what is seen, not
-#: about finding much (tests/test_zoo.py and bench/killrate.py do that).
+#: about finding much (tests/checker/test_zoo.py and bench/killrate.py do that).
 SMALL = settings(
     max_examples=4,
     stateful_step_count=8,

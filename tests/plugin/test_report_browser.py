@@ -24,7 +24,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from test_plugin import pytest_run
+from runs import pytest_run
 
 SEED_UPPER = "impl.seed_upper_server:SeedUpperServer"
 REFERENCE = "impl.select_server:SelectEchoServer"

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_plugin import pytest_run
+from runs import pytest_run
 
 from spec.gradescope import VISIBILITIES, Grading, GradingError, load_grading, results
 from spec.matrix import TargetResult

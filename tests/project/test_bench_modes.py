@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+from runs import ROOT
 
 from impl.zoo import DEFECTS
 
 
 @pytest.fixture(scope="module")
 def modes() -> ModuleType:
-    path = Path(__file__).resolve().parent.parent / "bench" / "modes.py"
+    path = ROOT / "bench" / "modes.py"
     spec = importlib.util.spec_from_file_location("bench_modes", path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)

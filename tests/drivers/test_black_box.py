@@ -20,7 +20,9 @@ from pathlib import Path
 
 import psutil
 import pytest
+from harness import SERVERS
 from hypothesis import settings
+from runs import ROOT
 
 from spec.checker import check
 from spec.drivers.network import PrivateNetwork
@@ -29,8 +31,6 @@ from spec.replay import run_program
 from spec.targets import Target
 
 PY = sys.executable
-SERVERS = Path(__file__).parent / "servers"
-ROOT = Path(__file__).resolve().parent.parent
 SMALL = settings(max_examples=15, stateful_step_count=10, derandomize=True, database=None)
 
 contained = pytest.mark.skipif(

@@ -27,6 +27,7 @@ from typing import Any
 import psutil
 import pytest
 from hypothesis import settings
+from runs import ROOT
 
 from spec.checker import Outcome, check
 from spec.drivers import network, sock_diag, witness
@@ -37,7 +38,6 @@ from spec.program import MAX_PAYLOAD_SIZE, MiB
 from spec.targets import Target
 
 PY = sys.executable
-ROOT = Path(__file__).resolve().parent.parent
 SMALL = settings(max_examples=10, stateful_step_count=8, derandomize=True, database=None)
 REFERENCE = Target("cmd", f"{PY} -m impl.select_server --port {{port}} --log-level WARNING")
 SEED_UPPER = Target("cmd", f"{PY} -m impl.seed_upper_server --port {{port}}")

@@ -14,9 +14,9 @@ import shlex
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from harness import SERVERS
 from hypothesis import Phase, settings
 
 from spec import checker
@@ -27,7 +27,7 @@ from spec.machine import CheckLog, ConformanceFailure
 from spec.replay import run_program
 from spec.targets import Target
 
-SOURCE = Path(__file__).parent / "servers" / "epoll_echo.c"
+SOURCE = SERVERS / "epoll_echo.c"
 VARIANTS = {
     "sigpipe": [],
     "correct": ["-DIGNORE_SIGPIPE"],
