@@ -187,7 +187,7 @@ class AsyncioEchoServer:
     def serve_forever(self) -> None:
         """Run the event loop until stopped by SIGINT/SIGTERM (or `stop()`)."""
         received: list[int] = []
-        previous: dict[int, Any] = {}
+        previous: dict[signal.Signals, Any] = {}
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 handler = signal.getsignal(sig)
@@ -202,7 +202,7 @@ class AsyncioEchoServer:
                 self.loop.remove_signal_handler(sig)
                 signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
         if received:
-            handler = previous.get(received[0])
+            handler = previous.get(signal.Signals(received[0]))
             if callable(handler):
                 handler(received[0], None)  # _cli's handler: raises its stop exception
 

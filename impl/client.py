@@ -180,7 +180,7 @@ def _tolerant_stdio() -> None:
         (sys.stderr, "backslashreplace"),
     ):
         with contextlib.suppress(AttributeError, ValueError, io.UnsupportedOperation):
-            stream.reconfigure(errors=errors)
+            stream.reconfigure(errors=errors)  # type: ignore[union-attr]
 
 
 def _line_editing() -> None:

@@ -19,7 +19,7 @@ Deliberate changes, none of which alters behaviour on the wire:
   does not do.
 * ``msg_dic`` is also readable as ``message_queues``, the checker's name for it.
 
-Defects, each shown by tests/test_seed_servers.py (requirement IDs from
+Defects, each shown by tests/impl/test_seed_servers.py (requirement IDs from
 spec/requirements.py):
 
 1. No uppercasing (ECHO-1): ``msg_dic[r].put(data)`` ... ``w.send(data_to_client)``

@@ -19,7 +19,7 @@ Deliberate changes, none of which alters behaviour on the wire:
   ``readable``, ...) outlive each round and keep the sockets they name open until
   rebound; `seed_names` keeps them the same way (see defect 4).
 
-Defects, each shown by tests/test_seed_servers.py (requirement IDs from
+Defects, each shown by tests/impl/test_seed_servers.py (requirement IDs from
 spec/requirements.py):
 
 1. A reset kills the server (ECHO-5): ``data = s.recv(1024)`` raises
@@ -95,7 +95,7 @@ _SEED_NAMES = (
 class SeedUpperServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         server = socket.socket()
-        server.setblocking(0)
+        server.setblocking(0)  # type: ignore[arg-type]  # as the seed writes it
         server_addr = (host, port)
         log.info("starting up on %s port %s", *server_addr)
         server.bind(server_addr)
@@ -129,7 +129,7 @@ class SeedUpperServer:
                 # connection has come in. Accept it.
                 conn, client_addr = s.accept()
                 log.info("new connection from %s", client_addr)
-                conn.setblocking(0)
+                conn.setblocking(0)  # type: ignore[arg-type]  # as the seed writes it
                 inputs.append(conn)
                 # Not to block the whole program, do not receive from the client here: put
                 # it in inputs, and next round select tells us when its data has arrived

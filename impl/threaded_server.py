@@ -87,7 +87,7 @@ class ThreadedEchoServer:
                 raise
             self._start(conn, client_address)
 
-    def _start(self, conn: socket.socket, client_address: tuple) -> None:
+    def _start(self, conn: socket.socket, client_address: tuple[str, int]) -> None:
         log.debug("new connection from %s", client_address)
         with self._lock:
             if self._closing:
@@ -141,7 +141,7 @@ class ThreadedEchoServer:
 
     # -- one connection, in its own thread ---------------------------------
 
-    def _handle(self, conn: socket.socket, client_address: tuple) -> None:
+    def _handle(self, conn: socket.socket, client_address: tuple[str, int]) -> None:
         signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
         try:
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_OOBINLINE, 1)

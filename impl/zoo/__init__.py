@@ -5,7 +5,7 @@ Every defect is a small subclass of the reference `SelectEchoServer`
 (`transform`, `send`, `on_eof`, ...) with the bug, and whose docstring tells
 the bug's story and the requirement(s) it breaks.  `DEFECTS` says, for each, the one
 requirement ID under which the conformance checker must reject it;
-``tests/test_zoo.py`` asserts that it does, and ``python bench/killrate.py``
+``tests/checker/test_zoo.py`` asserts that it does, and ``python bench/killrate.py``
 prints the kill-rate table.
 
     from impl.zoo import DEFECTS
@@ -37,7 +37,8 @@ class Defect:
 
     def load(self) -> type:
         module, _, cls = self.target.partition(":")
-        return getattr(importlib.import_module(module), cls)
+        loaded: type = getattr(importlib.import_module(module), cls)
+        return loaded
 
 
 def _defect(name: str, target: str, requirement: str, *also: str) -> Defect:

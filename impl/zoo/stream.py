@@ -32,14 +32,15 @@ class ChunkStack(bytearray):
     def __len__(self) -> int:
         return bytearray.__len__(self) + sum(map(len, self.chunks))
 
-    def __iadd__(self, echo: bytes) -> ChunkStack:
+    # Narrower than bytearray's signatures: the server only adds bytes and deletes slices.
+    def __iadd__(self, echo: bytes) -> ChunkStack:  # type: ignore[override,misc]
         if bytearray.__len__(self):
             self.chunks.append(bytes(self))
         self.chunks.append(bytes(echo))
         self[:] = self.chunks.pop()  # the defect: the newest, should be pop(0)
         return self
 
-    def __delitem__(self, index: int | slice) -> None:
+    def __delitem__(self, index: int | slice) -> None:  # type: ignore[override]
         bytearray.__delitem__(self, index)
         if not bytearray.__len__(self) and self.chunks:
             self[:] = self.chunks.pop()  # the defect: the newest, should be pop(0)
