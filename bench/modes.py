@@ -145,6 +145,7 @@ def child(mode: str, budget: float, names: list[str]) -> None:
 
     from spec.checker import check
     from spec.drivers import witness
+    from spec.judge import overrule
     from spec.targets import Target
 
     small = settings(max_examples=15, stateful_step_count=10, database=None, deadline=None)
@@ -153,7 +154,7 @@ def child(mode: str, budget: float, names: list[str]) -> None:
         since = witness.mark()
         start = time.monotonic()
         try:
-            outcome = witness.overrule(
+            outcome = overrule(
                 check(Target("cmd", command), req_id, hypothesis_settings=small, budget=budget),
                 kind="cmd",
                 since=since,

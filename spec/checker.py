@@ -45,7 +45,7 @@ from spec.profiles import idle_seconds
 from spec.replay import InvalidProgram, run_program
 from spec.requirements import IDS, requirement
 from spec.shrink import TEARDOWN, shrink
-from spec.targets import Target, TargetError, load_impl
+from spec.targets import Target, TargetError, TargetKind, load_impl
 from spec.verdicts import Verdict
 
 #: Default seconds one requirement's generated programs may take in all.
@@ -84,6 +84,9 @@ class Outcome:
     #: The failure a cause test withdrew (`_test_attribution`): it stands
     #: again if what masked it is no verdict after all.
     withdrawn: Outcome | None = None
+    #: A PASS the time budget cut short: how many programs it saw (a mode
+    #: judging by the clock needs enough of them, `spec.judge`).
+    cut_short_at: int | None = None
 
     def as_report(self) -> dict[str, object]:
         """The fields of the JSON report's entry for this requirement."""
@@ -174,7 +177,7 @@ def _check(
     preflight(target)
     outcome: Outcome | None = None
     how = plan(req_id)
-    if how.rules and (target.kind == "impl" or not how.in_process_only):
+    if how.rules and (target.kind is TargetKind.IMPL or not how.in_process_only):
         outcome = _check_by_machine(target, req_id, settle, hypothesis_settings, seed, budget)
     if how.measured and (outcome is None or outcome.verdict == Verdict.PASS):
         violation, detail = measure.MEASURES[req_id](target.as_process(), settle)
@@ -203,7 +206,7 @@ def _check(
 def preflight(target: Target) -> None:
     """Start and stop the target once, so a server that cannot start fails
     with one clear `ServerStartError` instead of inside every example."""
-    if target.kind == "cmd":
+    if target.kind is TargetKind.CMD:
         ServerProcess(target.spec).start().close()
     else:
         cls = load_impl(target.spec)
@@ -270,9 +273,9 @@ def _check_by_machine(
         shrink_limit=SHRINK_RUNS,
     )
     # A fresh server per program, each launched while the programs before run.
-    supply = (
-        ServerSupply(target.spec, network=PrivateNetwork.shared()) if target.kind == "cmd" else None
-    )
+    supply = None
+    if target.kind is TargetKind.CMD:
+        supply = ServerSupply(target.spec, network=PrivateNetwork.shared())
     outcome = _generated_programs(target, req_id, settle, s, seed, budget, log, supply)
     if outcome.verdict == Verdict.PASS and plan(req_id).plays_idle_program:
         outcome = _check_idle(target, req_id, settle, log) or outcome
@@ -539,6 +542,7 @@ def _budget_spent(
         Verdict.PASS,
         log,
         detail=f"no violation in {log.finished} programs (the {budget:g} s time budget ran out)",
+        cut_short_at=log.finished,
     )
 
 
@@ -669,11 +673,11 @@ def _failed(
 def replay_command(
     target: Target, req_id: str, program: list[str], settle: float, plan: str | None = None
 ) -> str:
-    option = "--impl" if target.kind == "impl" else "--server-cmd"
+    option = "--impl" if target.kind is TargetKind.IMPL else "--server-cmd"
     words = ["python", "-m", "spec.replay", option, target.spec, "--expect", req_id]
     if plan is not None and plan != req_id:
         words += ["--plan", plan]
-    if target.kind == "cmd" and settle != DEFAULT_SETTLE:
+    if target.kind is TargetKind.CMD and settle != DEFAULT_SETTLE:
         words += ["--settle", f"{settle:g}"]
     if target.echo != UPPER:
         words += ["--transform", target.echo.name]

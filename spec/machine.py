@@ -71,6 +71,7 @@ from hypothesis.stateful import (
 from spec.causes import Event, attribute
 from spec.drivers.base import Driver
 from spec.drivers.clients import Client
+from spec.judge import violation
 from spec.model import UPPER, ClientState, Symptom, Transform, Violation
 from spec.plans import PLANS, RULES
 from spec.program import (
@@ -460,7 +461,7 @@ class EchoConformance(RuleBasedStateMachine):
                     Violation(
                         CAPACITY,
                         f"out of descriptors (accept() fails with "
-                        f"EMFILE), the server died: {crash.summary}",
+                        f"EMFILE), the server died: {crash.detail}",
                     )
                 )
             self._judge()
@@ -521,7 +522,7 @@ class EchoConformance(RuleBasedStateMachine):
             sock = self.driver.connect()
         except OSError as e:
             self._fail(
-                self.driver.crash(wait=True)
+                violation(self.driver.crash(wait=True))
                 or Violation(
                     RESILIENCE, f"a new connection failed ({e}): the server no longer accepts"
                 )
@@ -577,7 +578,7 @@ class EchoConformance(RuleBasedStateMachine):
 
     def _judge(self) -> None:
         troubled = any(c.violation or c.expects_more for c in self.all)
-        crash = self.driver.crash(wait=troubled)
+        crash = violation(self.driver.crash(wait=troubled))
         if crash:
             self._fail(crash)
         flooders = [c for c in self.live if not c.model.reading]
@@ -602,7 +603,7 @@ class EchoConformance(RuleBasedStateMachine):
             for f in flooders:
                 f.model.reading = True
             self.driver.settle(self.live, self._nothing_owed)
-            crash = self.driver.crash(wait=True)
+            crash = violation(self.driver.crash(wait=True))
             if crash:
                 return crash
             for c in starving:
@@ -632,7 +633,7 @@ class EchoConformance(RuleBasedStateMachine):
         ended = [c for c in self.all if c.model.ended]
         if not ended:
             return
-        v = self.driver.leaks(ended, live=sum(not c.model.ended for c in self.all))
+        v = violation(self.driver.leaks(ended, live=sum(not c.model.ended for c in self.all)))
         if v:
             self._fail(v)
 
@@ -644,7 +645,7 @@ class EchoConformance(RuleBasedStateMachine):
             sock = self.driver.connect()
         except OSError as e:
             self._fail(
-                self.driver.crash(wait=True)
+                violation(self.driver.crash(wait=True))
                 or Violation(RESILIENCE, f"after {after}, a new connection failed: {e}")
             )
         probe = Client("probe", sock, lambda: ())
@@ -654,7 +655,7 @@ class EchoConformance(RuleBasedStateMachine):
             self.driver.settle([*self.live, probe], lambda: not probe.expects_more)
             if probe.expects_more or probe.violation:
                 self._fail(
-                    self.driver.crash(wait=True)
+                    violation(self.driver.crash(wait=True))
                     or Violation(
                         RESILIENCE,
                         f"after {after}, a new connection got "
@@ -703,7 +704,7 @@ class EchoConformance(RuleBasedStateMachine):
         finally:
             for c in self.live:
                 c.close()
-            closing = self.driver.close()
+            closing = violation(self.driver.close())
             if self.driver.restless and self.log is not None:
                 self.log.environment["restless"] = (
                     "the server did not come to rest after some steps (it never slept): "

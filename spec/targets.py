@@ -14,6 +14,7 @@ itself begin with `VAR=value`.
 
 from __future__ import annotations
 
+import enum
 import importlib
 import math
 import os
@@ -39,11 +40,18 @@ class TargetError(Exception):
     """A target that cannot be used, with a message for the user."""
 
 
+class TargetKind(enum.StrEnum):
+    """How a target runs: its class stepped in this process, or its command as a process."""
+
+    IMPL = "impl"
+    CMD = "cmd"
+
+
 @dataclass(frozen=True)
 class Target:
-    """`kind` is "impl" (in-process) or "cmd" (a process); `spec` is what the user wrote."""
+    """`kind` is how it runs (a `TargetKind`, or its value); `spec` is what the user wrote."""
 
-    kind: str
+    kind: TargetKind
     spec: str
     #: What the matrix, the test ids and the reports call it (not part of its identity).
     name: str = field(default="", compare=False)
@@ -53,9 +61,12 @@ class Target:
     #: else the run's --echo-transform; None: the default, upper.
     transform: Transform | None = None
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", TargetKind(self.kind))  # "impl", "cmd" or a TargetKind
+
     @property
     def label(self) -> str:
-        return self.spec if self.kind == "cmd" else f"--impl {self.spec}"
+        return self.spec if self.kind is TargetKind.CMD else f"--impl {self.spec}"
 
     @property
     def echo(self) -> Transform:
@@ -64,21 +75,21 @@ class Target:
 
     def driver(self, settle: float, supply: ServerSupply | None = None) -> Driver:
         """A driver for one program; a command's servers come from `supply` if given."""
-        if self.kind == "impl":
+        if self.kind is TargetKind.IMPL:
             return InProcessDriver(load_impl(self.spec), target=self.spec)
         return ProcessDriver(self.spec, settle=settle, target=self.spec, supply=supply)
 
     def command(self) -> str:
         """A shell command that runs this target as a server on {port}."""
-        if self.kind == "cmd":
+        if self.kind is TargetKind.CMD:
             return self.spec
         return f"{shlex.quote(sys.executable)} -m spec.drivers.run_impl {self.spec} --port {{port}}"
 
     def as_process(self) -> Target:
         """The same server as a process (measurements need one)."""
-        if self.kind == "cmd":
+        if self.kind is TargetKind.CMD:
             return self
-        return Target("cmd", self.command(), transform=self.transform)
+        return Target(TargetKind.CMD, self.command(), transform=self.transform)
 
 
 def server_cmd(command: str, option: str = "--echo-server-cmd") -> Target:
@@ -99,7 +110,7 @@ def server_cmd(command: str, option: str = "--echo-server-cmd") -> Target:
         raise TargetError(f"{option} {command!r} cannot be parsed as a command: {e}") from None
     if not argv:
         raise TargetError(f"{option} is empty")
-    return Target("cmd", command)
+    return Target(TargetKind.CMD, command)
 
 
 def impl(spec: str, option: str = "--echo-impl") -> Target:
@@ -109,7 +120,7 @@ def impl(spec: str, option: str = "--echo-impl") -> Target:
             f"{option} impl.select_server:SelectEchoServer"
         )
     load_impl(spec, option)  # fail now, with a clear message, not in the middle of a test
-    return Target("impl", spec)
+    return Target(TargetKind.IMPL, spec)
 
 
 def load_impl(spec: str, option: str = "--echo-impl") -> type:
@@ -244,7 +255,7 @@ _INTERPRETERS = re.compile(
 
 def default_name(target: Target) -> str:
     """The program's or module's name: what a person would call the target."""
-    if target.kind == "impl":
+    if target.kind is TargetKind.IMPL:
         return _as_name(target.spec.partition(":")[0].rpartition(".")[2])
     words = shlex.split(target.spec)
     i = 0

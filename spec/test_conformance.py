@@ -20,6 +20,7 @@ import pytest
 from spec.checker import Outcome, check
 from spec.drivers import witness
 from spec.drivers.server_process import ServerStartError
+from spec.judge import overrule
 from spec.matrix import first_line
 from spec.plugin import options
 from spec.pytest_plugin import (
@@ -89,7 +90,7 @@ def judge(target: Target, req_id: str, config: pytest.Config) -> Outcome:
             budget=options(config).budget,
         )
         # What this mode (network, /proc, sock_diag) cannot give surely is not judged.
-        return witness.overrule(outcome, kind=target.kind, since=since)  # type: ignore[no-any-return]
+        return overrule(outcome, kind=target.kind, since=since)  # type: ignore[no-any-return]
     except (ServerStartError, TargetError) as e:
         failures[target.name] = f"cannot start the server: {e}"
         return Outcome(

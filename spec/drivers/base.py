@@ -17,7 +17,7 @@ import socket
 from collections.abc import Callable, Iterator, Sequence
 
 from spec.drivers.clients import Client
-from spec.model import Violation
+from spec.drivers.facts import ServerDied, StillHeld
 
 HOST = "127.0.0.1"
 #: Default seconds a process-driven server that never comes to rest has for
@@ -68,8 +68,8 @@ class Driver(abc.ABC):
         bound for a server that never stops working)."""
 
     @abc.abstractmethod
-    def crash(self, wait: bool = False) -> Violation | None:
-        """An ECHO-5 violation if the server has died (or raised), else None.
+    def crash(self, wait: bool = False) -> ServerDied | None:
+        """Whether the server has died (or raised): None while it lives.
 
         `wait`: something looks wrong, so give a dying server time to be seen dead.
         """
@@ -80,8 +80,9 @@ class Driver(abc.ABC):
         return None
 
     @abc.abstractmethod
-    def leaks(self, ended: Sequence[Client], live: int) -> Violation | None:
-        """An ECHO-6 violation if the server still holds something for `ended`.
+    def leaks(self, ended: Sequence[Client], live: int) -> StillHeld | ServerDied | None:
+        """What the server still holds for `ended`, if anything (or that it died
+        while the driver waited to see).
 
         `live` is how many connections the server may legitimately hold.
         """
@@ -108,9 +109,9 @@ class Driver(abc.ABC):
         return {}
 
     @abc.abstractmethod
-    def close(self) -> Violation | None:
+    def close(self) -> StillHeld | None:
         """Release everything: the server, its process, its sockets.
 
-        An ECHO-6 violation if closing the server itself went wrong (it raised,
-        or left descriptors open); the ECHO-6 machine reports it.
+        What closing the server itself left held (it raised, or left
+        descriptors open), if anything; the ECHO-6 machine judges it.
         """

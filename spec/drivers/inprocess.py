@@ -72,9 +72,8 @@ from typing import Any
 from spec.drivers import sock_diag, witness
 from spec.drivers.base import HOST, Driver
 from spec.drivers.clients import Client, connect
+from spec.drivers.facts import ServerDied, StillHeld
 from spec.drivers.server_process import socket_descriptors
-from spec.model import Violation
-from spec.requirements import CLEANUP, RESILIENCE
 
 #: The server sockets' kernel buffers (see `_fix_buffers`); the kernel doubles
 #: them.  Not a multiple of common recv() sizes, so that a server's queue does
@@ -422,12 +421,11 @@ class InProcessDriver(Driver):
 
     # -- verdicts ------------------------------------------------------------------
 
-    def crash(self, wait: bool = False) -> Violation | None:
+    def crash(self, wait: bool = False) -> ServerDied | None:
         if self._crash is None:
             return None
         e, tb = self._crash
-        return Violation(
-            RESILIENCE,
+        return ServerDied(
             f"the server's poll() raised {type(e).__name__}: {e}; the server is dead\n{tb}",
         )
 
@@ -461,7 +459,7 @@ class InProcessDriver(Driver):
                     self._server_inodes[name] = os.fstat(s.fileno()).st_ino
                     _fix_buffers(s)
 
-    def leaks(self, ended: Sequence[Client], live: int) -> Violation | None:
+    def leaks(self, ended: Sequence[Client], live: int) -> StillHeld | None:
         for c in ended:
             ref = self._server_sockets.get(c.name)
             s = ref() if ref is not None else None
@@ -471,8 +469,7 @@ class InProcessDriver(Driver):
             if s.fileno() != -1 or held:
                 what = [f"socket fd {s.fileno()} still open"] if s.fileno() != -1 else []
                 what += [f"still in {name}" for name in held]
-                return Violation(
-                    CLEANUP,
+                return StillHeld(
                     f"after the connection ended ({c.model.state.value}) "
                     f"the server still holds it: {', '.join(what)}",
                     connection=c.name,
@@ -483,8 +480,7 @@ class InProcessDriver(Driver):
         for c in ended:
             fd = open_sockets.get(self._server_inodes.get(c.name, -1))
             if fd is not None:
-                return Violation(
-                    CLEANUP,
+                return StillHeld(
                     f"after the connection ended ({c.model.state.value}) "
                     f"the server still holds it: descriptor {fd} is open on its "
                     "socket (a dup() or a bare fileno never closed)",
@@ -499,8 +495,7 @@ class InProcessDriver(Driver):
                 s = self._server_sockets[c.name]()
                 where = s is not None and self._holder(s)
                 if where:
-                    return Violation(
-                        CLEANUP,
+                    return StillHeld(
                         f"after the connection ended "
                         f"({c.model.state.value}) the server still keeps its "
                         f"closed socket object in {where}",
@@ -520,8 +515,8 @@ class InProcessDriver(Driver):
                     return f"`{name}`"
         return None
 
-    def close(self) -> Violation | None:
-        """Close the server; a Violation if that raised or left descriptors open."""
+    def close(self) -> StillHeld | None:
+        """Close the server; what it left held if that raised or left descriptors open."""
         if self._netlink is not None:  # the checker's own, not the server's
             self._netlink.close()
             self._netlink = None
@@ -531,16 +526,14 @@ class InProcessDriver(Driver):
         try:
             server.close()
         except Exception as e:
-            return Violation(
-                CLEANUP,
+            return StillHeld(
                 f"the server's close() raised {type(e).__name__}: {e}; "
                 "whatever it had not closed yet stays open",
             )
         del server
         left = _open_descriptors() - self._descriptors_before
         if left:
-            return Violation(
-                CLEANUP,
+            return StillHeld(
                 f"the server's close() left {len(left)} descriptor(s) "
                 f"open that were not open before it started: {sorted(left)}",
             )

@@ -94,11 +94,10 @@ from dataclasses import dataclass
 from spec.drivers import sock_diag, threads, witness
 from spec.drivers.base import Driver
 from spec.drivers.clients import BUFFER_SIZE, Client, connect
+from spec.drivers.facts import ServerDied, StillHeld
 from spec.drivers.network import PrivateNetwork, host_description, host_flood
 from spec.drivers.server_process import ServerProcess, ServerSupply, containment, socket_descriptors
-from spec.model import Violation
 from spec.program import MAX_PAYLOAD_SIZE
-from spec.requirements import CLEANUP, RESILIENCE
 
 Ends = tuple[sock_diag.TcpSocket | None, sock_diag.TcpSocket | None]
 
@@ -622,14 +621,13 @@ class ProcessDriver(Driver):
 
     # -- verdicts ------------------------------------------------------------------
 
-    def crash(self, wait: bool = False) -> Violation | None:
+    def crash(self, wait: bool = False) -> ServerDied | None:
         if self.process is None or self.process.process is None:
             return None
         if not self.process.wait_dead(self.death_grace if wait else 0):
             return None
         tail = self.process.stderr_tail()
-        return Violation(
-            RESILIENCE,
+        return ServerDied(
             f"the server died ({self.process.exit_description()})"
             + (f"; its stderr ends with:\n{tail}" if tail else ""),
         )
@@ -660,7 +658,7 @@ class ProcessDriver(Driver):
                 )
         return held
 
-    def leaks(self, ended: Sequence[Client], live: int) -> Violation | None:
+    def leaks(self, ended: Sequence[Client], live: int) -> StillHeld | ServerDied | None:
         if not self.witness or self.process is None:
             return None
         if not self._held(ended):
@@ -672,8 +670,7 @@ class ProcessDriver(Driver):
         if not held:
             return None
         c, how = held[0]
-        return Violation(
-            CLEANUP,
+        return StillHeld(
             f"after the connection ended ({c.model.state.value}) and the "
             f"server came to rest, it still holds it: {how}",
             connection=c.name,

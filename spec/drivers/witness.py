@@ -18,17 +18,9 @@ missing, the driver judges "at rest" by the clock instead and says so
 the driver fall back the same way: it is never taken for a dead server (the
 server's liveness is asked of waitpid, not of /proc).
 
-Some verdicts the clock cannot give surely.  `overrule()` turns them into
-"not judged, because ..." after a check, so that a weaker mode says less,
-never something false:
-
-- ECHO-6 (cleanup) needs both the server's socket for each connection
-  (sock_diag) and the descriptors that refer to it (/proc);
-- a PASS of ECHO-7 (liveness) needs the system call a server sleeps in
-  (/proc, with the sockets from sock_diag) and buffers small enough for a
-  flood to fill (the private network): without them a server blocked in
-  send() looks like a slow one;
-- ECHO-8 and ECHO-9 measure the server's memory and CPU time, read from /proc.
+Some verdicts the clock cannot give surely: `spec.judge.overrule()` turns
+them into "not judged, because ..." after a check, from what this module
+says is missing, so that a weaker mode says less, never something false.
 """
 
 from __future__ import annotations
@@ -42,7 +34,6 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
 
 from spec.drivers import sock_diag
 
@@ -214,123 +205,6 @@ def mark() -> int:
 
 def losses_since(point: int) -> list[str]:
     return _losses[point:]
-
-
-# -- what a mode can judge ----------------------------------------------------------------
-
-
-class _Outcome(Protocol):
-    requirement: str
-    verdict: str
-    detail: str
-    environment: dict[str, object]
-
-
-CLEANUP, LIVENESS, MEMORY, IDLE = "ECHO-6", "ECHO-7", "ECHO-8", "ECHO-9"
-
-
-#: Fewer programs than this, cut short by the budget, do not make a PASS by the clock.
-CLOCK_PROGRAMS = 20
-
-
-def _cut_short(detail: str) -> int | None:
-    """How many programs a PASS saw, if the time budget cut the search short (else None)."""
-    words = detail.split()
-    if "budget ran out" not in detail or words[:3] != ["no", "violation", "in"]:
-        return None
-    return int(words[3]) if len(words) > 3 and words[3].isdigit() else None
-
-
-def cannot_judge(
-    req_id: str,
-    verdict: str,
-    *,
-    kind: str,
-    caps: Capabilities,
-    private: bool,
-    lost: list[str],
-    detail: str = "",
-    floods_back_up: bool = False,
-) -> str | None:
-    """Why this verdict is not sure in this mode (None: it is)."""
-    if kind == "cmd" and verdict in ("pass", "fail", "inconclusive"):
-        clock = not caps.complete or bool(lost)
-        why_clock = (
-            "; ".join([*(f"lost mid-run: {r}" for r in lost), *caps.unwitnessed()])
-            or "the kernel cannot be asked"
-        )
-        if req_id == CLEANUP and clock:
-            return (
-                "ECHO-6 needs the server's socket for each connection (sock_diag) and the "
-                f"descriptors that still refer to it (/proc); here: {why_clock}"
-            )
-        if req_id == LIVENESS and verdict == "pass":
-            if clock:
-                return (
-                    "a PASS of ECHO-7 needs the system call a server sleeps in (/proc) and its "
-                    "sockets (sock_diag): by the clock a server blocked in send() looks like a "
-                    f"slow one; here: {why_clock}"
-                )
-            if not private and not floods_back_up:
-                return (
-                    "a PASS of ECHO-7 needs floods that fill a blocking server's buffers: the "
-                    "private network's are small and fixed; on the host's loopback the kernel "
-                    "autotunes them to megabytes, and the sysctls that bound them "
-                    "(net.ipv4.tcp_wmem, net.core.wmem_max) could not be read"
-                )
-    if req_id in (MEMORY, IDLE) and verdict == "pass" and caps.proc is not None:
-        return f"{req_id} measures the server's memory and CPU time in /proc: {caps.proc}"
-    seen = _cut_short(detail) if verdict == "pass" and kind == "cmd" else None
-    if (not caps.complete or lost) and seen is not None and seen < CLOCK_PROGRAMS:
-        return (
-            f"by the clock each step waits --echo-settle seconds, and only {seen} programs "
-            f"fitted the time budget (fewer than {CLOCK_PROGRAMS}): too few to pass; "
-            "give a larger --echo-budget"
-        )
-    return None
-
-
-def overrule(outcome: Any, *, kind: str, since: int = 0) -> Any:
-    """`outcome` made "not judged" where this mode cannot give its verdict surely.
-
-    `kind`: the target's ("cmd" or "impl"); `since`: `mark()` before the check,
-    so that a witness lost during it counts.
-    """
-    caps = capabilities()
-    network = outcome.environment.get("network")
-    private = isinstance(network, dict) and str(network.get("namespace", "")).startswith("private")
-    floods_back_up = isinstance(network, dict) and bool(network.get("floods_back_up"))
-    losses = losses_since(since)
-
-    def why_not(requirement: str, verdict: str, detail: str) -> str | None:
-        return cannot_judge(
-            requirement,
-            verdict,
-            kind=kind,
-            caps=caps,
-            private=private,
-            lost=losses,
-            floods_back_up=floods_back_up,
-            detail=detail,
-        )
-
-    why = why_not(outcome.requirement, outcome.verdict, outcome.detail)
-    outcome.environment = {**outcome.environment, "witness": caps.describe()}
-    if losses:
-        outcome.environment["witness_lost"] = losses
-    if why is not None:
-        seen = outcome.verdict
-        outcome.verdict = "not-run"
-        outcome.detail = f"not judged in this mode ({seen} by what it could see): {why}"
-    # Other requirements' violations its programs showed: the same rule.
-    for finding in getattr(outcome, "findings", ()):
-        why = why_not(finding.requirement, finding.verdict, finding.detail)
-        if why is not None:
-            finding.note = "; ".join(
-                filter(None, [finding.note, f"not judged in this mode: {why}"])
-            )
-            finding.verdict = "not-run"
-    return outcome
 
 
 # -- the mode, in words ---------------------------------------------------------------

@@ -34,6 +34,7 @@ from spec.drivers import network, sock_diag, witness
 from spec.drivers.clients import BUFFER_SIZE
 from spec.drivers.network import PrivateNetwork, host_flood
 from spec.drivers.server_process import ServerProcess
+from spec.judge import cannot_judge, overrule
 from spec.program import MAX_PAYLOAD_SIZE, MiB
 from spec.targets import Target
 
@@ -51,7 +52,7 @@ def judged(target: Target, req_id: str, budget: float = 10) -> Outcome:
     """check(), then made "not judged" where this mode cannot be sure (as `pytest` does)."""
     since = witness.mark()
     outcome = check(target, req_id, hypothesis_settings=SMALL, budget=budget)
-    result: Outcome = witness.overrule(outcome, kind=target.kind, since=since)
+    result: Outcome = overrule(outcome, kind=target.kind, since=since)
     return result
 
 
@@ -257,14 +258,15 @@ def test_proc_hidden_by_a_real_mount_namespace(tmp_path: Path) -> None:
             from hypothesis import settings
             from spec.checker import check
             from spec.drivers import witness
+            from spec.judge import overrule
             from spec.targets import Target
             target = Target("cmd", {REFERENCE.spec!r})
             small = settings(max_examples=5, stateful_step_count=6, derandomize=True,
                              database=None)
             verdicts = {{}}
             for req_id in ("ECHO-1", "ECHO-6"):
-                o = witness.overrule(check(target, req_id, hypothesis_settings=small, budget=15),
-                                     kind="cmd")
+                o = overrule(check(target, req_id, hypothesis_settings=small, budget=15),
+                             kind="cmd")
                 verdicts[req_id] = [o.verdict, o.detail[:200]]
             print(json.dumps({{"proc": witness.capabilities().proc, "verdicts": verdicts}}))
             """
@@ -377,8 +379,7 @@ def test_the_root_mode_changes_no_verdict() -> None:
     for req_id in ("ECHO-1", "ECHO-6", "ECHO-7", "ECHO-8", "ECHO-9"):
         for verdict in ("pass", "fail"):
             assert (
-                witness.cannot_judge(req_id, verdict, kind="cmd", caps=caps, private=True, lost=[])
-                is None
+                cannot_judge(req_id, verdict, kind="cmd", caps=caps, private=True, lost=[]) is None
             )
 
 
@@ -442,22 +443,18 @@ def test_user_namespaces_refused_the_report_says_which_refusal(
 def test_by_the_clock_a_pass_the_budget_cut_short_is_not_judged() -> None:
     """Two programs in the budget are too few to pass a defect by the clock; root keeps its pass."""
     clock = witness.Capabilities("refused (simulated)", None, True)
-    cut = "no violation in 2 programs (the 15 s time budget ran out)"
-    why = witness.cannot_judge(
-        "ECHO-5", "pass", kind="cmd", caps=clock, private=True, lost=[], detail=cut
+    why = cannot_judge(
+        "ECHO-5", "pass", kind="cmd", caps=clock, private=True, lost=[], cut_short_at=2
     )
     assert why is not None and "only 2 programs" in why and "--echo-budget" in why
-    many = "no violation in 40 programs (the 15 s time budget ran out)"
     assert (
-        witness.cannot_judge(
-            "ECHO-5", "pass", kind="cmd", caps=clock, private=True, lost=[], detail=many
+        cannot_judge(
+            "ECHO-5", "pass", kind="cmd", caps=clock, private=True, lost=[], cut_short_at=40
         )
         is None
     )
     root = witness.Capabilities(None, None, True)
     assert (
-        witness.cannot_judge(
-            "ECHO-5", "pass", kind="cmd", caps=root, private=True, lost=[], detail=cut
-        )
+        cannot_judge("ECHO-5", "pass", kind="cmd", caps=root, private=True, lost=[], cut_short_at=2)
         is None
     )
