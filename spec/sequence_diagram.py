@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from html import escape
 from typing import TYPE_CHECKING
 
-from spec.model import CONTEXT, UPPER, Transform
+from spec.model import CONTEXT, UPPER, ClientState, Connection, Transform
 from spec.program import InvalidProgram, Payload, Step, parse
 
 if TYPE_CHECKING:  # spec.matrix imports the targets and drivers: not needed to draw
@@ -87,154 +87,199 @@ def preview(data: bytes, total: int | None = None) -> str:
     return shown + ("…" if total > min(len(data), PREVIEW) else "")
 
 
-@dataclass
-class _Lane:
-    reading: bool = True
-    owed: int = 0
-    delivered: int = 0
-    half_closed: bool = False
-    eof: bool = False
-    ended: bool = False
-    #: What the next echo bytes start with, when known.
-    next_echo: bytes = b""
-
-
 def events(program: list[str], transform: Transform = UPPER) -> tuple[list[str], list[Event]]:
     """The lanes (clients in order, then the server) and the rows of the diagram;
     the echo owed is `transform` of what was sent."""
-    lanes: dict[str, _Lane] = {}
-    rows: list[Event] = []
-    created = 0
+    drawing = _Drawing(transform)
+    for line in program:
+        if not drawing.draw(parse_step(line)):
+            drawing.note(line.strip() or line)
+    return [*drawing.lanes, SERVER], drawing.rows
 
-    def lane(name: str) -> _Lane:
-        return lanes.setdefault(name, _Lane())
 
-    def deliver(name: str, n: int, why: str) -> None:
-        c = lane(name)
-        n = min(n, c.owed)
+class _Drawing:
+    """A program's rows, each lane the model's own `Connection`, fed what a
+    conforming server would do: every byte sent owed back, delivered when its
+    client reads, and the EOF once a half-closed client has had all its echo.
+
+    One `rule_NAME` method per machine rule draws its step and returns True,
+    or False for arguments it cannot draw (the line is shown as a note).
+    """
+
+    def __init__(self, transform: Transform) -> None:
+        self.transform = transform
+        self.lanes: dict[str, Connection] = {}
+        self.rows: list[Event] = []
+        self.created = 0
+
+    def draw(self, step: Step | None) -> bool:
+        """Draw `step` by its rule's method; False if it is no step this can draw."""
+        rule = getattr(self, f"rule_{step.rule}", None) if step is not None else None
+        if step is None or rule is None:
+            return False
+        try:
+            return bool(rule(step.client, *step.operands, **step.kwargs))
+        except TypeError:  # arguments the rule does not take: drawn as a note
+            return False
+
+    # -- the model ---------------------------------------------------------------------
+
+    def lane(self, name: str) -> Connection:
+        if name not in self.lanes:
+            self.lanes[name] = Connection(name, transform=self.transform)
+        return self.lanes[name]
+
+    def deliver(self, name: str, n: int, why: str) -> None:
+        c = self.lane(name)
+        n = min(n, c.outstanding)
         if n <= 0:
             return
-        head = c.next_echo[:n]
-        label = f"{why} {preview(head, n) if head else ''} ({size(n)})".replace("  ", " ")
-        rows.append(Event(SERVER, name, label, "echo", echo=(name, c.delivered, c.delivered + n)))
-        c.delivered += n
-        c.owed -= n
-        c.next_echo = c.next_echo[n:]
+        start = c.received_count
+        echo = bytes(c.expected[start : start + n])
+        c.record_received(echo)  # what a conforming server sends: never a violation
+        label = f"{why} {preview(echo)} ({size(n)})"
+        self.rows.append(Event(SERVER, name, label, "echo", echo=(name, start, start + n)))
 
-    def owe(name: str, payload_head: bytes, n: int) -> None:
-        c = lane(name)
-        if c.owed == len(c.next_echo):
-            c.next_echo += transform(payload_head)
-        c.owed += n
+    def owe(self, name: str, payload: Payload) -> None:
+        c = self.lane(name)
+        c.record_sent(payload.data())
         if c.reading:
-            deliver(name, c.owed, "echo")
+            self.deliver(name, c.outstanding, "echo")
 
-    def eof_if_done(name: str) -> None:
-        c = lane(name)
-        if c.half_closed and not c.eof and not c.owed:
-            rows.append(Event(SERVER, name, "EOF (FIN)", "eof"))
+    def eof_if_done(self, name: str) -> None:
+        c = self.lane(name)
+        if c.half_closed and not c.eof and not c.outstanding:
+            self.rows.append(Event(SERVER, name, "EOF (FIN)", "eof"))
             c.eof = True
 
-    for line in program:
-        parsed = parse_step(line)
-        if parsed is None:
-            rows.append(Event(None, None, line.strip() or line, "control"))
-            continue
-        step, name, a = parsed, parsed.client, parsed.rule
-        args = parsed.operands
-        if a == "connect" and name:
-            created += 1
-            lane(name)
-            rows.append(Event(name, SERVER, "connect", "control"))
-        elif a in ("send", "flood") and name and args and isinstance(args[0], Payload):
-            p = args[0]
-            writes = step.kwargs.get("writes", 1)
-            if a == "flood":
-                lane(name).reading = False
-                label = f"flood {preview(p.head, p.length)} (up to {size(p.length)}), not reading"
-            else:
-                split = f", {writes} writes" if isinstance(writes, int) and writes > 1 else ""
-                label = f"{preview(p.head, p.length)} ({size(p.length)}{split})"
-            rows.append(Event(name, SERVER, label, "data"))
-            owe(name, p.head, p.length)
-        elif a == "read" and name and args and isinstance(args[0], int):
-            deliver(name, args[0], f"read ≤{size(args[0])}:")
-        elif a == "drain" and name:
-            lane(name).reading = True
-            deliver(name, lane(name).owed, "drain:")
-        elif a in ("half_close", "send_and_half_close") and name:
-            c = lane(name)
-            if a == "send_and_half_close" and args and isinstance(args[0], Payload):
-                p = args[0]
-                rows.append(
-                    Event(
-                        name,
-                        SERVER,
-                        f"{preview(p.head, p.length)} ({size(p.length)}) + FIN (half-close)",
-                        "eof",
-                    )
-                )
-                c.half_closed = True
-                owe(name, p.head, p.length)
-            else:
-                rows.append(Event(name, SERVER, "FIN (half-close)", "eof"))
-                c.half_closed = True
-            eof_if_done(name)
-        elif a == "abort" and name:
-            rows.append(Event(name, SERVER, "RST (abort)", "reset"))
-            lane(name).ended = True
-        elif a == "close" and name:
-            unread = lane(name).owed
-            rows.append(
-                Event(
-                    name,
-                    SERVER,
-                    f"close: RST, {size(unread)} unread" if unread else "close (FIN)",
-                    "reset" if unread else "control",
-                )
-            )
-            lane(name).ended = True
-        elif a == "burst" and len(args) == 2 and isinstance(args[1], Payload):
-            n, p = args[0], args[1]
-            for i in range(n if isinstance(n, int) else 0):
-                name = f"c{created}"
-                created += 1
-                data = p.head + bytes([i]) * (i + 1)
-                lane(name)
-                rows.append(
-                    Event(
-                        name, SERVER, f"connect, {preview(data)} ({size(len(data))}), FIN", "data"
-                    )
-                )
-                c = lane(name)
-                c.next_echo, c.owed, c.half_closed = transform(data), len(data), True
-                deliver(name, len(data), "echo")
-                eof_if_done(name)
-                c.ended = True
-        elif a == "connect_out_of_descriptors":
-            rows.append(
-                Event(
-                    None,
-                    None,
-                    "server out of descriptors: a client connects; it "
-                    "must be refused, or served once descriptors are free",
-                    "control",
-                )
-            )
-        elif a == "choose_scenario":
-            scenario = step.kwargs.get("scenario", args[0] if args else "?")
-            rows.append(Event(None, None, f"scenario: {scenario}'s programs", "control"))
-        elif a == "teardown":
-            rows.append(
-                Event(None, None, "end of program: every client reads what it is owed", "control")
-            )
-            for name, c in lanes.items():
-                if not c.ended:
-                    deliver(name, c.owed, "echo")
-                    eof_if_done(name)
-        else:
-            rows.append(Event(None, None, line.strip() or line, "control"))
-    return [*lanes, SERVER], rows
+    def end(self, name: str, state: ClientState) -> None:
+        if not self.lane(name).ended:
+            self.lane(name).state = state
+
+    def arrow(self, name: str, label: str, style: str) -> bool:
+        self.rows.append(Event(name, SERVER, label, style))
+        return True
+
+    def note(self, text: str) -> bool:
+        self.rows.append(Event(None, None, text, "control"))
+        return True
+
+    # -- the rules ---------------------------------------------------------------------
+
+    def rule_connect(self, name: str | None) -> bool:
+        if not name:
+            return False
+        self.created += 1
+        self.lane(name)
+        return self.arrow(name, "connect", "control")
+
+    def rule_send(self, name: str | None, p: object = None, writes: object = 1) -> bool:
+        if not name or not isinstance(p, Payload):
+            return False
+        split = f", {writes} writes" if isinstance(writes, int) and writes > 1 else ""
+        self.arrow(name, f"{preview(p.head, p.length)} ({size(p.length)}{split})", "data")
+        self.owe(name, p)
+        return True
+
+    def rule_flood(self, name: str | None, p: object = None) -> bool:
+        if not name or not isinstance(p, Payload):
+            return False
+        self.lane(name).reading = False
+        label = f"flood {preview(p.head, p.length)} (up to {size(p.length)}), not reading"
+        self.arrow(name, label, "data")
+        self.owe(name, p)
+        return True
+
+    def rule_read(self, name: str | None, n: object = None) -> bool:
+        if not name or not isinstance(n, int):
+            return False
+        self.deliver(name, n, f"read ≤{size(n)}:")
+        return True
+
+    def rule_drain(self, name: str | None) -> bool:
+        if not name:
+            return False
+        self.lane(name).reading = True
+        self.deliver(name, self.lane(name).outstanding, "drain:")
+        return True
+
+    def rule_half_close(self, name: str | None) -> bool:
+        if not name:
+            return False
+        self.arrow(name, "FIN (half-close)", "eof")
+        self.end(name, ClientState.HALF_CLOSED)
+        self.eof_if_done(name)
+        return True
+
+    def rule_send_and_half_close(self, name: str | None, p: object = None) -> bool:
+        if not name or not isinstance(p, Payload):
+            return False
+        label = f"{preview(p.head, p.length)} ({size(p.length)}) + FIN (half-close)"
+        self.arrow(name, label, "eof")
+        self.end(name, ClientState.HALF_CLOSED)
+        self.owe(name, p)
+        self.eof_if_done(name)
+        return True
+
+    def rule_send_and_abort(self, name: str | None, p: object = None) -> bool:
+        return self._race(name, p, "RST at once (abort)", ClientState.ABORTED)
+
+    def rule_send_and_close(self, name: str | None, p: object = None) -> bool:
+        return self._race(name, p, "close at once, unread: RST", ClientState.CLOSED)
+
+    def _race(self, name: str | None, p: object, end: str, state: ClientState) -> bool:
+        """Sent and ended before the server read a byte: no echo can be delivered."""
+        if not name or not isinstance(p, Payload):
+            return False
+        self.arrow(name, f"{preview(p.head, p.length)} ({size(p.length)}) + {end}", "reset")
+        self.lane(name).record_sent(p.data())
+        self.end(name, state)
+        return True
+
+    def rule_abort(self, name: str | None) -> bool:
+        if not name:
+            return False
+        self.end(name, ClientState.ABORTED)
+        return self.arrow(name, "RST (abort)", "reset")
+
+    def rule_close(self, name: str | None) -> bool:
+        if not name:
+            return False
+        unread = self.lane(name).outstanding
+        self.end(name, ClientState.CLOSED)
+        if unread:
+            return self.arrow(name, f"close: RST, {size(unread)} unread", "reset")
+        return self.arrow(name, "close (FIN)", "control")
+
+    def rule_burst(self, _: str | None, n: object = None, p: object = None) -> bool:
+        if not isinstance(n, int) or not isinstance(p, Payload):
+            return False
+        for i in range(n):
+            name = f"c{self.created}"
+            self.created += 1
+            data = p.head + bytes([i]) * (i + 1)
+            self.arrow(name, f"connect, {preview(data)} ({size(len(data))}), FIN", "data")
+            self.end(name, ClientState.HALF_CLOSED)
+            self.owe(name, Payload(data))
+            self.eof_if_done(name)
+        return True
+
+    def rule_connect_out_of_descriptors(self, _: str | None) -> bool:
+        return self.note(
+            "server out of descriptors: a client connects; it "
+            "must be refused, or served once descriptors are free"
+        )
+
+    def rule_choose_scenario(self, _: str | None, scenario: object = "?") -> bool:
+        return self.note(f"scenario: {scenario}'s programs")
+
+    def rule_teardown(self, _: str | None) -> bool:
+        self.note("end of program: every client reads what it is owed")
+        for name, c in self.lanes.items():
+            if not c.ended:
+                self.deliver(name, c.outstanding, "echo")
+                self.eof_if_done(name)
+        return True
 
 
 def mark_violation(rows: list[Event], violation: ViolationEvidence | None) -> None:

@@ -11,8 +11,10 @@ import re
 import xml.etree.ElementTree as ET
 
 from spec.matrix import TargetResult
+from spec.model import UPPER
+from spec.program import Payload
 from spec.report_html import render
-from spec.sequence_diagram import divergence, events, mark_violation, parse_step, svg
+from spec.sequence_diagram import divergence, events, mark_violation, parse_step, preview, svg
 from spec.targets import Target
 
 HOSTILE = "<script>alert('x')</script>&<img src=x onerror=alert(1)>\"'"
@@ -149,12 +151,16 @@ def test_the_diagram_shows_each_step_with_its_bytes() -> None:
     assert ("c0", "server", "b'ab' (2 B, 2 writes)") in labels
     assert ("server", "c0", "echo b'AB' (2 B)") in labels
     assert ("c0", "server", "flood b'\\x01'… (up to 4 MiB), not reading") in labels
-    assert ("server", "c0", "read ≤100 B: b'\\x01'… (100 B)") in labels
+    # The model's own echo of the flood: its pattern, then the bytes generated after it.
+    flood_echo = UPPER(Payload(b"\x01", 4194304).data()[:100])
+    assert ("server", "c0", f"read ≤100 B: {preview(flood_echo)} (100 B)") in labels
     assert ("c0", "server", "FIN (half-close)") in labels
     assert ("c3", "server", "RST (abort)") in labels
     assert ("server", "c1", "EOF (FIN)") in labels
     # At teardown the flooder gets the rest of its echo, then EOF.
-    assert labels[-2:] == [("server", "c0", "echo (4.0 MiB)"), ("server", "c0", "EOF (FIN)")]
+    (*_, (src, dst, rest), eof) = labels
+    assert (src, dst, eof) == ("server", "c0", ("server", "c0", "EOF (FIN)"))
+    assert rest.startswith("echo b'") and rest.endswith("… (4.0 MiB)"), rest
 
 
 def test_the_first_divergent_byte_is_marked_on_its_echo() -> None:
@@ -219,3 +225,23 @@ def test_the_diagram_owes_the_targets_own_transform() -> None:
     program = ["c0 = state.connect()", "state.send(c0, Payload(b'hello'), writes=1)"]
     assert "echo b'hello' (5 B)" in [e.label for e in events(program, IDENTITY)[1]]
     assert "echo b'HELLO' (5 B)" in [e.label for e in events(program)[1]]
+
+
+def test_the_diagram_draws_every_rule_of_the_machine() -> None:
+    """A rule the diagram does not know would be drawn as a bare note, its echo
+    owed nowhere: every rule of the state machine has its drawing."""
+    from spec.plans import RULES
+    from spec.sequence_diagram import _Drawing
+
+    rules = set().union(*RULES.values())
+    drawn = {name.removeprefix("rule_") for name in vars(_Drawing) if name.startswith("rule_")}
+    assert rules and rules <= drawn, rules - drawn
+
+
+def test_a_race_is_drawn_with_its_end() -> None:
+    _, rows = events(
+        ["c0 = state.connect()", "state.send_and_abort(c0, Payload(b'ab'))", "state.teardown()"]
+    )
+    labels = [(r.src, r.dst, r.label) for r in rows]
+    assert ("c0", "server", "b'ab' (2 B) + RST at once (abort)") in labels
+    assert not [r for r in rows if r.style == "echo"], labels
