@@ -54,7 +54,7 @@ def cannot_judge(
     req_id: str,
     verdict: str,
     *,
-    kind: TargetKind,
+    kind: TargetKind | str,
     caps: witness.Capabilities,
     private: bool,
     lost: list[str],
@@ -67,6 +67,7 @@ def cannot_judge(
     check; `cut_short_at`: for a PASS the time budget cut short, how many
     programs it saw.
     """
+    kind = TargetKind(kind)  # a TargetKind, or its value
     judged = (Verdict.PASS, Verdict.FAIL, Verdict.INCONCLUSIVE)
     if kind is TargetKind.CMD and verdict in judged:
         clock = not caps.complete or bool(lost)
@@ -105,7 +106,7 @@ def cannot_judge(
     return None
 
 
-def overrule(outcome: Any, *, kind: TargetKind, since: int = 0) -> Any:
+def overrule(outcome: Any, *, kind: TargetKind | str, since: int = 0) -> Any:
     """`outcome` made "not judged" where this mode cannot give its verdict surely.
 
     `kind`: how the target runs; `since`: `witness.mark()` before
