@@ -6,9 +6,9 @@ From outside, the checker cannot step the server, so it must know another
 way when the server has done everything a step caused.  The clock cannot
 tell (a loaded machine delays a correct server past any fixed wait); the
 kernel can.  After a step the driver pumps its clients until no byte moves,
-then *looks* (`_look`): at every thread of the server's process tree (/proc:
-asleep or runnable, how often it has run, the system call it sleeps in), at
-both ends of every connection of the program (sock_diag: state, queues, bytes
+then *looks* (`spec.drivers.looking`): at every thread of the server's
+process tree (/proc: asleep or runnable, how often it has run, the system
+call it sleeps in), at both ends of every connection of the program (sock_diag: state, queues, bytes
 in and out, unacknowledged segments; all of them in one netlink request), and
 at the threads again.  Only at rest are "echo lost", "no EOF" and "still
 held" judged: a loaded machine makes a check slower, never wrong.
@@ -89,17 +89,15 @@ import signal
 import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 
 from spec.drivers import sock_diag, threads, witness
 from spec.drivers.base import Driver
 from spec.drivers.clients import BUFFER_SIZE, Client, connect
 from spec.drivers.facts import ServerDied, StillHeld
+from spec.drivers.looking import Look, Looker
 from spec.drivers.network import PrivateNetwork, host_description, host_flood
 from spec.drivers.server_process import ServerProcess, ServerSupply, containment, socket_descriptors
 from spec.program import MAX_PAYLOAD_SIZE
-
-Ends = tuple[sock_diag.TcpSocket | None, sock_diag.TcpSocket | None]
 
 
 def _signal(pids: Sequence[int], sig: signal.Signals, group: int) -> None:
@@ -109,91 +107,6 @@ def _signal(pids: Sequence[int], sig: signal.Signals, group: int) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, sig)
-
-
-def _shape(end: sock_diag.TcpSocket | None) -> tuple[object, ...] | None:
-    return None if end is None else (end.state, end.rqueue, end.wqueue, end.bytes_in, end.bytes_out)
-
-
-@dataclass(frozen=True)
-class Look:
-    """The server's threads and every connection of the program (both ends) at one moment."""
-
-    threads: tuple[threads.Thread, ...]
-    #: (client's end, server's end) of each connection the program made, ended ones too.
-    connections: tuple[Ends, ...]
-    #: The threads were read before the sockets too, and had not changed (none ran).
-    unchanged: bool = False
-    #: A connection's server end has gone from the kernel's table less than
-    #: `ProcessDriver.first_pause` ago (what unhashed it may still be waking the server).
-    just_gone: bool = False
-    #: Bytes have arrived for a reading client since its last pump: pump again.
-    unread: bool = False
-
-    @property
-    def conclusive(self) -> bool:
-        """Does this one look prove the server at rest?  (The design note says why.)"""
-        return (
-            self.unchanged
-            and not self.just_gone
-            and not self.unread
-            and all(t.waits_for_events for t in self.threads)
-            # Without schedstat a thread that ran and slept again looks unchanged.
-            and all(t.runs >= 0 or t.state in "ZX" for t in self.threads)
-            and not self.in_flight
-            and not any(
-                # The server's end gone, the client's not: the server reset it
-                # and the reset is on its way (or a handshake is being completed).
-                s is None and c is not None and c.state is not sock_diag.TcpState.TIME_WAIT
-                for c, s in self.connections
-            )
-            and all(
-                s is None
-                or (
-                    s.rqueue == 0
-                    and s.state not in (sock_diag.TcpState.CLOSE_WAIT, sock_diag.TcpState.CLOSE)
-                )
-                for _, s in self.connections
-            )
-        )
-
-    def same(self, other: Look) -> bool:
-        return [(t.tid, t.state, t.runs) for t in self.threads] == [
-            (t.tid, t.state, t.runs) for t in other.threads
-        ] and [(_shape(c), _shape(s)) for c, s in self.connections] == [
-            (_shape(c), _shape(s)) for c, s in other.connections
-        ]
-
-    @property
-    def on_a_timer(self) -> bool:
-        return any(t.on_a_timer for t in self.threads)
-
-    @property
-    def asleep(self) -> bool:
-        return all(t.asleep for t in self.threads)
-
-    @property
-    def in_flight(self) -> bool:
-        """Will the kernel still move something on its own (softirqs, timers)?
-
-        Data, an acknowledgement, a FIN or a reset that one end sent and the
-        other has not yet taken (sock_diag.in_flight).  The private network
-        has no delayed ACKs (see spec.drivers.network).
-        """
-        return any(sock_diag.in_flight(c, s) for c, s in self.connections)
-
-    def resending(self, waited: float) -> bool:
-        """Will the kernel send queued bytes, on a timer, to an end that takes them?
-
-        An end whose owner did not read can drop segments it had advertised
-        room for (its memory runs out first), and a sender facing a closed
-        window waits for its zero-window probe; either timer backs off, up to
-        `sock_diag.RTO_MAX` (`sock_diag.will_resend`).  `waited`: seconds
-        waited for it so far.
-        """
-        return waited <= sock_diag.RTO_MAX and any(
-            sock_diag.will_resend(c, s) or sock_diag.will_resend(s, c) for c, s in self.connections
-        )
 
 
 class ProcessDriver(Driver):
@@ -248,21 +161,14 @@ class ProcessDriver(Driver):
         self.unwitnessed: str | None = None
         self._blocked: str | None = None
         self._clients: Sequence[Client] = ()
-        #: Every client of the program so far, ended ones too: a reset or FIN
-        #: they sent may still be on its way to the server.
-        self._known: dict[str, Client] = {}
+        #: The kernel's view of the server and the program's connections (from `start()`).
+        self._looker: Looker | None = None
         #: Client name -> inode of the server's socket for that connection.
         self._server_inodes: dict[str, int] = {}
         #: Client name -> the client's address (the remote end of that socket).
         self._server_ends: dict[str, tuple[str, int]] = {}
         #: A settle ended on the clock: the server never came to rest.
         self.restless = False
-        self._netlink: socket.socket | None = None
-        self._watcher: threads.Watcher | None = None
-        #: Client name -> when its server end was first seen gone from the kernel's table.
-        self._gone_since: dict[str, float] = {}
-        #: Client name -> the inode of its server end when last seen (0: no descriptor).
-        self._last_inode: dict[str, int] = {}
 
     def start(self) -> None:
         if self.supply is not None:
@@ -271,6 +177,7 @@ class ProcessDriver(Driver):
             self.process = ServerProcess(self.command, network=self.network)
             self.process.start()
         self.address = self.process.address
+        self._looker = Looker(self.process, self.address, self.network, self.first_pause)
         caps = witness.capabilities()
         self.unwitnessed = "; ".join(caps.unwitnessed()) or None
         self.witness = False
@@ -341,105 +248,17 @@ class ProcessDriver(Driver):
 
     # -- looking -------------------------------------------------------------------
 
-    def _threads(self) -> tuple[threads.Thread, ...] | None:
-        """Every thread of the server's tree now (none once it has exited); None if unreadable."""
-        assert self.process is not None and self.process.process is not None
-        if not self.process.alive:
-            return ()
-        if self._watcher is None:
-            self._watcher = threads.Watcher(self.process.process.pid)
-        return self._watcher.look()
-
     def _look(self) -> Look | None:
-        """The server's threads and sockets now; None if the kernel cannot be asked.
-
-        The threads are read twice, before and after the sockets: `Look.unchanged`
-        says no thread ran in between (see the design note).
-        """
-        assert self.process is not None
-        before = self._threads()
-        if before is None:
-            return None
-        known = list(self._known.values())
-        try:
-            found = self._lookup_many(
-                [(c.local_address, self.address) for c in known]
-                + [(self.address, c.local_address) for c in known]
-            )
-        except (OSError, ValueError):  # struct.error is a ValueError
-            return None
-        connections = tuple(zip(found[: len(known)], found[len(known) :], strict=True))
-        now = time.monotonic()
-        just_gone = unread = False
-        held: set[int] | None = None  # inodes the server's processes hold (read if needed)
-        for c, (client_end, server_end) in zip(known, connections, strict=True):
-            m = c.model
-            if (
-                client_end is not None
-                and client_end.rqueue
-                and c.active
-                and m.reading
-                and not (m.eof or m.reset or c.violation)
-            ):
-                unread = True  # the next pump will take it
-            if server_end is not None:
-                self._gone_since.pop(c.name, None)
-                self._last_inode[c.name] = server_end.inode
-                continue
-            since = self._gone_since.setdefault(c.name, now)
-            if now - since < self.first_pause:
-                # Gone just now.  Whatever unhashed it (a reset) also wakes the
-                # descriptor's owner, a moment later: unless no descriptor
-                # referred to it when it was last seen (the server had closed
-                # it), or none refers to it now (the server has reacted).
-                inode = self._last_inode.get(c.name)
-                if inode is None or inode:
-                    if held is None and inode:
-                        held = self._held_inodes()
-                    if inode is None or held is None or inode in held:
-                        just_gone = True
-            elif not c.active and (
-                client_end is None or client_end.state is sock_diag.TcpState.TIME_WAIT
-            ):
-                # Ended, both ends gone (or the client's in TIME_WAIT): it will
-                # not change again; stop looking it up.
-                del self._known[c.name]
-                del self._gone_since[c.name]
-                self._last_inode.pop(c.name, None)
-        seen = self._threads()  # last: after the sockets and the descriptors
-        if seen is None:
-            return None
-        unchanged = [(t.tid, t.state, t.runs) for t in before] == [
-            (t.tid, t.state, t.runs) for t in seen
-        ]
-        return Look(seen, connections, unchanged, just_gone, unread)
-
-    def _held_inodes(self) -> set[int] | None:
-        """The socket inodes any process of the server's tree holds a descriptor on."""
-        assert self.process is not None
-        if self._watcher is None:
-            return None
-        return {inode for pid in self._watcher.pids() for inode in socket_descriptors(pid)}
-
-    def _netlink_socket(self) -> socket.socket:
-        if self._netlink is None:
-            new_socket = self.network.socket if self.network else socket.socket
-            self._netlink = witness.open_netlink(new_socket)
-            if self._netlink is None:
-                raise OSError("sock_diag cannot be asked")
-        return self._netlink
-
-    def _lookup_many(
-        self, ends: list[tuple[tuple[str, int], tuple[str, int]]]
-    ) -> list[sock_diag.TcpSocket | None]:
-        """The sockets with these (local, remote) ends, asked in one request."""
-        return sock_diag.lookup_many(self._netlink_socket(), ends) if ends else []
+        """The server's threads and sockets now (`Looker.look`); None if unreadable."""
+        assert self._looker is not None
+        return self._looker.look()
 
     def _lookup(
         self, local: tuple[str, int], remote: tuple[str, int]
     ) -> sock_diag.TcpSocket | None:
         """The socket with these ends, asked of the kernel of the server's network."""
-        return sock_diag.lookup(self._netlink_socket(), local, remote)
+        assert self._looker is not None
+        return self._looker.lookup(local, remote)
 
     # -- settling ------------------------------------------------------------------
 
@@ -452,11 +271,8 @@ class ProcessDriver(Driver):
         judged differently from run to run.
         """
         self._clients = clients
-        for c in clients:
-            if self._known.get(c.name) is not c:  # a new connection (a name can be reused)
-                self._gone_since.pop(c.name, None)
-                self._last_inode.pop(c.name, None)
-                self._known[c.name] = c
+        assert self._looker is not None
+        self._looker.follow(clients)
         self._blocked = None
         if not self.witness:
             self._settle_by_clock(clients, done)
@@ -607,8 +423,9 @@ class ProcessDriver(Driver):
         for c in clients:
             if c.name in self._server_inodes:
                 continue
-            if self._last_inode.get(c.name):  # the last look saw it held by a descriptor
-                self._server_inodes[c.name] = self._last_inode[c.name]
+            seen = self._looker.last_inode.get(c.name) if self._looker else None
+            if seen:  # the last look saw it held by a descriptor
+                self._server_inodes[c.name] = seen
                 self._server_ends[c.name] = c.local_address
                 continue
             try:
@@ -679,12 +496,9 @@ class ProcessDriver(Driver):
 
     def close(self) -> None:
         # Nothing to judge: the process is simply ended.
-        if self._netlink is not None:
-            self._netlink.close()
-            self._netlink = None
-        if self._watcher is not None:
-            self._watcher.close()
-            self._watcher = None
+        if self._looker is not None:
+            self._looker.close()
+            self._looker = None
         process, self.process = self.process, None
         if process is not None and self.supply is not None:
             self.supply.give_back(process)

@@ -20,8 +20,9 @@ import pytest
 
 from spec.drivers import sock_diag, threads
 from spec.drivers.clients import Client
+from spec.drivers.looking import Look
 from spec.drivers.network import PrivateNetwork
-from spec.drivers.process import Look, ProcessDriver
+from spec.drivers.process import ProcessDriver
 
 TcpState = sock_diag.TcpState
 WAIT = next(iter(threads.WAITS.values()), "epoll_wait")
