@@ -288,50 +288,8 @@ def _divergence(
         )
     shift = _realigns(expected, received, i)
     if shift is not None:
-        taken, lost = shift
-        if lost == 1 and taken == 1:
-            return violation(
-                TRANSFORM,
-                f"byte {_byte(sent[i])} came back as {_byte(received[i])}; "
-                f"expected {_byte(expected[i])}",
-            )
-        if lost == 1 and taken:
-            return violation(
-                TRANSFORM,
-                f"byte {_byte(sent[i])} came back as {taken} bytes "
-                f"{bytes(received[i : i + taken])!r}; expected {_byte(expected[i])}",
-            )
-        if not taken:
-            if lost == 1:
-                return violation(
-                    STREAM, f"byte {_byte(expected[i])} is missing from the echo (lost)"
-                )
-            return violation(
-                STREAM,
-                f"{lost} bytes of the echo, {_show(expected[i : i + lost])}, "
-                "are missing from it (lost)",
-            )
-        if not lost:
-            run = received[i : i + taken]
-            moved = _moved_from(run[:CONTEXT], expected, i)
-            if moved is not None and moved > i:
-                return violation(
-                    STREAM,
-                    f"the echo of bytes {moved}-{moved + taken - 1} "
-                    f"arrived early, at offset {i} (reordered)",
-                )
-            what = _copy_or_not(run, expected, i)
-            if taken == 1:
-                return violation(
-                    STREAM, f"byte {_byte(received[i])} was inserted into the echo ({what})"
-                )
-            return violation(
-                STREAM, f"{taken} bytes, {_show(run)}, were inserted into the echo ({what})"
-            )
-        return violation(
-            STREAM,
-            f"{lost} bytes of the echo came back as {taken} other bytes (bytes lost and inserted)",
-        )
+        req, summary = _shifted(sent, expected, received, i, *shift)
+        return violation(req, summary)
     if not collections.Counter(received) - collections.Counter(expected):
         # Every byte received is the correct transform of a byte sent, only
         # not at its own offset: short chunks out of order, not a transform error.
@@ -364,6 +322,50 @@ def _divergence(
     return violation(
         STREAM,
         "echo diverges from the transform of what was sent (bytes lost, inserted or reordered)",
+    )
+
+
+def _shifted(
+    sent: bytes, expected: bytes, received: bytes, i: int, taken: int, lost: int
+) -> tuple[str, str]:
+    """The requirement and words for a divergence at `i` after which the streams
+    realign once `taken` received and `lost` expected bytes are set aside."""
+    if lost == 1 and taken == 1:
+        return (
+            TRANSFORM,
+            f"byte {_byte(sent[i])} came back as {_byte(received[i])}; "
+            f"expected {_byte(expected[i])}",
+        )
+    if lost == 1 and taken:
+        return (
+            TRANSFORM,
+            f"byte {_byte(sent[i])} came back as {taken} bytes "
+            f"{bytes(received[i : i + taken])!r}; expected {_byte(expected[i])}",
+        )
+    if not taken:
+        if lost == 1:
+            return (STREAM, f"byte {_byte(expected[i])} is missing from the echo (lost)")
+        return (
+            STREAM,
+            f"{lost} bytes of the echo, {_show(expected[i : i + lost])}, "
+            "are missing from it (lost)",
+        )
+    if not lost:
+        run = received[i : i + taken]
+        moved = _moved_from(run[:CONTEXT], expected, i)
+        if moved is not None and moved > i:
+            return (
+                STREAM,
+                f"the echo of bytes {moved}-{moved + taken - 1} "
+                f"arrived early, at offset {i} (reordered)",
+            )
+        what = _copy_or_not(run, expected, i)
+        if taken == 1:
+            return (STREAM, f"byte {_byte(received[i])} was inserted into the echo ({what})")
+        return (STREAM, f"{taken} bytes, {_show(run)}, were inserted into the echo ({what})")
+    return (
+        STREAM,
+        f"{lost} bytes of the echo came back as {taken} other bytes (bytes lost and inserted)",
     )
 
 
