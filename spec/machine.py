@@ -203,6 +203,16 @@ def enabled(action: str) -> Callable[[EchoConformance], bool]:
 
 
 class EchoConformance(RuleBasedStateMachine):
+    """The clients' actions as Hypothesis rules, each step settled and judged.
+
+    Larger than a room should be (about 550 lines), for a reason: Hypothesis
+    collects a machine's rules from one class, and the rules, each with the
+    docstring that says what a server must do after it, are half of it; the
+    other half is what every rule ends in (`_step`: settle, then judge what
+    the rules built) and the end of a program.  What a fact means is
+    `spec.judge`'s, what a program may be is `spec.program`'s.
+    """
+
     clients = Bundle("clients")
     #: Clients connected at once (bursts come on top, briefly).
     max_clients = 5

@@ -152,6 +152,14 @@ class ServerBlocked(Exception):
 
 
 class InProcessDriver(Driver):
+    """A steppable server run in this process: its loop stepped between the clients' actions.
+
+    About 390 lines, in three parts the module's design note describes:
+    stepping (settle, and what the kernel still holds in flight), the watchdog
+    a blocking or spinning poll() is caught by, and the verdict facts read from
+    the server's own objects (crash, leaks, close).
+    """
+
     #: Quiet rounds (nobody moved a byte) that end a settle.
     quiet_rounds = 2
     #: Rounds without client progress after which a still-busy server is cut off.

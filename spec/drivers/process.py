@@ -110,6 +110,14 @@ def _signal(pids: Sequence[int], sig: signal.Signals, group: int) -> None:
 
 
 class ProcessDriver(Driver):
+    """A server run as a process, judged at rest (the design note above).
+
+    About 400 lines: `settle` and its helpers are one algorithm, the rest the
+    design note argues for, kept beside it; how the kernel is read is
+    `spec.drivers.looking`'s, how the process is started and ended
+    `spec.drivers.server_process`'s.
+    """
+
     quickack = True
     #: Seconds a dying server gets to be seen dead before a violation is classified.
     death_grace = 0.5

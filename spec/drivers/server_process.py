@@ -143,6 +143,14 @@ def free_port(network: PrivateNetwork | None = None) -> int:
 
 
 class ServerProcess:
+    """A server command on a free port, contained, always ended.
+
+    About 370 lines: its life cycle (launch in a namespace or a process group,
+    wait until it listens, stop the whole tree) and what is read of the
+    running tree (exit status, stderr, descriptors, memory, CPU time) for the
+    drivers and the measurements.
+    """
+
     #: Seconds the command has to start accepting connections.
     start_timeout = 10.0
     #: Seconds between SIGTERM and SIGKILL when stopping.
