@@ -377,10 +377,13 @@ def _realigns(expected: bytes, received: bytes, i: int) -> tuple[int, int] | Non
     the same place within them.  When the received stream ends sooner (its
     client has read no more), at least `MIN_FOREIGN` matching bytes will do,
     if no shift of the same cost fits fully.  When it goes on past the end of
-    the echo (more bytes inserted later), the rest of the echo matching will
-    do, if no shift of any cost fits fully: the one that leaves the most of
-    the echo matching, then the cheapest.  The first fault is named; the
-    bytes past the echo are a later one.  None: no shift of up to `MAX_SHIFT`
+    the echo (more bytes inserted later), bytes only inserted before the
+    whole rest of the echo will do, if no shift of any cost fits fully (the
+    cheapest such insertion): the first fault is named, the bytes past the
+    echo are a later one.  Not a shift that loses echo bytes: the echo's last
+    few bytes recur by chance in what a wrongly transformed stream goes on
+    with (U+FFFD after U+FFFD), and a wrong transform (ECHO-1) would be
+    named a stream fault.  None: no shift of up to `MAX_SHIFT`
     bytes explains the divergence.
     """
     overlong = None
@@ -392,7 +395,7 @@ def _realigns(expected: bytes, received: bytes, i: int) -> tuple[int, int] | Non
                 return taken, lost
             if fit == "partial" and weak is None:
                 weak = taken, lost
-            if fit == "overlong" and (overlong is None or lost < overlong[1]):
+            if fit == "overlong" and not lost and overlong is None:
                 overlong = taken, lost
         if weak is not None:
             return weak

@@ -278,7 +278,7 @@ the assertion).
 from spec.replay import run_program
 from spec.targets import Target, transform_named
 
-TARGET = Target({target.kind!r}, {target.spec!r}{how})
+TARGET = Target({target.kind.value!r}, {target.spec!r}{how})
 PROGRAM = [
 {steps},
 ]

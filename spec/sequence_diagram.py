@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from html import escape
 from typing import TYPE_CHECKING
 
-from spec.model import CONTEXT, UPPER, ClientState, Connection, Transform
+from spec.model import CONTEXT, UPPER, ClientState, Transform
 from spec.program import InvalidProgram, Payload, Step, parse
 
 if TYPE_CHECKING:  # spec.matrix imports the targets and drivers: not needed to draw
@@ -97,10 +97,39 @@ def events(program: list[str], transform: Transform = UPPER) -> tuple[list[str],
     return [*drawing.lanes, SERVER], drawing.rows
 
 
+@dataclass
+class _Lane:
+    """One client's connection as a conforming server would serve it, by counts.
+
+    Counts, not bytes: a model `Connection` holds every byte sent and owed, and
+    a drawn program may flood megabytes (64 MiB drawn that way took 285 MiB).
+    Its state is the model's `ClientState`, and `ended` means what
+    `Connection.ended` means.
+    """
+
+    state: ClientState = ClientState.OPEN
+    reading: bool = True
+    owed: int = 0
+    delivered: int = 0
+    eof: bool = False
+    #: What the next echo bytes start with, as far as the payloads' heads say.
+    next_echo: bytes = b""
+
+    @property
+    def half_closed(self) -> bool:
+        return self.state is ClientState.HALF_CLOSED
+
+    @property
+    def ended(self) -> bool:
+        return self.state in (ClientState.CLOSED, ClientState.ABORTED) or (
+            self.half_closed and self.eof
+        )
+
+
 class _Drawing:
-    """A program's rows, each lane the model's own `Connection`, fed what a
-    conforming server would do: every byte sent owed back, delivered when its
-    client reads, and the EOF once a half-closed client has had all its echo.
+    """A program's rows, fed what a conforming server would do: every byte sent
+    owed back, delivered when its client reads, and the EOF once a half-closed
+    client has had all its echo.
 
     One `rule_NAME` method per machine rule draws its step and returns True,
     or False for arguments it cannot draw (the line is shown as a note).
@@ -108,7 +137,7 @@ class _Drawing:
 
     def __init__(self, transform: Transform) -> None:
         self.transform = transform
-        self.lanes: dict[str, Connection] = {}
+        self.lanes: dict[str, _Lane] = {}
         self.rows: list[Event] = []
         self.created = 0
 
@@ -119,36 +148,37 @@ class _Drawing:
             return False
         try:
             return bool(rule(step.client, *step.operands, **step.kwargs))
-        except TypeError:  # arguments the rule does not take: drawn as a note
+        except (TypeError, ValueError, OverflowError):  # arguments it cannot draw: a note
             return False
 
-    # -- the model ---------------------------------------------------------------------
+    # -- the conforming server -----------------------------------------------------------
 
-    def lane(self, name: str) -> Connection:
-        if name not in self.lanes:
-            self.lanes[name] = Connection(name, transform=self.transform)
-        return self.lanes[name]
+    def lane(self, name: str) -> _Lane:
+        return self.lanes.setdefault(name, _Lane())
 
     def deliver(self, name: str, n: int, why: str) -> None:
         c = self.lane(name)
-        n = min(n, c.outstanding)
+        n = min(n, c.owed)
         if n <= 0:
             return
-        start = c.received_count
-        echo = bytes(c.expected[start : start + n])
-        c.record_received(echo)  # what a conforming server sends: never a violation
-        label = f"{why} {preview(echo)} ({size(n)})"
+        head, c.next_echo = c.next_echo[:n], c.next_echo[n:]
+        label = f"{why} {preview(head, n) if head else ''} ({size(n)})".replace("  ", " ")
+        start = c.delivered
         self.rows.append(Event(SERVER, name, label, "echo", echo=(name, start, start + n)))
+        c.delivered += n
+        c.owed -= n
 
     def owe(self, name: str, payload: Payload) -> None:
         c = self.lane(name)
-        c.record_sent(payload.data())
+        if c.owed == len(c.next_echo):  # the head is known up to here: extend it
+            c.next_echo += self.transform(payload.head)
+        c.owed += payload.length
         if c.reading:
-            self.deliver(name, c.outstanding, "echo")
+            self.deliver(name, c.owed, "echo")
 
     def eof_if_done(self, name: str) -> None:
         c = self.lane(name)
-        if c.half_closed and not c.eof and not c.outstanding:
+        if c.half_closed and not c.eof and not c.owed:
             self.rows.append(Event(SERVER, name, "EOF (FIN)", "eof"))
             c.eof = True
 
@@ -200,7 +230,7 @@ class _Drawing:
         if not name:
             return False
         self.lane(name).reading = True
-        self.deliver(name, self.lane(name).outstanding, "drain:")
+        self.deliver(name, self.lane(name).owed, "drain:")
         return True
 
     def rule_half_close(self, name: str | None) -> bool:
@@ -232,7 +262,6 @@ class _Drawing:
         if not name or not isinstance(p, Payload):
             return False
         self.arrow(name, f"{preview(p.head, p.length)} ({size(p.length)}) + {end}", "reset")
-        self.lane(name).record_sent(p.data())
         self.end(name, state)
         return True
 
@@ -245,15 +274,15 @@ class _Drawing:
     def rule_close(self, name: str | None) -> bool:
         if not name:
             return False
-        unread = self.lane(name).outstanding
+        unread = self.lane(name).owed
         self.end(name, ClientState.CLOSED)
         if unread:
             return self.arrow(name, f"close: RST, {size(unread)} unread", "reset")
         return self.arrow(name, "close (FIN)", "control")
 
     def rule_burst(self, _: str | None, n: object = None, p: object = None) -> bool:
-        if not isinstance(n, int) or not isinstance(p, Payload):
-            return False
+        if not isinstance(n, int) or not isinstance(p, Payload) or not 0 <= n < 256:
+            return False  # each client of a burst sends one more byte of value i
         for i in range(n):
             name = f"c{self.created}"
             self.created += 1
@@ -277,7 +306,7 @@ class _Drawing:
         self.note("end of program: every client reads what it is owed")
         for name, c in self.lanes.items():
             if not c.ended:
-                self.deliver(name, c.outstanding, "echo")
+                self.deliver(name, c.owed, "echo")
                 self.eof_if_done(name)
         return True
 

@@ -1,8 +1,9 @@
 """A rest in one look: when one look proves a process server at rest, and when it must not.
 
-`Look.conclusive` (spec/drivers/process.py, its design note says why it is
-sound) on looks made by hand; the cheap readers it relies on (`threads.Watcher`,
-`sock_diag.lookup_many`) against the ones they replace; and real servers: the
+`Look.conclusive` (spec/drivers/looking.py; the design note of
+spec/drivers/process.py says why it is sound) on looks made by hand; the cheap
+readers it relies on (`threads.Watcher`, `sock_diag.lookup_many`) against the
+ones they replace; and real servers: the
 reference rests in one look after a step, a server whose threads block in
 recv() rests by two equal looks, and both are judged the same as before.
 """

@@ -30,6 +30,8 @@ from spec.model import (
     diagnose,
     transform,
 )
+from spec.model import IDENTITY as IDENTITY_T
+from spec.model import UPPER as UPPER_T
 from spec.requirements import IDS
 
 LOWER = bytes(range(ord("a"), ord("z") + 1))
@@ -986,3 +988,22 @@ def test_property_an_insertion_followed_by_bytes_past_the_echo_is_echo2(sent, ru
     assume(len(run) + len(exp) - k + len(tail) > MAX_WIDTH)
     v = diagnose(sent, exp[:k] + run + exp[k:] + tail, settled=True)
     assert v is not None and (v.requirement, v.offset) == ("ECHO-2", k), v
+
+
+@pytest.mark.parametrize(
+    ("sent", "received", "transform"),
+    [
+        (b"\xe9a\xe9a", b"\xef\xbf\xbdA\xef\xbf\xbdA", UPPER_T),  # decoded, U+FFFD
+        (b"\xdf\xc3\xdf\xc3", b"SS\xc3SS\xc3", UPPER_T),  # latin-1 str.upper()
+        (b"\xc3\xa9\xe9\xa9\xc3\xa9", b"\xc3\x89\xe9\xa9\xc3\x89", UPPER_T),  # surrogateescape
+        (b"ab1 cd 1", b"AB1 CD 1", IDENTITY_T),  # uppercased, checked as a plain echo
+    ],
+    ids=["decode-replace", "latin1-upper", "surrogateescape-upper", "upper-as-identity"],
+)
+def test_a_wrong_transform_whose_echo_recurs_later_stays_echo1(sent, received, transform):
+    """The echo's last bytes recurring in a wrongly transformed stream are no
+    realignment: found in review, these were named "lost and inserted" (ECHO-2)."""
+    v = diagnose(sent, received, settled=True, transform=transform)
+    echo = transform(sent)
+    first = next(i for i in range(len(echo)) if echo[i : i + 1] != received[i : i + 1])
+    assert v is not None and (v.requirement, v.offset) == ("ECHO-1", first), v
