@@ -286,13 +286,22 @@ def _divergence(
             TRANSFORM,
             f"byte {_byte(sent[i])} came back untransformed; expected {_byte(expected[i])}",
         )
+    replaced = _replacement_at(sent, received, i)
+    if replaced is not None:
+        return violation(
+            TRANSFORM,
+            f"byte {_byte(sent[replaced])} came back as U+FFFD {REPLACEMENT!r} (decoded as "
+            f"text, it was not valid UTF-8); expected {_byte(expected[replaced])}",
+        )
     shift = _realigns(expected, received, i)
     if shift is not None:
         req, summary = _shifted(sent, expected, received, i, *shift)
         return violation(req, summary)
-    if not collections.Counter(received) - collections.Counter(expected):
-        # Every byte received is the correct transform of a byte sent, only
-        # not at its own offset: short chunks out of order, not a transform error.
+    if collections.Counter(received[i:]) == collections.Counter(expected[i : len(received)]):
+        # From the divergence on, the bytes received are those owed over the
+        # same span, in another order: short chunks out of order, not a
+        # transform error.  (Over a whole flood's megabytes any byte value is
+        # owed somewhere, so the span is the received one, no more.)
         return violation(
             STREAM, "the echo holds the right bytes in the wrong order (reordered or duplicated)"
         )
@@ -323,6 +332,21 @@ def _divergence(
         STREAM,
         "echo diverges from the transform of what was sent (bytes lost, inserted or reordered)",
     )
+
+
+#: U+FFFD REPLACEMENT CHARACTER in UTF-8: what a server that decodes bytes as
+#: text with errors="replace" sends for each byte it could not decode.
+REPLACEMENT = "\ufffd".encode()
+
+
+def _replacement_at(sent: bytes, received: bytes, i: int) -> int | None:
+    """Where a U+FFFD that covers offset `i` of `received` began, if it stands
+    for a non-ASCII byte sent there (its first byte can equal the echo owed
+    there, 0xef, and the rest then look inserted)."""
+    for j in range(max(0, i - len(REPLACEMENT) + 1), i + 1):
+        if received[j : j + len(REPLACEMENT)] == REPLACEMENT and j < len(sent) and sent[j] >= 0x80:
+            return j
+    return None
 
 
 def _shifted(
@@ -363,10 +387,41 @@ def _shifted(
         if taken == 1:
             return (STREAM, f"byte {_byte(received[i])} was inserted into the echo ({what})")
         return (STREAM, f"{taken} bytes, {_show(run)}, were inserted into the echo ({what})")
+    if _retransformed(sent, expected, received, i, taken, lost):
+        more = "the bytes after it" if taken == lost else f"{lost} bytes as {taken}"
+        return (
+            TRANSFORM,
+            f"byte {_byte(sent[i])} came back as {_byte(received[i])}; expected "
+            f"{_byte(expected[i])} ({more} changed too, each where it was sent)",
+        )
     return (
         STREAM,
         f"{lost} bytes of the echo came back as {taken} other bytes (bytes lost and inserted)",
     )
+
+
+def _retransformed(
+    sent: bytes, expected: bytes, received: bytes, i: int, taken: int, lost: int
+) -> bool:
+    """Is a block of `lost` echo bytes that came back as `taken` others, after
+    which the streams realign, several wrong transforms rather than a stream fault?
+
+    Yes when the echo's bytes were changed where they stand, not moved: the
+    block is not the expected bytes in another order, nor (at `MIN_FOREIGN`
+    bytes or more) echo that belongs elsewhere; and either it is as long as
+    what it replaces (each byte at its own offset) or it replaces non-ASCII
+    bytes (text decoding changes lengths only there: U+FFFD, ß as SS, ⱥ as Ⱥ).
+    """
+    block, want = received[i : i + taken], expected[i : i + lost]
+    if collections.Counter(block) == collections.Counter(want):
+        return False  # the same bytes, reordered
+    if taken >= MIN_FOREIGN and _moved_from(block[:CONTEXT], expected, i) is not None:
+        return False
+    if taken == lost:
+        return True
+    shorter, longer = sorted((taken, lost))
+    decoded = any(b >= 0x80 for b in sent[i : i + lost])
+    return decoded and shorter > 0 and longer <= shorter * MAX_WIDTH
 
 
 def _realigns(expected: bytes, received: bytes, i: int) -> tuple[int, int] | None:
@@ -395,7 +450,12 @@ def _realigns(expected: bytes, received: bytes, i: int) -> tuple[int, int] | Non
                 return taken, lost
             if fit == "partial" and weak is None:
                 weak = taken, lost
-            if fit == "overlong" and not lost and overlong is None:
+            # Bytes only inserted, or only lost before enough of the echo.
+            if (
+                fit == "overlong"
+                and overlong is None
+                and (not lost or (not taken and len(expected) - i - lost >= MIN_FOREIGN))
+            ):
                 overlong = taken, lost
         if weak is not None:
             return weak

@@ -424,6 +424,30 @@ def test_dup_leak_is_real(rig: Rig, name: str, leaks: bool) -> None:
     assert open_fds() - before == (1 if leaks else 0)
 
 
+# -- one fault, its own requirement ----------------------------------------------------------
+
+
+TRANSFORM_DEFECTS = sorted(n for n, d in DEFECTS.items() if d.requirement == "ECHO-1")
+
+
+@pytest.mark.parametrize("name", TRANSFORM_DEFECTS)
+def test_a_wrong_transform_does_not_fail_the_stream(name: str) -> None:
+    """A server that changes bytes where they stand keeps its stream whole.
+
+    Floods of random bytes made every ECHO-1 defect fail ECHO-2 too: two wrong
+    bytes close together were "lost and inserted", and over a flood's megabytes
+    "every byte received is owed somewhere" read as reordered bytes.
+    """
+    outcome = check(
+        Target("impl", DEFECTS[name].target),
+        "ECHO-2",
+        hypothesis_settings=LOOSE.settings(),
+        budget=30,
+    )
+    wrongly = [f for f in outcome.findings if f.requirement == "ECHO-2" and f.verdict == "fail"]
+    assert outcome.verdict != "fail" and not wrongly, outcome.detail
+
+
 # -- the model ---------------------------------------------------------------------------
 
 

@@ -32,6 +32,7 @@ from spec.model import (
 )
 from spec.model import IDENTITY as IDENTITY_T
 from spec.model import UPPER as UPPER_T
+from spec.program import Payload
 from spec.requirements import IDS
 
 LOWER = bytes(range(ord("a"), ord("z") + 1))
@@ -1007,3 +1008,50 @@ def test_a_wrong_transform_whose_echo_recurs_later_stays_echo1(sent, received, t
     echo = transform(sent)
     first = next(i for i in range(len(echo)) if echo[i : i + 1] != received[i : i + 1])
     assert v is not None and (v.requirement, v.offset) == ("ECHO-1", first), v
+
+
+def test_several_wrong_transforms_close_together_are_echo1() -> None:
+    """A Latin-1 case-mapping server (zoo latin1-str-upper) changes two bytes
+    four apart: they were named "3 bytes of the echo came back as 3 other
+    bytes (lost and inserted)", and the server failed ECHO-2 too."""
+    sent = b"*\x0f\x90\xe1liq\x0e\xfa\x89\xa0zv\x81l"
+    received = b"*\x0f\x90\xc1LIQ\x0e\xda\x89\xa0ZV\x81L"
+    v = diagnose(sent, received, settled=True)
+    assert v is not None and (v.requirement, v.offset) == ("ECHO-1", 3), v
+
+
+def test_a_few_wrong_transforms_in_a_flood_are_not_reordered_bytes() -> None:
+    """Over a flood's megabytes every byte value is owed somewhere: that the
+    received bytes all occur in the echo says nothing about their order."""
+    sent = Payload(b"*", 1 << 20).data()
+    expected = UPPER_T(sent)
+    k = next(i for i in range(100, len(sent)) if sent[i] >= 0x80 and sent[i + 3] >= 0x80)
+    received = bytearray(expected)
+    received[k] ^= 0x20  # two bytes changed where they stand, too close to realign between
+    received[k + 3] ^= 0x20
+    received = bytes(received)
+    v = diagnose(sent, received, settled=True)
+    assert v is not None and (v.requirement, v.offset) == ("ECHO-1", k), v
+
+
+@pytest.mark.parametrize(
+    ("sent", "received"),
+    [
+        (b"a\xefb", b"A\xef\xbf\xbdB"),  # U+FFFD whose first byte is the echo owed
+        (b"x\xe2\xb1\xa5y", b"X\xc8\xbaY"),  # U+2C65 upper-cased to U+023A: 3 bytes as 2
+    ],
+    ids=["replacement-after-0xef", "three-bytes-as-two"],
+)
+def test_text_decoding_that_changes_lengths_is_echo1(sent: bytes, received: bytes) -> None:
+    v = diagnose(sent, received, settled=True)
+    assert v is not None and v.requirement == "ECHO-1", v
+
+
+@given(st.binary(min_size=1, max_size=300), st.data())
+def test_property_latin1_case_mapping_is_always_echo1(sent, data):
+    """A server that upper-cases Latin-1 text changes bytes where they stand: ECHO-1, never a
+    stream fault, however many and however close together."""
+    received = sent.decode("latin-1").upper().encode("latin-1", "replace")
+    assume(received != UPPER_T(sent))
+    v = diagnose(sent, received, settled=True)
+    assert v is not None and v.requirement == "ECHO-1", v
