@@ -25,6 +25,7 @@ import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from spec.drivers.base import Driver
 from spec.drivers.inprocess import InProcessDriver
@@ -49,7 +50,12 @@ class TargetKind(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Target:
-    """`kind` is how it runs (a `TargetKind`, or its value); `spec` is what the user wrote."""
+    """What is checked: an `ImplTarget` (a class stepped in this process) or a
+    `CommandTarget` (a command run as a process), one class per kind.
+
+    ``Target(kind, spec)`` makes the one of that kind (`kind` a `TargetKind` or
+    its value, "impl" or "cmd"); `spec` is what the user wrote.
+    """
 
     kind: TargetKind
     spec: str
@@ -61,35 +67,102 @@ class Target:
     #: else the run's --echo-transform; None: the default, upper.
     transform: Transform | None = None
 
+    def __new__(cls, kind: TargetKind | str | None = None, *_: Any, **__: Any) -> Target:
+        if cls is Target:  # the class of its kind (copies and unpickling name theirs)
+            cls = _OF_KIND[TargetKind(str(kind))]
+        return super().__new__(cls)
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", TargetKind(self.kind))  # "impl", "cmd" or a TargetKind
-
-    @property
-    def label(self) -> str:
-        return self.spec if self.kind is TargetKind.CMD else f"--impl {self.spec}"
 
     @property
     def echo(self) -> Transform:
         """The transform its echo is judged by."""
         return self.transform or UPPER
 
+    @property
+    def label(self) -> str:
+        """How the target is shown in messages: the command, or ``--impl MODULE:CLASS``."""
+        raise NotImplementedError
+
     def driver(self, settle: float, supply: ServerSupply | None = None) -> Driver:
         """A driver for one program; a command's servers come from `supply` if given."""
-        if self.kind is TargetKind.IMPL:
-            return InProcessDriver(load_impl(self.spec), target=self.spec)
-        return ProcessDriver(self.spec, settle=settle, target=self.spec, supply=supply)
+        raise NotImplementedError
 
     def command(self) -> str:
         """A shell command that runs this target as a server on {port}."""
-        if self.kind is TargetKind.CMD:
-            return self.spec
-        return f"{shlex.quote(sys.executable)} -m spec.drivers.run_impl {self.spec} --port {{port}}"
+        raise NotImplementedError
 
     def as_process(self) -> Target:
         """The same server as a process (measurements need one)."""
-        if self.kind is TargetKind.CMD:
-            return self
-        return Target(TargetKind.CMD, self.command(), transform=self.transform)
+        raise NotImplementedError
+
+    def default_name(self) -> str:
+        """The program's or module's name: what a person would call the target."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class ImplTarget(Target):
+    """A steppable class, ``MODULE:CLASS`` (`--echo-impl`), stepped in this process."""
+
+    @property
+    def label(self) -> str:
+        return f"--impl {self.spec}"
+
+    def driver(self, settle: float, supply: ServerSupply | None = None) -> Driver:
+        return InProcessDriver(load_impl(self.spec), target=self.spec)
+
+    def command(self) -> str:
+        return f"{shlex.quote(sys.executable)} -m spec.drivers.run_impl {self.spec} --port {{port}}"
+
+    def as_process(self) -> Target:
+        return CommandTarget(TargetKind.CMD, self.command(), transform=self.transform)
+
+    def default_name(self) -> str:
+        return _as_name(self.spec.partition(":")[0].rpartition(".")[2])
+
+
+@dataclass(frozen=True)
+class CommandTarget(Target):
+    """A command with ``{port}`` (`--echo-server-cmd`), run as a process, in any language."""
+
+    @property
+    def label(self) -> str:
+        return self.spec
+
+    def driver(self, settle: float, supply: ServerSupply | None = None) -> Driver:
+        return ProcessDriver(self.spec, settle=settle, target=self.spec, supply=supply)
+
+    def command(self) -> str:
+        return self.spec
+
+    def as_process(self) -> Target:
+        return self
+
+    def default_name(self) -> str:
+        words = shlex.split(self.spec)
+        i = 0
+        while i < len(words) and (
+            _ENV_ASSIGNMENT.match(words[i])
+            or _INTERPRETERS.fullmatch(Path(words[i]).name)
+            or (words[i].startswith("-") and words[i] != "-m")
+        ):
+            i += 1
+        if i + 1 < len(words) and words[i] == "-m":  # python -m package.module
+            return _as_name(words[i + 1].rpartition(".")[2])
+        if i > 0 and words[i - 1] in ("-c", "-e"):  # python -c CODE: named after the interpreter
+            runner = [w for w in words[:i] if _INTERPRETERS.fullmatch(Path(w).name)]
+            return _as_name(Path(runner[-1] if runner else words[0]).stem)
+        word = words[i] if i < len(words) else words[0]
+        return _as_name(Path(word).stem)
+
+
+#: The class of each kind.
+_OF_KIND: dict[TargetKind, type[Target]] = {
+    TargetKind.IMPL: ImplTarget,
+    TargetKind.CMD: CommandTarget,
+}
 
 
 def server_cmd(command: str, option: str = "--echo-server-cmd") -> Target:
@@ -110,7 +183,7 @@ def server_cmd(command: str, option: str = "--echo-server-cmd") -> Target:
         raise TargetError(f"{option} {command!r} cannot be parsed as a command: {e}") from None
     if not argv:
         raise TargetError(f"{option} is empty")
-    return Target(TargetKind.CMD, command)
+    return CommandTarget(TargetKind.CMD, command)
 
 
 def impl(spec: str, option: str = "--echo-impl") -> Target:
@@ -120,7 +193,7 @@ def impl(spec: str, option: str = "--echo-impl") -> Target:
             f"{option} impl.select_server:SelectEchoServer"
         )
     load_impl(spec, option)  # fail now, with a clear message, not in the middle of a test
-    return Target(TargetKind.IMPL, spec)
+    return ImplTarget(TargetKind.IMPL, spec)
 
 
 def load_impl(spec: str, option: str = "--echo-impl") -> type:
@@ -255,23 +328,7 @@ _INTERPRETERS = re.compile(
 
 def default_name(target: Target) -> str:
     """The program's or module's name: what a person would call the target."""
-    if target.kind is TargetKind.IMPL:
-        return _as_name(target.spec.partition(":")[0].rpartition(".")[2])
-    words = shlex.split(target.spec)
-    i = 0
-    while i < len(words) and (
-        _ENV_ASSIGNMENT.match(words[i])
-        or _INTERPRETERS.fullmatch(Path(words[i]).name)
-        or (words[i].startswith("-") and words[i] != "-m")
-    ):
-        i += 1
-    if i + 1 < len(words) and words[i] == "-m":  # python -m package.module
-        return _as_name(words[i + 1].rpartition(".")[2])
-    if i > 0 and words[i - 1] in ("-c", "-e"):  # python -c CODE: named after the interpreter
-        runner = [w for w in words[:i] if _INTERPRETERS.fullmatch(Path(w).name)]
-        return _as_name(Path(runner[-1] if runner else words[0]).stem)
-    word = words[i] if i < len(words) else words[0]
-    return _as_name(Path(word).stem)
+    return target.default_name()
 
 
 def _as_name(text: str) -> str:
