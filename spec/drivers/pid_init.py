@@ -97,8 +97,12 @@ def server(argv: list[str]) -> None:
     os._exit(127)
 
 
-def namespace_init(argv: list[str], parent_alive: int) -> None:
+def namespace_init(argv: list[str], parent_alive: int, inherited_write: int) -> None:
     """Process 1: die with the first process, run the server, reap orphans."""
+    # The pipe's write end came with the fork: while this process holds it, the
+    # read below never sees EOF, and a first process killed before the prctl
+    # left this init (and its server) running forever.
+    os.close(inherited_write)
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     # Its parent is outside the namespace (getppid() says 0), so ask a pipe
@@ -118,8 +122,8 @@ def main(argv: list[str]) -> int:
     if libc.unshare(CLONE_NEWPID) != 0:
         os.write(2, f"cannot make a PID namespace: {os.strerror(ctypes.get_errno())}\n".encode())
         return 126
-    alive_read, _alive_write = os.pipe()  # open while this process lives; close-on-exec
-    child = spawn(lambda: namespace_init(argv, alive_read))
+    alive_read, alive_write = os.pipe()  # open while this process lives; close-on-exec
+    child = spawn(lambda: namespace_init(argv, alive_read, alive_write))
     os.close(alive_read)
     return supervise(child)
 

@@ -13,6 +13,7 @@ import psutil
 import pytest
 from harness import HOST, REFERENCE_CMD, server_command
 from hypothesis import settings
+from runs import ROOT
 
 from spec.checker import check
 from spec.drivers.server_process import ServerProcess, ServerStartError, ServerSupply
@@ -114,6 +115,36 @@ def test_the_server_dies_with_a_killed_checker() -> None:
         checker.wait()
         with contextlib.suppress(psutil.NoSuchProcess):
             server.kill()
+
+
+def test_an_init_whose_first_process_dies_at_once_dies_too() -> None:
+    """The first process of `pid_init.py` killed just after it forked the
+    namespace's init, before the init armed PR_SET_PDEATHSIG: the init must see
+    its parent gone and exit.  It held the pipe's write end it inherited, never
+    saw EOF, and ran on with its server (a CI run left one: 10 processes in 300
+    such kills before the fix, none after)."""
+    init = str(ROOT / "spec" / "drivers" / "pid_init.py")
+    marker = f"{sys.executable} -I -S {init} sleep 1000"
+    first = subprocess.run([sys.executable, "-I", "-S", init, "true"], timeout=30, check=False)
+    if first.returncode == 126:
+        pytest.skip("no PID namespace here (pid_init.py cannot unshare)")
+    try:
+        for i in range(150):
+            p = subprocess.Popen([*marker.split(" ")])
+            time.sleep(0.012 + 0.0001 * i)  # around the fork of the init, as started here
+            p.kill()
+            p.wait()
+        time.sleep(1)  # an init that saw EOF has exited by now
+    finally:
+        left = [
+            q
+            for q in psutil.process_iter(["cmdline"])
+            if " ".join(q.info["cmdline"] or []) in (marker, "sleep 1000")
+        ]
+        for q in left:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                q.kill()
+    assert not left, f"{len(left)} processes outlived the first process that started them"
 
 
 # -- ServerSupply: the next server starts while the current one is used ------------------
