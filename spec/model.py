@@ -20,6 +20,7 @@ time), and only then does missing data count as lost.
 
 from __future__ import annotations
 
+import codecs
 import collections
 import dataclasses
 import enum
@@ -360,6 +361,15 @@ def _shifted(
             f"byte {_byte(sent[i])} came back as {_byte(received[i])}; "
             f"expected {_byte(expected[i])}",
         )
+    block, want = received[i : i + taken], expected[i : i + lost]
+    if lost and taken > lost and want in block and not _utf8_so_far(received, i, i + taken):
+        # The echo's own bytes, intact, among others no text decoder writes
+        # (not UTF-8): bytes inserted around them, not a transform.
+        return (
+            STREAM,
+            f"{taken - lost} bytes were inserted around the echo's {_show(want)}, "
+            f"which came back as {bytes(block)!r}",
+        )
     if lost == 1 and taken:
         return (
             TRANSFORM,
@@ -422,6 +432,19 @@ def _retransformed(
     shorter, longer = sorted((taken, lost))
     decoded = any(b >= 0x80 for b in sent[i : i + lost])
     return decoded and shorter > 0 and longer <= shorter * MAX_WIDTH
+
+
+def _utf8_so_far(received: bytes, start: int, end: int) -> bool:
+    """Is ``received[start:end]`` UTF-8 (the last character may go on), read from
+    the start of the character `start` falls in?"""
+    j = start
+    while j > 0 and start - j < 3 and 0x80 <= received[j] < 0xC0:
+        j -= 1  # back over continuation bytes, to the character's first byte
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(received[j:end], final=False)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _realigns(expected: bytes, received: bytes, i: int) -> tuple[int, int] | None:

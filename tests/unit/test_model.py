@@ -977,6 +977,15 @@ def test_stale_bytes_then_more_past_the_end_of_the_echo_are_echo2_inserted():
     assert "byte 0xd2" in v.summary and "inserted" in v.summary, v.summary
 
 
+def test_stale_bytes_around_the_last_echo_byte_are_not_a_decoder():
+    """Seen on the strlen server: its last echo byte came back between two stale
+    ones.  Read as one block, 0x80 grew into three bytes, which a text
+    decoder would do (ECHO-1), but a decoder writes UTF-8, and 0x9c after a
+    newline begins no character: stale bytes inserted (ECHO-2)."""
+    v = diagnose(b"s\xd9\x9c\n\x80", b"S\xd9\x9c\n\x9c\x80\x9c", settled=True)
+    assert v is not None and (v.requirement, v.offset) == ("ECHO-2", 4), v
+
+
 @given(ascii_runless, st.binary(min_size=1, max_size=8), st.binary(min_size=1), st.data())
 def test_property_an_insertion_followed_by_bytes_past_the_echo_is_echo2(sent, run, tail, data):
     exp = transform(sent)
