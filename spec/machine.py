@@ -557,11 +557,18 @@ class EchoConformance(RuleBasedStateMachine):
 
     def _sized(self, payload: Payload) -> Payload:
         """The drawn flood as this driver sends it (the program prints that):
-        the one that backs up (`BACKS_UP`) as large as backs up here, and none
-        larger than the driver's limit (as much backs up, with less to move)."""
+        the one that backs up (`BACKS_UP`) as large as backs up here, a smaller
+        one on top of what this driver's buffers hold beyond the machine's
+        sizes (`Driver.flood_base`: it leaves as much echo waiting in the
+        server), and none larger than the driver's limit (as much backs up,
+        with less to move).  Sized twice, a flood stays the same (a replay
+        prints the program it replays)."""
         size = payload.size
+        base = self.driver.flood_base
         if size == BACKS_UP and self.driver.flood_backs_up is not None:
             size = self.driver.flood_backs_up
+        elif size is not None and size < base:
+            size += base
         limit = self.driver.flood_limit
         if limit is not None and size is not None and size > limit:
             size = limit

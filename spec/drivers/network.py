@@ -340,18 +340,16 @@ _WMEM_MAX = "/proc/sys/net/core/wmem_max"
 _FLOOD_MARGIN = 1024 * 1024
 
 
-def host_flood(client_receive_buffer: int, most: int) -> int | None:
-    """A flood size that backs up any server on the host's loopback, or None.
+def host_buffers(client_receive_buffer: int) -> int | None:
+    """The most echo the host's loopback buffers hold for a client that does not read, or None.
 
     Echo goes from the server's send buffer into the client's receive
     buffer; what neither holds waits in the server, and a server that writes
     with a blocking send() blocks there.  The client's buffer is the
     checker's (`client_receive_buffer`, as set; the kernel doubles it); the
     server's is at most the larger of tcp_wmem's max (autotuned) and twice
-    wmem_max (set with SO_SNDBUF), sysctls every user can read.  A flood of
-    both and a margin, rounded up to a MiB, fills them whatever the kernel
-    autotunes.  None where they cannot be read, or where that is more than
-    `most` (the largest payload a program may hold): then no flood is sure to.
+    wmem_max (set with SO_SNDBUF), sysctls every user can read.  None where
+    they cannot be read.
     """
     try:
         with open(_TCP_WMEM) as f:
@@ -360,9 +358,22 @@ def host_flood(client_receive_buffer: int, most: int) -> int | None:
             settable = 2 * int(f.read().split()[0])
     except (OSError, ValueError, IndexError):
         return None
-    total = max(autotuned, settable) + 2 * client_receive_buffer + _FLOOD_MARGIN
+    return max(autotuned, settable) + 2 * client_receive_buffer
+
+
+def host_flood(client_receive_buffer: int, most: int) -> int | None:
+    """A flood size that backs up any server on the host's loopback, or None.
+
+    The buffers (`host_buffers`) and a margin, rounded up to a MiB: that
+    fills them whatever the kernel autotunes.  None where they cannot be
+    read, or where that is more than `most` (the largest payload a program
+    may hold): then no flood is sure to.
+    """
+    held = host_buffers(client_receive_buffer)
+    if held is None:
+        return None
     mib = 1024 * 1024
-    size = -(-total // mib) * mib
+    size = -(-(held + _FLOOD_MARGIN) // mib) * mib
     return size if size <= most else None
 
 

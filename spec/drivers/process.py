@@ -95,7 +95,12 @@ from spec.drivers.base import Driver
 from spec.drivers.clients import BUFFER_SIZE, Client, connect
 from spec.drivers.facts import ServerDied, StillHeld
 from spec.drivers.looking import Look, Looker
-from spec.drivers.network import PrivateNetwork, host_description, host_flood
+from spec.drivers.network import (
+    PrivateNetwork,
+    host_buffers,
+    host_description,
+    host_flood,
+)
 from spec.drivers.server_process import ServerProcess, ServerSupply, containment, socket_descriptors
 from spec.program import MAX_PAYLOAD_SIZE
 
@@ -162,6 +167,8 @@ class ProcessDriver(Driver):
             self.flood_limit = self.flood_backs_up = self.network.flood_limit
         else:  # the host's loopback: floods as large as its sysctls allow buffers to be
             self.flood_backs_up = host_flood(BUFFER_SIZE, MAX_PAYLOAD_SIZE)
+            if self.flood_backs_up is not None:
+                self.flood_base = host_buffers(BUFFER_SIZE) or 0
         self.process: ServerProcess | None = None
         #: The kernel can be asked (/proc and sock_diag); else the clock judges.
         self.witness = False

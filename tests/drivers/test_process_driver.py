@@ -17,7 +17,7 @@ from harness import make_the_client_drop_echo
 
 from spec.drivers import sock_diag
 from spec.drivers.clients import BUFFER_SIZE, Client
-from spec.drivers.network import PrivateNetwork, host_flood
+from spec.drivers.network import PrivateNetwork, host_buffers, host_flood
 from spec.drivers.process import ProcessDriver
 from spec.machine import BACKS_UP, EchoConformance
 from spec.program import MAX_PAYLOAD_SIZE, MiB, Payload
@@ -72,21 +72,24 @@ def test_a_server_that_never_rests_is_named_in_the_report() -> None:
 
 
 @pytest.mark.parametrize(
-    ("limit", "backs_up", "drawn", "sent"),
+    ("limit", "backs_up", "base", "drawn", "sent"),
     [
-        (None, None, BACKS_UP, BACKS_UP),  # in-process: the machine's own sizes
-        (MiB, MiB, BACKS_UP, MiB),  # the private network: every flood at most 1 MiB
-        (MiB, MiB, 2 * MiB, MiB),
-        (MiB, MiB, 100_000, 100_000),
-        (None, 10 * MiB, BACKS_UP, 10 * MiB),  # the host: the flood that backs up there
-        (None, 10 * MiB, 2 * MiB, 2 * MiB),  # and the others as drawn
+        (None, None, 0, BACKS_UP, BACKS_UP),  # in-process: the machine's own sizes
+        (MiB, MiB, 0, BACKS_UP, MiB),  # the private network: every flood at most 1 MiB
+        (MiB, MiB, 0, 2 * MiB, MiB),
+        (MiB, MiB, 0, 100_000, 100_000),
+        (None, 10 * MiB, 8 * MiB, BACKS_UP, 10 * MiB),  # the host: the flood that backs up there
+        # and the others on top of what the host's buffers hold, once only
+        (None, 10 * MiB, 8 * MiB, 2 * MiB, 10 * MiB),
+        (None, 10 * MiB, 8 * MiB, 100_000, 8 * MiB + 100_000),
+        (None, 10 * MiB, 8 * MiB, 8 * MiB + 100_000, 8 * MiB + 100_000),
     ],
 )
 def test_a_flood_is_sent_at_the_size_that_backs_up_where_it_runs(
-    limit: int | None, backs_up: int | None, drawn: int, sent: int
+    limit: int | None, backs_up: int | None, base: int, drawn: int, sent: int
 ) -> None:
     class Sizes:
-        flood_limit, flood_backs_up = limit, backs_up
+        flood_limit, flood_backs_up, flood_base = limit, backs_up, base
 
     machine = type("Machine", (), {"driver": Sizes()})()
     payload = EchoConformance._sized(machine, Payload(b"ab", drawn))  # type: ignore[arg-type]
@@ -102,3 +105,4 @@ def test_the_process_driver_floods_as_its_network_allows() -> None:
     assert host.flood_limit is None and host.flood_backs_up == host_flood(
         BUFFER_SIZE, MAX_PAYLOAD_SIZE
     )
+    assert host.flood_base == host_buffers(BUFFER_SIZE)
