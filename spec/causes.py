@@ -90,6 +90,9 @@ class Cause:
 
 
 #: The rules, in the order they are tried.
+#: The steps that half-close a client (each with what it does besides, if anything).
+_HALF_CLOSES = frozenset({"half_close", "send_and_half_close", "flood_and_half_close"})
+
 CAUSES: tuple[Cause, ...] = (
     Cause(
         rules=frozenset({"abort", "send_and_abort"}),
@@ -121,7 +124,7 @@ CAUSES: tuple[Cause, ...] = (
         words="right after {client} sent and closed at once (its echo met a closed socket)",
     ),
     Cause(
-        rules=frozenset({"half_close", "send_and_half_close"}),
+        rules=_HALF_CLOSES,
         where=Where.SAME,
         symptoms=frozenset({STREAM}),
         kinds=frozenset({Symptom.BYTES}),
@@ -177,7 +180,8 @@ def without_cause(program: Sequence[str], violation: Violation) -> list[str] | N
     """The program without the attributed cause (None if not attributed).
 
     The cause's line is left out, except that a ``send_and_half_close`` keeps
-    its send: the half-close is the cause, not the bytes.
+    its send and a ``flood_and_half_close`` its flood: the half-close is the
+    cause, not the bytes.
     """
     if violation.cause_step is None or not 0 <= violation.cause_step < len(program):
         return None
@@ -208,12 +212,20 @@ def counterfactual(program: Sequence[str], violation: Violation) -> tuple[list[s
     return None
 
 
-_HALF_CLOSES = frozenset({"half_close", "send_and_half_close"})
-
-
 def _without_line(program: Sequence[str], step: int) -> list[str]:
+    """The program without line `step`; a half-close that also sends keeps its send."""
     line = program[step]
-    prefix = "state.send_and_half_close("
-    # As the machine writes a send: `writes` is a keyword with a default.
-    kept = [f"state.send({line[len(prefix) : -1]}, writes=1)"] if line.startswith(prefix) else []
+    kept = []
+    for rule, written_as in _KEPT.items():
+        prefix = f"state.{rule}("
+        if line.startswith(prefix):
+            kept = [written_as.format(line[len(prefix) : -1])]
     return [*program[:step], *kept, *program[step + 1 :]]
+
+
+#: What a half-close that also sends leaves, written as the machine writes it
+#: (`writes` is a keyword with a default).
+_KEPT = {
+    "send_and_half_close": "state.send({}, writes=1)",
+    "flood_and_half_close": "state.flood({})",
+}

@@ -92,6 +92,10 @@ from spec.requirements import CAPACITY, LIVENESS, RESILIENCE, STREAM
 FLOOD_WRITE = 65_483
 #: What a half-closed flooder reads per sip at the end of a program (`_sip`).
 SIP = 64 * 1024
+#: What a flooder reads before the second ECHO-7 probe (`_probe_beside`): room
+#: for some echo, not all.  More than a loopback segment: a read smaller than
+#: the MSS (65,483) opens no window, and the server sees no room at all.
+ROOM = 256 * 1024
 #: How long the idle step leaves a connection alone: longer than the 5 s
 #: idle timeout servers commonly set (the thorough profile plays a minute).
 IDLE_PROGRAM_SECONDS = 6
@@ -324,13 +328,15 @@ class EchoConformance(RuleBasedStateMachine):
         self._record("send_and_half_close", client=client, payload=payload)
         self._half_close(client, payload)
 
-    def _half_close(self, client: Client, last: Payload | None = None) -> None:
+    def _half_close(
+        self, client: Client, last: Payload | None = None, rule: str = "half_close"
+    ) -> None:
         client.pending.clear()
         if last is not None:
             client.queue(last.data())
             client.flush()
             client.pending.clear()  # what the kernel did not take is given up
-        self._event("send_and_half_close" if last is not None else "half_close", client)
+        self._event("send_and_half_close" if last is not None else rule, client)
         client.half_close()
         self._step()
         self._probe(f"{client} half-closed")
@@ -409,8 +415,28 @@ class EchoConformance(RuleBasedStateMachine):
         """Stop reading and send more than the kernel buffers hold."""
         if client.model.state is not ClientState.OPEN:
             return
+        self._flood(client, payload, "flood")
+        if self.plan.probe_beside_floods:
+            self._probe_beside(client)
+
+    @precondition(enabled("flood_and_half_close"))
+    @rule(client=clients, payload=FLOODS)
+    def flood_and_half_close(self, client: Client, payload: Payload) -> None:
+        """Flood, then shut down the sending side while the echo is backed up.
+
+        The EOF reaches the server behind input it has yet to echo, with echo
+        waiting in it: what a half-close must survive, as one step.  Left to
+        the search as two (a flood, later a half-close of the same client
+        with nothing read between), it is seldom played.
+        """
+        if client.model.state is not ClientState.OPEN:
+            return
+        self._flood(client, payload, "flood_and_half_close")
+        self._half_close(client, rule="flood_and_half_close")
+
+    def _flood(self, client: Client, payload: Payload, rule: str) -> None:
         payload = self._sized(payload)
-        self._record("flood", client=client, payload=payload)
+        self._record(rule, client=client, payload=payload)
         client.model.reading = False
         data = payload.data()
         client.queue(data, writes=-(-len(data) // FLOOD_WRITE))
@@ -418,10 +444,12 @@ class EchoConformance(RuleBasedStateMachine):
         stall = self.driver.flood_stall
         if stall is None:  # settle() returns once the server is done: the flood has backed up
             self._step(lambda: base() and not client.pending)
-            return
-        self._step(
-            lambda: base() and (not client.pending or time.monotonic() - client.last_write > stall)
-        )
+        else:
+            self._step(
+                lambda: (
+                    base() and (not client.pending or time.monotonic() - client.last_write > stall)
+                )
+            )
 
     def idle(self, client: Client, seconds: int) -> None:
         """Leave the connection idle for `seconds`, the server running; it must stay open.
@@ -658,16 +686,7 @@ class EchoConformance(RuleBasedStateMachine):
         """ECHO-5: after a connection ended, a new one must still be served."""
         if not self.plan.probe_after_end:
             return
-        try:
-            sock = self.driver.connect()
-        except OSError as e:
-            self._fail(
-                violation(self.driver.crash(wait=True))
-                or Violation(RESILIENCE, f"after {after}, a new connection failed: {e}")
-            )
-        probe = Client("probe", sock, lambda: ())
-        probe.model.transform = self.transform
-        probe.queue(b"probe")
+        probe = self._new_probe(RESILIENCE, f"after {after}")
         try:
             self.driver.settle([*self.live, probe], lambda: not probe.expects_more)
             if probe.expects_more or probe.violation:
@@ -682,6 +701,76 @@ class EchoConformance(RuleBasedStateMachine):
                 )
         finally:
             probe.close()
+
+    def _probe_beside(self, flooder: Client) -> None:
+        """ECHO-7: while `flooder` sends without reading, a new connection must be served.
+
+        The requirement's own witness, played after every flood of its
+        programs rather than left to the search (a program with another
+        client owed echo just then is rare).  First with the flooder's echo
+        backed up: a server that blocks in a write to it, or serves one
+        connection at a time, starves the probe.  Then once the flooder has
+        read some (`ROOM`): a server that loops on send() until all of its queue is
+        gone (spinning on EAGAIN) starts now that there is room for some.
+        """
+        while_flooding = f"while {flooder} was sending without reading"
+        for sipped in (False, True):
+            if not (flooder.active and not flooder.model.reading):
+                return
+            if sipped:
+                flooder.read(ROOM)
+                self._step()
+                while_flooding = (
+                    f"while {flooder} was sending and reading no more than {ROOM // 1024} KiB"
+                )
+            self._serve_probe(flooder, while_flooding)
+
+    def _serve_probe(self, flooder: Client, while_flooding: str) -> None:
+        probe = self._new_probe(LIVENESS, while_flooding)
+        try:
+            self.driver.settle([*self.live, probe], lambda: not probe.expects_more)
+            if not (probe.expects_more or probe.violation):
+                return
+            crash = violation(self.driver.crash(wait=True))
+            if crash:
+                self._fail(crash)
+            blocked = self.driver.blocked()
+            got = probe.model.received_count
+            flooder.model.reading = True  # held back, or never served?
+            self.driver.settle([*self.live, probe], lambda: not probe.expects_more)
+            crash = violation(self.driver.crash(wait=True))
+            if crash:
+                self._fail(crash)
+            then = (
+                f"; it arrived once {flooder} read"
+                if not probe.expects_more
+                else f"; not even once {flooder} read"
+            )
+            self._fail(
+                Violation(
+                    LIVENESS,
+                    f"{while_flooding}, a new connection got {got} of 5 echo bytes"
+                    + (f" ({blocked})" if blocked else "")
+                    + then,
+                    waited=True,
+                )
+            )
+        finally:
+            probe.close()
+
+    def _new_probe(self, requirement: str, when: str) -> Client:
+        """A connection apart from the program's clients, which sends b"probe"."""
+        try:
+            sock = self.driver.connect()
+        except OSError as e:
+            self._fail(
+                violation(self.driver.crash(wait=True))
+                or Violation(requirement, f"{when}, a new connection failed: {e}")
+            )
+        probe = Client("probe", sock, lambda: ())
+        probe.model.transform = self.transform
+        probe.queue(b"probe")
+        return probe
 
     def _fail(self, v: Violation) -> NoReturn:
         v = attribute(v, self.events)

@@ -43,6 +43,8 @@ class Plan:
     in_process_only: bool = False
     #: After a connection ends (half-close, abort, close), a new one must be served.
     probe_after_end: bool = False
+    #: After every flood, while the flooder does not read, a new connection must be served.
+    probe_beside_floods: bool = False
     #: After every step, nothing may be held for a connection that has ended.
     released_after_each_step: bool = False
     #: At the end of a program, every open client half-closes (all echo and EOF must come).
@@ -67,10 +69,13 @@ PLANS: dict[str, Plan] = {
     TRANSFORM: Plan(rules=_READ_WRITE),
     STREAM: Plan(rules=_READ_WRITE | {"flood", "burst"}, plays_idle_program=True),
     ISOLATION: Plan(rules=_READ_WRITE | {"burst"}),
-    # Flood, then half-close, or send and half-close at once: the EOF arrives
-    # while echo is still queued.
+    # Flood, then half-close (in one step, or two), or send and half-close at
+    # once: the EOF arrives while echo is still queued.
     HALF_CLOSE: Plan(
-        rules=frozenset({"connect", "send", "flood", "half_close", "send_and_half_close"}),
+        rules=frozenset(
+            {"connect", "send", "flood", "half_close", "send_and_half_close"}
+            | {"flood_and_half_close"}
+        ),
         half_close_at_end=True,
     ),
     # A crash can hide behind any rule (a reset while echo is still queued, the
@@ -79,6 +84,7 @@ PLANS: dict[str, Plan] = {
     RESILIENCE: Plan(
         rules=_READ_WRITE
         | {"flood", "burst", "half_close", "send_and_half_close", "abort", "close"}
+        | {"flood_and_half_close"}
         | _RACES,
         scenarios=(RESILIENCE, HALF_CLOSE, CLEANUP, STREAM),
         probe_after_end=True,
@@ -92,6 +98,7 @@ PLANS: dict[str, Plan] = {
                 "flood",
                 "half_close",
                 "send_and_half_close",
+                "flood_and_half_close",
                 "abort",
                 "close",
             }
@@ -101,7 +108,7 @@ PLANS: dict[str, Plan] = {
         half_close_at_end=True,
         close_server_at_end=True,
     ),
-    LIVENESS: Plan(rules=_READ_WRITE | {"flood"}),
+    LIVENESS: Plan(rules=_READ_WRITE | {"flood"}, probe_beside_floods=True),
     MEMORY: Plan(measured=True),
     IDLE: Plan(measured=True),
     # In-process, first the server's own limit (EMFILE), then the measurement.

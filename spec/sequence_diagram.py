@@ -220,6 +220,9 @@ class _Drawing:
         self.owe(name, p)
         return True
 
+    def rule_flood_and_half_close(self, name: str | None, p: object = None) -> bool:
+        return self.rule_flood(name, p) and self.rule_half_close(name)
+
     def rule_read(self, name: str | None, n: object = None) -> bool:
         if not name or not isinstance(n, int):
             return False

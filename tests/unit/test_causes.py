@@ -42,7 +42,15 @@ def event(rule: str, client: str = "c0", owed: int = 0, received: int = 0, step:
 
 
 #: The steps that attribute a symptom in a test below.
-TESTED = {"abort", "send_and_abort", "close", "send_and_close", "half_close", "send_and_half_close"}
+TESTED = {
+    "abort",
+    "send_and_abort",
+    "close",
+    "send_and_close",
+    "half_close",
+    "send_and_half_close",
+    "flood_and_half_close",
+}
 
 
 def test_every_rule_is_tested_here() -> None:
@@ -104,7 +112,7 @@ def test_nothing_before_its_cause() -> None:
 # -- a half-close with echo queued: ECHO-4 -----------------------------------------------
 
 
-@pytest.mark.parametrize("rule", ["half_close", "send_and_half_close"])
+@pytest.mark.parametrize("rule", ["half_close", "send_and_half_close", "flood_and_half_close"])
 def test_wrong_bytes_after_a_half_close_with_echo_owed_are_half_close(rule: str) -> None:
     v = attribute(EXTRA_C0, [event(rule, "c0", owed=1613200, received=0)])
     assert v.requirement == HALF_CLOSE and v.symptom == STREAM
@@ -177,6 +185,10 @@ HALF_CLOSED_C1 = Violation(
         (
             "state.send_and_half_close(c1, Payload(b'\\x00'))",
             ["state.send(c1, Payload(b'\\x00'), writes=1)"],
+        ),
+        (
+            "state.flood_and_half_close(c1, Payload(b'ab', 65536))",
+            ["state.flood(c1, Payload(b'ab', 65536))"],
         ),
     ],
 )
