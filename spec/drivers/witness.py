@@ -242,6 +242,8 @@ def describe_mode(
                 "buffers: the sysctls that bound them could not be read), floods are larger "
                 "and slower"
             )
+            + "; ECHO-4 cannot PASS surely (whether an EOF meets echo the server has yet to "
+            "send depends on how far the kernel grew its buffers)"
         )
         better.append(
             "run as root, or allow unprivileged user namespaces "
