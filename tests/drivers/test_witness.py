@@ -298,6 +298,93 @@ def test_proc_hidden_by_a_real_mount_namespace(tmp_path: Path) -> None:
     assert result["verdicts"]["ECHO-6"][0] == "not-run", result
 
 
+# -- a real seccomp filter, as containers and hardened runners install one ---------------------
+
+SECCOMP = Path(__file__).resolve().parent.parent / "seccomp_filter.py"
+
+
+def _under_seccomp(rule: str, checks: list[tuple[str, str, str]]) -> dict[str, Any]:
+    """In a child under a real seccomp filter refusing `rule`'s system call:
+    the mode it finds, and the verdict of each (name, command, requirement)."""
+    import seccomp_filter
+
+    why = seccomp_filter.available()
+    if why:
+        pytest.skip(why)
+    code = textwrap.dedent(
+        f"""
+        import json
+        from hypothesis import settings
+        from spec.checker import check
+        from spec.drivers import witness
+        from spec.drivers.network import PrivateNetwork
+        from spec.judge import overrule
+        from spec.targets import Target
+        small = settings(max_examples=6, stateful_step_count=6, derandomize=True,
+                         database=None)
+        result = {{"netlink": witness.capabilities().netlink,
+                   "private": PrivateNetwork.shared() is not None,
+                   "refused": PrivateNetwork.refused()}}
+        for name, command, req_id in {checks!r}:
+            since = witness.mark()
+            o = overrule(check(Target("cmd", command), req_id, hypothesis_settings=small,
+                               budget=15), kind="cmd", since=since)
+            result[name] = [o.verdict, o.detail[:300], o.environment.get("mode", "")]
+        print(json.dumps(result))
+        """
+    )
+    done = subprocess.run(
+        [PY, str(SECCOMP), rule, "--", PY, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_netlink_refused_by_a_real_seccomp_filter() -> None:
+    """socket(AF_NETLINK) refused by the kernel: judged by the clock, and the
+    reference no longer fails ECHO-5 (it did when a refused look meant a dead server)."""
+    result = _under_seccomp(
+        "netlink",
+        [
+            ("reference", REFERENCE.spec, "ECHO-5"),
+            ("cleanup", REFERENCE.spec, "ECHO-6"),
+            ("seed", SEED_UPPER.spec, "ECHO-5"),
+        ],
+    )
+    assert "Operation not permitted" in str(result["netlink"]), result
+    verdict, detail, mode = result["reference"]
+    assert verdict == "pass" or "fitted the time budget" in detail, result
+    assert "at rest by the clock" in mode, mode
+    assert result["cleanup"][0] == "not-run", result
+    assert result["seed"][0] == "fail", result
+
+
+def test_namespaces_refused_by_a_real_seccomp_filter() -> None:
+    """unshare() refused, as Docker's default profile does without CAP_SYS_ADMIN:
+    the host's network and a process group; a blocking server is still caught
+    (ECHO-7), a PASS of ECHO-4 is not judged there, and the reference passes the rest."""
+    result = _under_seccomp(
+        "unshare",
+        [
+            ("reference", REFERENCE.spec, "ECHO-2"),
+            ("half-close", REFERENCE.spec, "ECHO-4"),
+            ("sendall", zoo("impl.zoo.liveness:SendallEchoServer").spec, "ECHO-7"),
+        ],
+    )
+    assert not result["private"] and "Operation not permitted" in result["refused"], result
+    verdict, _, mode = result["reference"]
+    assert verdict == "pass", result
+    assert mode.startswith("host network") and "process group" in mode, mode
+    assert result["half-close"][0] == "not-run" and "ECHO-4" in result["half-close"][1], result
+    assert result["sendall"][0] == "fail" and "ECHO-7" in result["sendall"][1], result
+
+
 # -- not Linux: no AF_NETLINK, no TCP_QUICKACK ---------------------------------------------
 
 
