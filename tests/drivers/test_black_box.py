@@ -110,9 +110,15 @@ def test_a_socket_never_closed_after_eof_is_named_with_its_state() -> None:
 
 @private
 def test_a_lifo_queue_is_echo_2_and_not_echo_1() -> None:
+    """Never ECHO-1.  Its ECHO-1 programs pass, or, where one of them shows the
+    reordering (two echoes queued at once, more likely on a loaded machine: seen
+    in CI), ECHO-1 is masked by ECHO-2."""
     target = zoo("impl.zoo.stream:LifoQueueServer")
     assert check(target, "ECHO-2", hypothesis_settings=SMALL, budget=20).verdict == "fail"
-    assert check(target, "ECHO-1", hypothesis_settings=SMALL, budget=20).verdict == "pass"
+    transform = check(target, "ECHO-1", hypothesis_settings=SMALL, budget=20)
+    assert transform.verdict == "pass" or (
+        transform.verdict == "not-run" and transform.masked_by == "ECHO-2"
+    ), transform.detail
 
 
 @private
