@@ -89,10 +89,10 @@ class Cause:
     words: str
 
 
-#: The rules, in the order they are tried.
 #: The steps that half-close a client (each with what it does besides, if anything).
 _HALF_CLOSES = frozenset({"half_close", "send_and_half_close", "flood_and_half_close"})
 
+#: The rules, in the order they are tried.
 CAUSES: tuple[Cause, ...] = (
     Cause(
         rules=frozenset({"abort", "send_and_abort"}),

@@ -18,7 +18,7 @@ those facts become verdicts:
     (sock_diag) and the descriptors that refer to it (/proc);
   - a PASS of ECHO-4 (half-close) needs an EOF that meets echo the server
     has yet to send, which the host's autotuned buffers make a matter of
-    luck (the private network's small fixed ones, of course);
+    luck (the private network's small fixed ones make it sure);
   - a PASS of ECHO-7 (liveness) needs the system call a server sleeps in
     (/proc, with the sockets from sock_diag) and buffers a flood is known to
     fill (the private network's, or the host's sized from its sysctls):
@@ -103,7 +103,7 @@ def cannot_judge(
             "on the host's loopback the kernel grows the server's buffers to megabytes, and "
             "whether an EOF after a flood finds echo waiting depends on how far they grew "
             "(a server that closes at EOF lost echo in 2 of 8 plays of one program there, "
-            "in a private network's small fixed buffers in nearly every play); run where a "
+            "in a private network's small fixed buffers in every play); run where a "
             "private network can be made (root, or user namespaces allowed)"
         )
     if req_id in (MEMORY, IDLE) and verdict == Verdict.PASS and caps.proc is not None:

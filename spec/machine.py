@@ -76,6 +76,7 @@ from spec.model import UPPER, ClientState, Symptom, Transform, Violation
 from spec.plans import PLANS, RULES
 from spec.program import (
     MAX_PATTERN,
+    MAX_PAYLOAD_SIZE,
     MiB,
     Payload,
     format_step,
@@ -242,6 +243,9 @@ class EchoConformance(RuleBasedStateMachine):
         self.plan = PLANS[requirement]
         self.actions = self.plan.rules
         self.all: list[Client] = []
+        #: The probes open now (`_new_probe`): apart from the program's clients,
+        #: but their echo is another connection's for the clients' models.
+        self.probes: list[Client] = []
         self.program: list[str] = []
         #: The steps that can cause a symptom elsewhere (`spec.causes`).
         self.events: list[Event] = []
@@ -312,7 +316,7 @@ class EchoConformance(RuleBasedStateMachine):
         if client.model.state is not ClientState.OPEN:
             return
         self._record("half_close", client=client)
-        self._half_close(client)
+        self._half_close(client, "half_close")
 
     @precondition(enabled("send_and_half_close"))
     @rule(client=clients, payload=SMALL)
@@ -326,17 +330,15 @@ class EchoConformance(RuleBasedStateMachine):
         if client.model.state is not ClientState.OPEN:
             return
         self._record("send_and_half_close", client=client, payload=payload)
-        self._half_close(client, payload)
+        self._half_close(client, "send_and_half_close", payload)
 
-    def _half_close(
-        self, client: Client, last: Payload | None = None, rule: str = "half_close"
-    ) -> None:
+    def _half_close(self, client: Client, rule: str, last: Payload | None = None) -> None:
         client.pending.clear()
         if last is not None:
             client.queue(last.data())
             client.flush()
             client.pending.clear()  # what the kernel did not take is given up
-        self._event("send_and_half_close" if last is not None else rule, client)
+        self._event(rule, client)
         client.half_close()
         self._step()
         self._probe(f"{client} half-closed")
@@ -432,7 +434,7 @@ class EchoConformance(RuleBasedStateMachine):
         if client.model.state is not ClientState.OPEN:
             return
         self._flood(client, payload, "flood_and_half_close")
-        self._half_close(client, rule="flood_and_half_close")
+        self._half_close(client, "flood_and_half_close")
 
     def _flood(self, client: Client, payload: Payload, rule: str) -> None:
         payload = self._sized(payload)
@@ -581,7 +583,7 @@ class EchoConformance(RuleBasedStateMachine):
         return f"c{len(self.all)}"
 
     def _others(self, me: Client) -> Iterable[bytes]:
-        return [bytes(c.model.expected) for c in self.all if c is not me]
+        return [bytes(c.model.expected) for c in [*self.all, *self.probes] if c is not me]
 
     def _sized(self, payload: Payload) -> Payload:
         """The drawn flood as this driver sends it (the program prints that):
@@ -596,7 +598,9 @@ class EchoConformance(RuleBasedStateMachine):
         if size == BACKS_UP and self.driver.flood_backs_up is not None:
             size = self.driver.flood_backs_up
         elif size is not None and size < base:
-            size += base
+            size = min(size + base, MAX_PAYLOAD_SIZE)
+            if size == BACKS_UP:
+                size += 1  # else a replay would read it as the one that backs up
         limit = self.driver.flood_limit
         if limit is not None and size is not None and size > limit:
             size = limit
@@ -689,10 +693,10 @@ class EchoConformance(RuleBasedStateMachine):
         probe = self._new_probe(RESILIENCE, f"after {after}")
         try:
             self.driver.settle([*self.live, probe], lambda: not probe.expects_more)
-            if probe.expects_more or probe.violation:
+            self._judge_probe(probe)
+            if probe.expects_more:
                 self._fail(
-                    violation(self.driver.crash(wait=True))
-                    or Violation(
+                    Violation(
                         RESILIENCE,
                         f"after {after}, a new connection got "
                         f"{probe.model.received_count} of 5 echo bytes",
@@ -700,7 +704,7 @@ class EchoConformance(RuleBasedStateMachine):
                     )
                 )
         finally:
-            probe.close()
+            self._end_probe(probe)
 
     def _probe_beside(self, flooder: Client) -> None:
         """ECHO-7: while `flooder` sends without reading, a new connection must be served.
@@ -710,8 +714,8 @@ class EchoConformance(RuleBasedStateMachine):
         client owed echo just then is rare).  First with the flooder's echo
         backed up: a server that blocks in a write to it, or serves one
         connection at a time, starves the probe.  Then once the flooder has
-        read some (`ROOM`): a server that loops on send() until all of its queue is
-        gone (spinning on EAGAIN) starts now that there is room for some.
+        read some (`ROOM`): a server that loops on send() until all of its
+        queue is gone spins on EAGAIN from now on, and starves it too.
         """
         while_flooding = f"while {flooder} was sending without reading"
         for sipped in (False, True):
@@ -723,28 +727,32 @@ class EchoConformance(RuleBasedStateMachine):
                 while_flooding = (
                     f"while {flooder} was sending and reading no more than {ROOM // 1024} KiB"
                 )
-            self._serve_probe(flooder, while_flooding)
+            self._serve_probe(while_flooding)
 
-    def _serve_probe(self, flooder: Client, while_flooding: str) -> None:
+    def _serve_probe(self, while_flooding: str) -> None:
         probe = self._new_probe(LIVENESS, while_flooding)
         try:
             self.driver.settle([*self.live, probe], lambda: not probe.expects_more)
-            if not (probe.expects_more or probe.violation):
+            self._judge_probe(probe)
+            if not probe.expects_more:
                 return
-            crash = violation(self.driver.crash(wait=True))
-            if crash:
-                self._fail(crash)
             blocked = self.driver.blocked()
             got = probe.model.received_count
-            flooder.model.reading = True  # held back, or never served?
+            # Held back by the flooders, or never served?  Made to read, as in
+            # `_starved`; what they or the probe then show is judged first.
+            flooders = [c for c in self.live if not c.model.reading]
+            for f in flooders:
+                f.model.reading = True
             self.driver.settle([*self.live, probe], lambda: not probe.expects_more)
-            crash = violation(self.driver.crash(wait=True))
-            if crash:
-                self._fail(crash)
+            self._judge_probe(probe)
+            for c in self.all:
+                if c.violation:
+                    self._fail(c.violation)
+            names = " and ".join(str(f) for f in flooders)
             then = (
-                f"; it arrived once {flooder} read"
+                f"; it arrived once {names} read"
                 if not probe.expects_more
-                else f"; not even once {flooder} read"
+                else f"; not even once {names} read"
             )
             self._fail(
                 Violation(
@@ -756,7 +764,15 @@ class EchoConformance(RuleBasedStateMachine):
                 )
             )
         finally:
-            probe.close()
+            self._end_probe(probe)
+
+    def _judge_probe(self, probe: Client) -> None:
+        """A dead server, or the probe's own bytes wrong: named as such, not as a starved probe."""
+        crash = violation(self.driver.crash(wait=probe.expects_more or probe.violation is not None))
+        if crash:
+            self._fail(crash)
+        if probe.violation:
+            self._fail(probe.violation)
 
     def _new_probe(self, requirement: str, when: str) -> Client:
         """A connection apart from the program's clients, which sends b"probe"."""
@@ -767,10 +783,15 @@ class EchoConformance(RuleBasedStateMachine):
                 violation(self.driver.crash(wait=True))
                 or Violation(requirement, f"{when}, a new connection failed: {e}")
             )
-        probe = Client("probe", sock, lambda: ())
+        probe = Client("probe", sock, lambda: self._others(probe))
         probe.model.transform = self.transform
         probe.queue(b"probe")
+        self.probes.append(probe)
         return probe
+
+    def _end_probe(self, probe: Client) -> None:
+        probe.close()
+        self.probes.remove(probe)
 
     def _fail(self, v: Violation) -> NoReturn:
         v = attribute(v, self.events)

@@ -1,4 +1,4 @@
-"""A real seccomp filter, as Docker's default profile or a hardened CI runner installs one.
+"""A real seccomp filter, of the kind Docker's default profile or a hardened CI runner installs.
 
 The checker's modes are simulated elsewhere by patching Python (a
 ``socket`` module without AF_NETLINK, an ``open_netlink`` that raises).
@@ -33,7 +33,7 @@ _ARCH = {
     "aarch64": (0xC00000B7, {"socket": 198, "unshare": 97}),
 }
 #: rule -> (system call, the first argument it must have to be refused; None: any)
-RULES = {"netlink": ("socket", socket.AF_NETLINK), "unshare": ("unshare", None)}
+RULES = {"netlink": ("socket", getattr(socket, "AF_NETLINK", 16)), "unshare": ("unshare", None)}
 
 _PR_SET_NO_NEW_PRIVS = 38
 _PR_SET_SECCOMP = 22
@@ -52,6 +52,8 @@ def available() -> str | None:
         return "seccomp is Linux's"
     if platform.machine() not in _ARCH:
         return f"no system call table here for {platform.machine()}"
+    if struct.calcsize("P") != 8:
+        return "a 32-bit Python: its system calls are not the 64-bit table's"
     return None
 
 

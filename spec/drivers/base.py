@@ -41,10 +41,11 @@ class Driver(abc.ABC):
     #: size that fills every buffer between the server and a client that does
     #: not read (None: the machine's own size is right).
     flood_backs_up: int | None = None
-    #: What the buffers between the server and a client that does not read
-    #: hold here beyond the machine's own sizes: added to each smaller flood,
-    #: so it leaves as much echo waiting in the server as it would with the
-    #: machine's sizes (0: made for this driver's buffers).
+    #: The most the buffers between the server and a client that does not
+    #: read can hold here, where they are far larger than the machine's sizes
+    #: assume: added to each smaller flood, so it leaves at least as much echo
+    #: waiting in the server as with the sizes they assume (0: made for this
+    #: driver's buffers).
     flood_base: int = 0
     #: Clients acknowledge what they read at once (TCP_QUICKACK), so that no
     #: delayed ACK holds the server's next send back.
